@@ -1,0 +1,11 @@
+"""`rlfarm bench`: env-only speed (experiments/bench_envs.py) or sampling through the farm
+(experiments/bench_farm.py)."""
+from __future__ import annotations
+
+import argparse
+import importlib
+
+
+def main(args: argparse.Namespace) -> int:
+    module = "experiments.bench_farm" if args.farm else "experiments.bench_envs"
+    return int(importlib.import_module(module).main(args) or 0)

@@ -1,0 +1,127 @@
+"""The `rlfarm` command line.
+
+Each subcommand lives in its own module and is imported only when it runs, so that
+`rlfarm --help` and `rlfarm envs` start without importing torch or ray.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from experiments.errors import ConfigError
+
+EPILOG = """examples:
+  rlfarm train experiments/configs/cartpole_ppo.yaml           train on the embedded local Ray
+  rlfarm train CONFIG --set farm.mode=serial --set seed=3      one process, no Ray (debugging)
+  rlfarm eval runs/cartpole-ppo-20261126-120000 --episodes 20  evaluate the last checkpoint
+  rlfarm bench --env rlfarm/CartPole-v1 --num-envs 1024,4096   env-only steps/s per core
+  tensorboard --logdir runs                                    watch the runs
+"""
+
+
+def _add_overrides(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override a config field, e.g. --set algo.lr=1e-3 --set farm.num_runners=4 (repeatable)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rlfarm",
+        description="rlfarm: numpy-batched RL environments on CPU Ray actors feeding GPU learners.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("envs", help="list the registered envs with their spaces")
+    p.set_defaults(handler="experiments.bench_envs:list_envs_main")
+
+    p = sub.add_parser("bench", help="measure env steps/s per core, or sampling through the farm")
+    p.add_argument("--env", dest="env_ids", action="append", metavar="ID",
+                   help="env id to benchmark (repeatable; default: every rlfarm env)")
+    p.add_argument("--num-envs", default="64,1024,4096", metavar="N,N,...",
+                   help="comma-separated batch sizes (default: %(default)s)")
+    p.add_argument("--seconds", type=float, default=None, metavar="S",
+                   help="how long to measure each point (default: 1 s for envs, 10 s for --farm)")
+    p.add_argument("--farm", metavar="CONFIG", default=None,
+                   help="measure sampling through the farm described by CONFIG instead of env-only speed")
+    p.add_argument("--vs-rllib", action="store_true",
+                   help="with --farm: also run RLlib PPO sampling on the same env, runners and envs")
+    p.add_argument("--address", default=None, help="with --farm: join this Ray cluster instead of starting one")
+    p.add_argument("--json", action="store_true", help="print one machine-readable JSON object")
+    _add_overrides(p)
+    p.set_defaults(handler="experiments.bench:main")
+
+    p = sub.add_parser("train", help="train from an experiment config; writes runs/<name>-<time>/")
+    p.add_argument("config", metavar="CONFIG", help="YAML experiment config (see experiments/configs/)")
+    _add_overrides(p)
+    p.add_argument("--resume", metavar="RUN_DIR", default=None,
+                   help="continue the run in RUN_DIR from its last checkpoint")
+    p.add_argument("--address", default=None,
+                   help="Ray cluster to join (default: $RAY_ADDRESS, else an embedded local Ray)")
+    p.add_argument("--run-dir", default=None, metavar="DIR",
+                   help="write the run here instead of <log.dir>/<name>-<timestamp>")
+    p.set_defaults(handler="experiments.train:main")
+
+    p = sub.add_parser("eval", help="evaluate the deterministic policy of a run's last checkpoint")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--episodes", type=int, default=10, help="episodes to run (default: %(default)s)")
+    p.add_argument("--gif", metavar="FILE", default=None, help="write copy 0 as a GIF (envs that render)")
+    p.add_argument("--seed", type=int, default=12345, help="evaluation seed (default: %(default)s)")
+    p.set_defaults(handler="experiments.evaluate:main")
+
+    p = sub.add_parser("scale", help="run a scaling sweep over runners and envs per runner")
+    p.add_argument("config", metavar="CONFIG", help="YAML config with a `sweep` section")
+    _add_overrides(p)
+    p.add_argument("--out", metavar="DIR", default=None, help="output folder (default: under log.dir)")
+    p.add_argument("--address", default=None, help="Ray cluster to join (default: embedded local Ray)")
+    p.set_defaults(handler="experiments.scale:main")
+
+    p = sub.add_parser("submit", help="submit `rlfarm train CONFIG` to a Ray cluster as a Ray Job")
+    p.add_argument("config", metavar="CONFIG")
+    p.add_argument("--address", default=None,
+                   help="the Ray dashboard address, e.g. http://HEAD:8265 (default: $RAY_ADDRESS)")
+    _add_overrides(p)
+    p.add_argument("--no-wait", action="store_true", help="print the job id and return at once")
+    p.set_defaults(handler="experiments.submit:submit_main")
+
+    p = sub.add_parser("jobs", help="follow up a submitted Ray Job: status, logs or stop")
+    p.add_argument("action", choices=["status", "logs", "stop"])
+    p.add_argument("job_id", metavar="ID")
+    p.add_argument("--address", default=None, help="the Ray dashboard address (default: $RAY_ADDRESS)")
+    p.set_defaults(handler="experiments.submit:jobs_main")
+
+    p = sub.add_parser("slurm", help="write (and with --submit, submit) an sbatch script that trains on SLURM")
+    p.add_argument("config", metavar="CONFIG")
+    p.add_argument("--nodes", type=int, required=True, help="nodes in the allocation (the first runs the Ray head)")
+    p.add_argument("--gpus-per-node", type=int, default=0)
+    p.add_argument("--cpus-per-node", type=int, default=None)
+    p.add_argument("--partition", default=None)
+    p.add_argument("--time", default="01:00:00", help="wall time limit (default: %(default)s)")
+    p.add_argument("--account", default=None)
+    p.add_argument("--output", metavar="FILE", default=None, help="where to write the script")
+    _add_overrides(p)
+    p.add_argument("--submit", action="store_true", help="submit the script with sbatch")
+    p.add_argument("--wait", action="store_true", help="with --submit: wait for the job and exit with its status")
+    p.set_defaults(handler="experiments.slurm:main")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    module_name, func_name = args.handler.split(":")
+    try:
+        handler = getattr(importlib.import_module(module_name), func_name)
+        return int(handler(args) or 0)
+    except ConfigError as err:
+        print(f"rlfarm {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"rlfarm {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
