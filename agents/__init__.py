@@ -1,0 +1,49 @@
+"""The agents layer: torch policies, normalizer, GAE/V-trace, PPO/APPO learners, checkpoints.
+
+The configs and the Fragment load eagerly (numpy only); everything that needs torch loads
+on first use, so `import agents` stays cheap for the CLI.
+"""
+from __future__ import annotations
+
+import importlib
+
+from agents.config import AlgoConfig, PolicyConfig
+from agents.fragment import Fragment
+
+_LAZY = {
+    "ActingPolicy": "agents.acting",
+    "ActorCritic": "agents.policy",
+    "ActionSpec": "agents.distributions",
+    "RunningMeanStd": "agents.normalizer",
+    "PPOLearner": "agents.ppo",
+    "APPOLearner": "agents.appo",
+    "save_checkpoint": "agents.checkpoint",
+    "load_checkpoint": "agents.checkpoint",
+    "CheckpointError": "agents.checkpoint",
+    "resolve_device": "agents.device",
+}
+
+__all__ = ["AlgoConfig", "PolicyConfig", "Fragment", "make_learner", *_LAZY]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'agents' has no attribute {name!r}")
+
+
+def make_learner(obs_space, action_space, policy_cfg: PolicyConfig | None = None,
+                 algo_cfg: AlgoConfig | None = None, total_env_steps: int | None = None,
+                 device: str = "auto", seed: int | None = None):
+    """A PPOLearner or APPOLearner per `algo_cfg.name`.
+
+    total_env_steps: the run's budget, for linear lr annealing (no annealing without it).
+    device: "auto" defers to algo_cfg.device (itself "auto": CUDA where present).
+    seed: network init and minibatch order (None: drawn from torch's global RNG).
+    """
+    algo_cfg = algo_cfg or AlgoConfig()
+    if algo_cfg.name == "ppo":
+        from agents.ppo import PPOLearner as learner_class
+    else:
+        from agents.appo import APPOLearner as learner_class
+    return learner_class(obs_space, action_space, policy_cfg, algo_cfg, total_env_steps, device, seed)

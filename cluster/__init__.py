@@ -1,0 +1,45 @@
+"""The farm: runners that step batched envs, learner workers that update the policy, and the
+pipeline that connects them, in one process (serial) or as Ray actors (ray).
+
+Heavy pieces (torch, ray, the envs) load on first use, so that importing `cluster` for its
+config dataclass stays cheap for `rlfarm --help`.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from cluster.config import FarmConfig
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cluster.farm_base import Farm
+    from cluster.learner import LearnerWorker
+    from cluster.runner import Runner
+
+__all__ = ["FarmConfig", "Runner", "LearnerWorker", "Farm", "make_farm"]
+
+FARM_MODES = ("serial", "ray")
+
+
+def make_farm(env_cfg: Any, policy_cfg: Any, algo_cfg: Any, farm_cfg: FarmConfig,
+              seed: int, total_env_steps: int | None) -> "Farm":
+    """Build the farm that `farm_cfg.mode` names; `rlfarm train` drives it the same way either way."""
+    if farm_cfg.mode == "serial":
+        from cluster.serial import SerialFarm
+        return SerialFarm(env_cfg, policy_cfg, algo_cfg, farm_cfg, seed, total_env_steps)
+    if farm_cfg.mode == "ray":
+        from cluster.ray_farm import RayFarm  # imports ray; only the Ray path pays for it
+        return RayFarm(env_cfg, policy_cfg, algo_cfg, farm_cfg, seed, total_env_steps)
+    raise ValueError(f"farm.mode: must be one of {', '.join(FARM_MODES)}, got {farm_cfg.mode!r}")
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Runner":
+        from cluster.runner import Runner
+        return Runner
+    if name == "LearnerWorker":
+        from cluster.learner import LearnerWorker
+        return LearnerWorker
+    if name == "Farm":
+        from cluster.farm_base import Farm
+        return Farm
+    raise AttributeError(f"module 'cluster' has no attribute {name!r}")

@@ -55,7 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler="experiments.bench:main")
 
     p = sub.add_parser("train", help="train from an experiment config; writes runs/<name>-<time>/")
-    p.add_argument("config", metavar="CONFIG", help="YAML experiment config (see experiments/configs/)")
+    p.add_argument("config", metavar="CONFIG", nargs="?", default=None,
+                   help="YAML experiment config (see experiments/configs/); with --resume, "
+                        "defaults to RUN_DIR/config.yaml")
     _add_overrides(p)
     p.add_argument("--resume", metavar="RUN_DIR", default=None,
                    help="continue the run in RUN_DIR from its last checkpoint")

@@ -1,0 +1,108 @@
+"""One-file checkpoints: model, optimizer, normalizer, counters, RNG states and configs.
+
+The file holds only tensors, numbers, strings, lists and dicts, so it loads with
+`torch.load(weights_only=True)`: no pickled code runs. Writing goes to a temporary file that
+replaces the target atomically, so a crash never leaves half a checkpoint. Loading validates
+everything (format, spaces, model sizes, optimizer) before touching the learner.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+FORMAT = "rlfarm-checkpoint"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be read or does not fit the learner (the message says why)."""
+
+
+def _numpy_rng_state() -> dict:
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+            "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
+
+
+def _set_numpy_rng_state(state: dict) -> None:
+    np.random.set_state((state["name"], state["keys"].numpy().astype(np.uint32), state["pos"],
+                         state["has_gauss"], state["cached_gaussian"]))
+
+
+def save_checkpoint(path, learner, extra: dict | None = None) -> Path:
+    """Write `learner.state_dict()`, `extra` (e.g. env steps, wall time) and the global RNG
+    states to `path` atomically. `extra` must hold plain data (numbers, strings, lists, dicts,
+    tensors). Returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "learner": learner.state_dict(),
+        "extra": dict(extra or {}),
+        "rng": {"torch": torch.get_rng_state(), "numpy": _numpy_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+    }
+    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as tmp:
+            torch.save(payload, tmp)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        if os.path.exists(tmp_name):
+            os.unlink(tmp_name)
+        raise
+    return path
+
+
+def read_checkpoint(path) -> dict:
+    """The checkpoint's contents (weights_only), or CheckpointError saying why it is unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path}: no such file")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated zip, not a torch file, unsafe pickle content...
+        raise CheckpointError(f"checkpoint {path}: cannot be read ({type(err).__name__}: "
+                              f"{str(err).splitlines()[0] if str(err) else 'corrupt'})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"checkpoint {path}: not an rlfarm checkpoint")
+    if payload.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"checkpoint {path}: format version {payload.get('format_version')} "
+                              f"is not supported (expected {FORMAT_VERSION})")
+    for key in ("learner", "extra", "rng"):
+        if not isinstance(payload.get(key), dict):
+            raise CheckpointError(f"checkpoint {path}: missing {key!r} section")
+    return payload
+
+
+def load_checkpoint(path, learner, restore_rng: bool = True) -> dict:
+    """Load `path` into `learner` and return the `extra` dict that was saved with it.
+
+    Raises CheckpointError (and leaves the learner untouched) when the file is corrupt or was
+    written for other observation/action spaces, another algorithm or other model sizes.
+    """
+    payload = read_checkpoint(path)
+    try:
+        learner.check_state_dict(payload["learner"])
+    except ValueError as err:
+        raise CheckpointError(f"checkpoint {path} does not fit this learner: {err}") from None
+    except Exception as err:  # a malformed section (missing key, wrong type)
+        raise CheckpointError(f"checkpoint {path}: malformed learner state ({type(err).__name__}: {err})") from None
+    try:
+        learner.load_state_dict(payload["learner"])
+    except Exception as err:  # load_state_dict restored the learner's previous state
+        raise CheckpointError(f"checkpoint {path}: loading failed, learner left unchanged ({err})") from None
+    if restore_rng:
+        rng = payload["rng"]
+        torch.set_rng_state(rng["torch"])
+        _set_numpy_rng_state(rng["numpy"])
+        if rng.get("cuda") and torch.cuda.is_available() and len(rng["cuda"]) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+    return payload["extra"]

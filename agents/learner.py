@@ -1,0 +1,177 @@
+"""What PPO and APPO learners share: model, optimizer, normalizer, device, weights, state.
+
+The algorithm files (ppo.py, appo.py) hold the math; this file holds the bookkeeping.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from agents.batch import DeviceStager
+from agents.config import AlgoConfig, PolicyConfig
+from agents.device import resolve_device
+from agents.distributions import ActionSpec
+from agents.fragment import Fragment
+from agents.normalizer import RunningMeanStd, batch_moments
+from agents.policy import ActorCritic
+
+
+class LearnerBase:
+    """Owns the network, its Adam optimizer and the observation normalizer.
+
+    Hooks for data-parallel learners (left None in one process):
+    - ``grad_sync(model)``: called after backward, before the grad-norm clip (all-reduce grads);
+    - ``moments_sync(mean, var, count) -> (mean, var, count)``: merges the batch's obs moments
+      across learners before they join the normalizer, so every replica keeps equal stats.
+    """
+
+    algo_name = "base"
+
+    def __init__(self, obs_space, action_space, policy_cfg: PolicyConfig | None = None,
+                 algo_cfg: AlgoConfig | None = None, total_env_steps: int | None = None,
+                 device: str | torch.device = "auto", seed: int | None = None):
+        self.policy_cfg = policy_cfg or PolicyConfig()
+        self.algo_cfg = algo_cfg or AlgoConfig(name=self.algo_name)
+        self.total_env_steps = total_env_steps
+        chosen = self.algo_cfg.device if device in (None, "auto") else device
+        self.device = resolve_device(chosen)
+        self.obs_shape = tuple(int(s) for s in obs_space.shape)
+        self.action_spec = ActionSpec.from_space(action_space)
+        if seed is None:
+            seed = int(torch.randint(2**62, ()).item())
+        with torch.random.fork_rng(devices=[]):  # seed the init without touching the global RNG
+            torch.manual_seed(seed)
+            self.model = ActorCritic(self.obs_shape, self.action_spec, self.policy_cfg).to(self.device)
+        fused = self.device.type == "cuda"
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.algo_cfg.lr, eps=1e-5,
+                                          fused=fused or None, foreach=None if fused else True)
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(seed + 1)
+        self.normalizer = RunningMeanStd(self.obs_shape, clip=self.algo_cfg.obs_clip) if self.algo_cfg.normalize_obs else None
+        self.version = 0
+        self.env_steps_consumed = 0
+        self.stage = DeviceStager(self.device)
+        self.grad_sync: Callable[[torch.nn.Module], None] | None = None
+        self.moments_sync: Callable | None = None
+
+    # ----------------------------------------------------------------- per update helpers
+    def check_fragments(self, fragments: Sequence[Fragment]) -> None:
+        if not fragments:
+            raise ValueError("update: no fragments")
+        for fragment in fragments:
+            if tuple(fragment.obs.shape[2:]) != self.obs_shape:
+                raise ValueError(f"update: fragment obs shape {list(fragment.obs.shape[2:])} "
+                                 f"does not match the learner's {list(self.obs_shape)}")
+            if tuple(fragment.actions.shape[2:]) != self.action_spec.shape:
+                raise ValueError(f"update: fragment action shape {list(fragment.actions.shape[2:])} "
+                                 f"does not match the learner's {list(self.action_spec.shape)}")
+
+    def anneal_lr(self) -> float:
+        """Linear decay to 0 at total_env_steps (constant lr without a total)."""
+        lr = self.algo_cfg.lr
+        if self.algo_cfg.anneal_lr and self.total_env_steps:
+            lr *= max(0.0, 1.0 - self.env_steps_consumed / self.total_env_steps)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        return lr
+
+    def normalize(self, obs: torch.Tensor) -> torch.Tensor:
+        """Normalize with the stats frozen for this version (those the runners acted with)."""
+        if self.normalizer is None:
+            return obs
+        mean, inv_std = self.normalizer.torch_params(self.device)
+        return ((obs - mean) * inv_std).clamp_(-self.normalizer.clip, self.normalizer.clip)
+
+    def merge_obs_stats(self, raw_obs: torch.Tensor) -> None:
+        """After the update: fold the batch's raw obs moments into the normalizer."""
+        if self.normalizer is None:
+            return
+        mean, var, count = batch_moments(raw_obs, len(self.obs_shape))
+        if self.moments_sync is not None:
+            mean, var, count = self.moments_sync(mean, var, count)
+        self.normalizer.update_from_moments(mean, var, count)
+
+    # ----------------------------------------------------------------- weights and state
+    def get_weights(self) -> dict:
+        """{"version", "params": {name: ndarray}, "normalizer": {...} | None} for ActingPolicy."""
+        params = {name: tensor.detach().cpu().numpy().copy() for name, tensor in self.model.state_dict().items()}
+        normalizer = self.normalizer.state_dict() if self.normalizer is not None else None
+        return {"version": self.version, "params": params, "normalizer": normalizer}
+
+    def describe(self) -> dict:
+        """What a checkpoint must match to load into this learner."""
+        return {"algo": self.algo_name, "obs_shape": list(self.obs_shape), "action": self.action_spec.describe(),
+                "policy_config": dataclasses.asdict(self.policy_cfg),
+                "normalize_obs": self.normalizer is not None}
+
+    def state_dict(self) -> dict:
+        """Everything with state, as tensors, numbers, strings, lists and dicts (weights_only-safe)."""
+        normalizer = None
+        if self.normalizer is not None:
+            stats = self.normalizer.state_dict()
+            normalizer = {"mean": torch.from_numpy(stats["mean"]), "var": torch.from_numpy(stats["var"]),
+                          "count": stats["count"], "clip": stats["clip"], "epsilon": stats["epsilon"]}
+        return {
+            "describe": self.describe(),
+            "algo_config": dataclasses.asdict(self.algo_cfg),
+            "version": self.version,
+            "env_steps_consumed": self.env_steps_consumed,
+            "model": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "normalizer": normalizer,
+            "generator": self.generator.get_state(),
+        }
+
+    def check_state_dict(self, state: dict) -> None:
+        """Raise ValueError with a clear message if `state` cannot load into this learner."""
+        for key in ("describe", "version", "env_steps_consumed", "model", "optimizer", "normalizer", "generator"):
+            if key not in state:
+                raise ValueError(f"missing entry {key!r}")
+        theirs, ours = state["describe"], self.describe()
+        for key, what in (("algo", "algorithm"), ("obs_shape", "observation shape"),
+                          ("action", "action space"), ("normalize_obs", "algo.normalize_obs")):
+            if theirs.get(key) != ours[key]:
+                raise ValueError(f"{what} differs: checkpoint has {theirs.get(key)!r}, this run has {ours[key]!r}")
+        model_state = self.model.state_dict()
+        if set(state["model"]) != set(model_state):
+            raise ValueError(f"model layers differ (checkpoint policy config {theirs.get('policy_config')}, "
+                             f"this run {ours['policy_config']})")
+        for name, tensor in model_state.items():
+            if tuple(state["model"][name].shape) != tuple(tensor.shape):
+                raise ValueError(f"model sizes differ at {name}: checkpoint {list(state['model'][name].shape)}, "
+                                 f"this run {list(tensor.shape)} (checkpoint policy config {theirs.get('policy_config')})")
+        groups = state["optimizer"].get("param_groups", [])
+        if [len(g["params"]) for g in groups] != [len(g["params"]) for g in self.optimizer.param_groups]:
+            raise ValueError("optimizer state does not match the model's parameters")
+        for index, param_state in state["optimizer"].get("state", {}).items():
+            param = list(self.model.parameters())[int(index)]
+            for key in ("exp_avg", "exp_avg_sq"):
+                if key in param_state and tuple(param_state[key].shape) != tuple(param.shape):
+                    raise ValueError(f"optimizer state {key} of parameter {index} has the wrong shape")
+        if self.normalizer is not None and tuple(state["normalizer"]["mean"].shape) != self.obs_shape:
+            raise ValueError("normalizer shape differs from the observation shape")
+
+    def load_state_dict(self, state: dict) -> None:
+        """Validate everything first, then load; on a failure half-way the old state is restored."""
+        self.check_state_dict(state)
+        backup = self.state_dict()
+        try:
+            self._load_unchecked(state)
+        except Exception:
+            self._load_unchecked(backup)
+            raise
+
+    def _load_unchecked(self, state: dict) -> None:
+        self.model.load_state_dict({k: v.to(self.device) for k, v in state["model"].items()})
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.normalizer is not None:
+            normalizer = state["normalizer"]
+            self.normalizer.load_state_dict({"mean": np.asarray(normalizer["mean"]), "var": np.asarray(normalizer["var"]),
+                                             "count": float(normalizer["count"]), "clip": normalizer["clip"],
+                                             "epsilon": normalizer["epsilon"]})
+        self.generator.set_state(state["generator"])
+        self.version = int(state["version"])
+        self.env_steps_consumed = int(state["env_steps_consumed"])

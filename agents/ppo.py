@@ -1,0 +1,116 @@
+"""PPO (Schulman et al. 2017) as in CleanRL's ppo.py: GAE advantages, clipped surrogate,
+(optionally clipped) value loss, entropy bonus, global grad-norm clip, minibatch epochs.
+
+update(fragments):
+  1. the whole batch goes to the device in one copy; obs are normalized with frozen stats;
+  2. `targets` computes advantages and value targets (GAE here; APPO overrides it);
+  3. `optimize` runs epochs x minibatches (index permutations on the device);
+  4. the batch's obs moments join the normalizer and the version goes up by one.
+"""
+from __future__ import annotations
+
+import time
+from typing import Sequence
+
+import torch
+
+from agents.advantages import fold_episode_ends, gae
+from agents.batch import Batch
+from agents.fragment import Fragment
+from agents.learner import LearnerBase
+
+
+class PPOLearner(LearnerBase):
+    algo_name = "ppo"
+
+    def update(self, fragments: Sequence[Fragment]) -> dict[str, float]:
+        """One learner update on `fragments` (equal T); returns the metrics dict."""
+        start = time.perf_counter()
+        self.check_fragments(fragments)
+        self.anneal_lr()
+        batch = self.stage(fragments)
+        steps, envs = batch.shape
+        obs = self.normalize(batch.obs)
+        advantages, returns, old_values = self.targets(batch, obs)
+        flat = lambda x: x.reshape(steps * envs, *x.shape[2:])  # noqa: E731
+        losses = self.optimize(flat(obs[:-1]), flat(batch.actions), flat(batch.logp),
+                               flat(advantages), flat(returns), flat(old_values))
+        self.merge_obs_stats(batch.obs[:-1])
+        self.version += 1
+        self.env_steps_consumed += steps * envs
+        metrics = {key: float(value) for key, value in zip(LOSS_KEYS, losses.tolist())}  # one device sync
+        metrics["losses/explained_variance"] = explained_variance(old_values, returns)
+        elapsed = time.perf_counter() - start
+        metrics["perf/learner_update_ms"] = 1000.0 * elapsed
+        metrics["perf/learner_samples_per_s"] = steps * envs / elapsed
+        metrics["learner/lr"] = self.optimizer.param_groups[0]["lr"]
+        metrics.update(self.extra_metrics(fragments))
+        return metrics
+
+    def targets(self, batch: Batch, obs: torch.Tensor):
+        """(advantages, value targets, values to compare against) [T, N], from GAE(lambda)
+        over the behaviour values (on-policy: they are this version's values)."""
+        cfg = self.algo_cfg
+        with torch.no_grad():
+            bootstrap = self.model.value(obs[-1])
+        rewards, discounts = fold_episode_ends(batch.rewards, batch.terminated, batch.truncated,
+                                               batch.final_values, cfg.gamma)
+        advantages, returns = gae(rewards, batch.values, bootstrap, discounts, cfg.gae_lambda)
+        return advantages, returns, batch.values
+
+    def extra_metrics(self, fragments: Sequence[Fragment]) -> dict[str, float]:
+        return {}
+
+    def optimize(self, obs, actions, old_logp, advantages, returns, old_values) -> torch.Tensor:
+        """Epochs x minibatches of the clipped-surrogate loss; returns the mean of LOSS_KEYS."""
+        cfg = self.algo_cfg
+        num_samples = obs.shape[0]
+        minibatch_size = -(-num_samples // cfg.minibatches)
+        sums = torch.zeros(len(LOSS_KEYS), device=self.device)
+        count = 0
+        for _ in range(cfg.epochs):
+            order = torch.randperm(num_samples, device=self.device, generator=self.generator)
+            for index in order.split(minibatch_size):
+                stats = self.minibatch_step(obs[index], actions[index], old_logp[index],
+                                            advantages[index], returns[index], old_values[index])
+                sums += stats
+                count += 1
+        return sums / count
+
+    def minibatch_step(self, obs, actions, old_logp, advantages, returns, old_values) -> torch.Tensor:
+        cfg = self.algo_cfg
+        new_logp, entropy, new_values = self.model.evaluate(obs, actions)
+        log_ratio = new_logp - old_logp
+        ratio = log_ratio.exp()
+        if cfg.normalize_adv and advantages.numel() > 1:
+            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        policy_loss = torch.max(-advantages * ratio,
+                                -advantages * ratio.clamp(1 - cfg.clip_coef, 1 + cfg.clip_coef)).mean()
+        if cfg.clip_vloss:
+            clipped = old_values + (new_values - old_values).clamp(-cfg.clip_coef, cfg.clip_coef)
+            value_loss = 0.5 * torch.max((new_values - returns) ** 2, (clipped - returns) ** 2).mean()
+        else:
+            value_loss = 0.5 * ((new_values - returns) ** 2).mean()
+        entropy_mean = entropy.mean()
+        loss = policy_loss - cfg.ent_coef * entropy_mean + cfg.vf_coef * value_loss
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.grad_sync is not None:
+            self.grad_sync(self.model)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
+        self.optimizer.step()
+        with torch.no_grad():
+            approx_kl = ((ratio - 1) - log_ratio).mean()  # the k3 estimator (Schulman's blog)
+            clip_fraction = ((ratio - 1).abs() > cfg.clip_coef).float().mean()
+            return torch.stack([policy_loss.detach(), value_loss.detach(), entropy_mean.detach(),
+                                approx_kl, clip_fraction, grad_norm.detach()])
+
+
+LOSS_KEYS = ("losses/policy", "losses/value", "losses/entropy", "losses/approx_kl",
+             "losses/clip_fraction", "losses/grad_norm")
+
+
+def explained_variance(predicted: torch.Tensor, target: torch.Tensor) -> float:
+    """1 - Var[target - predicted] / Var[target] (nan when the target is constant)."""
+    var_target = target.var()
+    return float("nan") if var_target.item() == 0 else float(1 - (target - predicted).var() / var_target)

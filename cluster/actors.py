@@ -1,0 +1,218 @@
+"""Ray actor wrappers of the plain Runner and LearnerWorker classes.
+
+Ray stays at this edge: the classes in runner.py / learner.py know nothing of it.
+
+- `RunnerActor.sample` returns two objects (`num_returns=2`): a tiny metadata dict the
+  driver reads (policy version, steps, episode stats, timings) and the Fragment, which the
+  driver only passes on, by reference, to the learner.
+- Weights travel as an ObjectRef wrapped in a list (so Ray does not resolve it on every
+  call): a runner fetches it only when the version is newer than the one it acts with.
+- `LearnerActor.update(*fragment_refs)` gets the fragments resolved by Ray straight from
+  the object store, updates, and `ray.put`s the new weights once, returning the ref.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+import warnings
+from typing import Any
+
+import numpy as np
+import ray
+
+from cluster import ddp
+
+logger = logging.getLogger(__name__)
+
+
+def rss_mb() -> float:
+    """Resident memory of this process in MB (Linux /proc; ru_maxrss elsewhere)."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+    except OSError:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
+
+
+class RunnerActor:
+    """A Runner in its own process. Created with `ray.remote(RunnerActor).options(...)`."""
+
+    def __init__(self, env_cfg: Any, policy_cfg: Any, *, seed: int, runner_index: int,
+                 fragment_length: int, artificial_lag: int = 0) -> None:
+        import torch
+
+        from cluster.runner import Runner
+
+        # One torch thread per runner: runners scale by processes, and extra threads fight
+        # the env for the same core.
+        torch.set_num_threads(1)
+        self.runner = Runner(env_cfg, policy_cfg, seed=seed, runner_index=runner_index,
+                             fragment_length=fragment_length, artificial_lag=artificial_lag)
+        self.runner_index = runner_index
+        self._seen_version = None  # newest published version this runner has fetched
+
+    def spaces(self) -> tuple[Any, Any]:
+        return self.runner.spaces
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def placement(self) -> dict[str, Any]:
+        from cluster.placement import node_placement
+
+        return node_placement()
+
+    def sample(self, version: int, weights_box: list) -> tuple[dict[str, Any], Any]:
+        """One Fragment, acting with the published weights `weights_box[0]` of `version`."""
+        if weights_box and weights_box[0] is not None and version != self._seen_version:
+            weights = ray.get(weights_box[0])
+            # Own copies: arrays from ray.get are read-only views that pin the object in the
+            # store for as long as the runner keeps them (it keeps a few for artificial_lag).
+            weights["params"] = {name: np.array(value) for name, value in weights["params"].items()}
+            self.runner.set_weights(weights)
+            self._seen_version = version
+        started = time.perf_counter()
+        fragment = self.runner.sample()
+        sample_ms = 1000.0 * (time.perf_counter() - started)
+        meta = {
+            "runner_id": self.runner_index,
+            "policy_version": int(fragment.policy_version),
+            "steps": int(fragment.rewards.shape[0] * fragment.rewards.shape[1]),
+            "rows": int(fragment.rewards.shape[0]),
+            "episode_returns": fragment.episode_returns,
+            "episode_lengths": fragment.episode_lengths,
+            "env_ms": float(fragment.env_ms),
+            "inference_ms": float(fragment.inference_ms),
+            "env_errors": int(fragment.env_errors),
+            "sample_ms": sample_ms,
+            "fragment_bytes": int(fragment.nbytes),
+            "rss_mb": rss_mb(),
+        }
+        return meta, fragment
+
+
+class LearnerActor:
+    """A LearnerWorker in its own process; rank `rank` of `world_size` data-parallel learners."""
+
+    def __init__(self, spaces: tuple[Any, Any], policy_cfg: Any, algo_cfg: Any, *,
+                 total_env_steps: int | None, seed: int, rank: int = 0, world_size: int = 1) -> None:
+        """`spaces` = (obs_space, action_space); the farm passes runner 0's `spaces()` ref,
+        so this process starts (and imports torch) while the runners are still starting."""
+        import torch
+
+        from cluster.learner import LearnerWorker
+
+        torch.set_num_threads(int(os.environ.get("RLFARM_TORCH_THREADS", "1")))
+        device = getattr(algo_cfg, "device", "auto")
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+            if ray.get_gpu_ids() and device == "cpu":
+                warnings.warn("learner: Ray assigned a GPU but torch sees no CUDA device; "
+                              "training on CPU", RuntimeWarning, stacklevel=2)
+        elif device == "cuda" and not torch.cuda.is_available():
+            warnings.warn("learner: algo.device=cuda but no CUDA device is visible; training on CPU",
+                          RuntimeWarning, stacklevel=2)
+            device = "cpu"
+        self.device = device
+        if total_env_steps and world_size > 1:
+            # Each rank consumes its share, so its lr schedule runs on its share of the total.
+            total_env_steps = total_env_steps // world_size
+        self.worker = LearnerWorker(*spaces, policy_cfg, algo_cfg,
+                                    total_env_steps=total_env_steps, device=device, seed=seed)
+        self.rank, self.world_size = rank, world_size
+        self._in_group = False
+        self._energy_mj0 = _gpu_energy_mj() if device == "cuda" else None
+
+    # ---- data parallel -------------------------------------------------------------------
+    def rendezvous_address(self) -> tuple[str, int]:
+        """Rank 0's (ip, free port) for the process group."""
+        return ray.util.get_node_ip_address(), ddp.free_port()
+
+    def join_group(self, master_addr: str, master_port: int) -> bool:
+        """Join the learners' group, copy rank 0's parameters, then average from now on."""
+        ddp.init_group(self.rank, self.world_size, master_addr, master_port,
+                       backend=ddp.pick_backend(self.device))
+        learner = self.worker.learner
+        ddp.broadcast_tensors_(learner.model.parameters())
+        # agents/ calls these hooks inside update(): after backward (before the grad clip),
+        # and before the batch's obs moments join the normalizer.
+        learner.grad_sync = lambda model: ddp.average_gradients(model.parameters())
+        learner.moments_sync = lambda mean, var, count: ddp.merge_moments(mean, var, count, self.device)
+        self._in_group = True
+        return True
+
+    def parameters_equal(self) -> bool:
+        """All ranks hold identical parameters (a collective: call it on every rank)."""
+        return ddp.all_equal(self.worker.learner.model.parameters())
+
+    # ---- training ------------------------------------------------------------------------
+    def update(self, *fragments: Any) -> dict[str, Any]:
+        """Update on `fragments` (resolved by Ray from the object store); publish new weights."""
+        started = time.perf_counter()
+        metrics = self.worker.update(list(fragments))
+        update_ms = 1000.0 * (time.perf_counter() - started)
+        result: dict[str, Any] = {"metrics": dict(metrics), "version": self.worker.version,
+                                  "update_ms": update_ms, "rss_mb": rss_mb()}
+        if self.rank == 0:
+            result["weights"] = [ray.put(self.worker.get_weights())]
+        result.update(self._gpu_stats())
+        return result
+
+    def consume(self, *fragments: Any) -> dict[str, float]:
+        """Receive fragments and discard them (the sampling benchmark's learner)."""
+        return {"fragments": len(fragments),
+                "steps": sum(int(f.rewards.shape[0] * f.rewards.shape[1]) for f in fragments),
+                "bytes": sum(int(f.nbytes) for f in fragments), "rss_mb": rss_mb()}
+
+    def publish(self) -> dict[str, Any]:
+        """The current weights, put once; used at start and after loading a checkpoint."""
+        return {"version": self.worker.version, "weights": [ray.put(self.worker.get_weights())]}
+
+    def save_checkpoint(self, path: str, extra: dict[str, Any]) -> str:
+        return self.worker.save_checkpoint(path, extra)
+
+    def load_checkpoint(self, path: str) -> dict[str, Any]:
+        return self.worker.load_checkpoint(path)
+
+    def weights(self) -> dict:
+        return self.worker.get_weights()
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def placement(self) -> dict[str, Any]:
+        from cluster.placement import node_placement
+
+        return {**node_placement(), "device": self.device}
+
+    def close(self) -> None:
+        if self._in_group:
+            ddp.destroy_group()
+            self._in_group = False
+
+    def _gpu_stats(self) -> dict[str, float]:
+        if self.device != "cuda":
+            return {}
+        import torch
+
+        stats = {"system/gpu_mem_gb": torch.cuda.max_memory_allocated() / 1e9}
+        energy = _gpu_energy_mj()
+        if energy is not None and self._energy_mj0 is not None:
+            stats["gpu_energy_j"] = (energy - self._energy_mj0) / 1000.0
+        return stats
+
+
+def _gpu_energy_mj() -> float | None:
+    """Total energy of this actor's GPU in millijoules via NVML, or None where pynvml is absent."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        gpu_ids = ray.get_gpu_ids()  # physical index: Ray narrows CUDA_VISIBLE_DEVICES, not NVML
+        handle = pynvml.nvmlDeviceGetHandleByIndex(int(gpu_ids[0]) if gpu_ids else 0)
+        return float(pynvml.nvmlDeviceGetTotalEnergyConsumption(handle))
+    except Exception:
+        return None

@@ -1,0 +1,141 @@
+"""What `rlfarm train` drives: a Farm gathers one batch, updates the learner, publishes weights.
+
+The serial farm (cluster/serial.py) and the Ray farm (cluster/ray_farm.py) share this base:
+the counters that go into checkpoints and summaries, the APPO staleness filter, and the
+assembly of the per-iteration result dict, so both report the same keys.
+"""
+from __future__ import annotations
+
+import abc
+import time
+from typing import Any, Sequence
+
+import numpy as np
+
+from cluster.config import FarmConfig
+
+# Counters that survive a resume; they travel in the checkpoint's `extra["farm"]`.
+COUNTER_NAMES = ("env_steps", "iterations", "runner_restarts", "dropped_fragments", "env_errors")
+
+
+class Farm(abc.ABC):
+    """Base of every farm. Subclasses implement `iterate`, `close` and three learner hooks."""
+
+    def __init__(self, env_cfg: Any, policy_cfg: Any, algo_cfg: Any, farm_cfg: FarmConfig,
+                 seed: int, total_env_steps: int | None) -> None:
+        self.env_cfg = env_cfg
+        self.policy_cfg = policy_cfg
+        self.algo_cfg = algo_cfg
+        self.farm_cfg = farm_cfg
+        self.seed = int(seed)
+        self.total_env_steps = total_env_steps
+        self.env_steps = 0
+        """Env steps consumed by the learner (dropped fragments do not count)."""
+        self.iterations = 0
+        self.runner_restarts = 0
+        self.dropped_fragments = 0
+        self.env_errors = 0
+        self.steps_per_fragment = int(farm_cfg.fragment_length) * int(env_cfg.envs_per_runner)
+        self.batch_env_steps = int(farm_cfg.batch_size) or farm_cfg.num_runners * self.steps_per_fragment
+        """Env steps per learner update; batch_size 0 means one fragment from every runner."""
+
+    # ---- what subclasses provide ------------------------------------------------------
+    @abc.abstractmethod
+    def iterate(self) -> dict[str, Any]:
+        """One learner update; returns the dict that `iteration_result` builds."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Stop runners and learners; safe to call twice."""
+
+    @abc.abstractmethod
+    def _save_learner(self, path: str, extra: dict[str, Any]) -> None:
+        """Write the learner's checkpoint (model, optimizer, normalizer, RNG) plus `extra`."""
+
+    @abc.abstractmethod
+    def _load_learner(self, path: str) -> dict[str, Any]:
+        """Restore the learner from `path`; returns the checkpoint's `extra`."""
+
+    @abc.abstractmethod
+    def _publish_weights(self) -> None:
+        """Send the learner's current weights and normalizer to every runner."""
+
+    # ---- shared behaviour -------------------------------------------------------------
+    def save_checkpoint(self, path: str, extra: dict[str, Any] | None = None) -> None:
+        """One file holding the learner's state, the farm counters and the caller's `extra`."""
+        self._save_learner(str(path), {**(extra or {}), "farm": self.counters()})
+
+    def load_checkpoint(self, path: str) -> dict[str, Any]:
+        """Restore learner and counters, then hand the restored weights to the runners."""
+        extra = self._load_learner(str(path))
+        self.restore_counters(extra.get("farm", {}))
+        self._publish_weights()
+        return extra
+
+    def counters(self) -> dict[str, int]:
+        return {name: int(getattr(self, name)) for name in COUNTER_NAMES}
+
+    def restore_counters(self, counters: dict[str, Any]) -> None:
+        for name in COUNTER_NAMES:
+            if name in counters:
+                setattr(self, name, int(counters[name]))
+
+    def is_stale(self, fragment_version: int, learner_version: int) -> bool:
+        """APPO drops fragments more than `max_lag` versions behind (PPO never sees a lag)."""
+        if getattr(self.algo_cfg, "name", "ppo") != "appo":
+            return False
+        return learner_version - int(fragment_version) > self.farm_cfg.max_lag
+
+    def iteration_result(self, fragments: Sequence[Any], learner_metrics: dict[str, float],
+                         sample_s: float, update_s: float) -> dict[str, Any]:
+        """Advance the counters by the consumed `fragments` and build `iterate()`'s result."""
+        steps = sum(_fragment_steps(f) for f in fragments)
+        self.env_steps += steps
+        self.iterations += 1
+        self.env_errors += sum(int(getattr(f, "env_errors", 0)) for f in fragments)
+        returns = [np.asarray(f.episode_returns, np.float32) for f in fragments]
+        lengths = [np.asarray(f.episode_lengths, np.int32) for f in fragments]
+        env_ms = sum(float(f.env_ms) for f in fragments)
+        inference_ms = sum(float(f.inference_ms) for f in fragments)
+        result: dict[str, Any] = dict(learner_metrics)
+        result.update({
+            "env_steps": self.env_steps,
+            "iteration": self.iterations,
+            "batch_env_steps": steps,
+            "episode_returns": np.concatenate(returns) if returns else np.zeros(0, np.float32),
+            "episode_lengths": np.concatenate(lengths) if lengths else np.zeros(0, np.int32),
+            "runner_restarts": self.runner_restarts,
+            "dropped_fragments": self.dropped_fragments,
+            "env_errors": self.env_errors,
+            "perf/sample_ms": 1000.0 * sample_s,
+            "perf/update_ms": 1000.0 * update_s,
+            # Per-runner env speed, from the runners' own clocks: comparable across farm modes.
+            "perf/runner_env_steps_per_s": steps / max(env_ms / 1000.0, 1e-9),
+            "perf/runner_inference_ms_per_fragment": inference_ms / max(len(fragments), 1),
+        })
+        return result
+
+    def __enter__(self) -> "Farm":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _fragment_steps(fragment: Any) -> int:
+    rewards = fragment.rewards
+    return int(rewards.shape[0] * rewards.shape[1])
+
+
+class Stopwatch:
+    """`with watch: ...` accumulates seconds; the farms time sampling and updates with it."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def __enter__(self) -> "Stopwatch":
+        self._start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds += time.perf_counter() - self._start

@@ -1,0 +1,56 @@
+"""LearnerWorker: the learner as a plain class, so the serial farm calls it directly and the
+Ray farm wraps it as an actor (on a GPU node when learner_resources ask for one)."""
+from __future__ import annotations
+
+import os
+from typing import Any, Sequence
+
+
+class LearnerWorker:
+    """Owns an agents learner (PPO or APPO): updates, weights for runners, checkpoints."""
+
+    def __init__(self, obs_space: Any, action_space: Any, policy_cfg: Any, algo_cfg: Any, *,
+                 total_env_steps: int | None = None, device: str | None = None,
+                 seed: int | None = None) -> None:
+        import torch
+
+        import agents
+
+        torch.set_num_threads(int(os.environ.get("RLFARM_TORCH_THREADS", "1")))
+        # seed: the initial weights and the minibatch order follow the run's seed
+        self.learner = agents.make_learner(
+            obs_space, action_space, policy_cfg, algo_cfg, total_env_steps=total_env_steps,
+            device=device or getattr(algo_cfg, "device", "auto"), seed=seed)
+
+    @property
+    def version(self) -> int:
+        return int(self.learner.version)
+
+    def update(self, fragments: Sequence[Any]) -> dict[str, float]:
+        return self.learner.update(list(fragments))
+
+    def get_weights(self) -> dict:
+        return self.learner.get_weights()
+
+    def state_dict(self) -> dict:
+        return self.learner.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.learner.load_state_dict(state)
+
+    def save_checkpoint(self, path: str, extra: dict[str, Any] | None = None) -> str:
+        """Write atomically (temp file, then rename), so a crash never leaves half a checkpoint."""
+        import agents
+
+        path = str(path)
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        tmp = f"{path}.tmp{os.getpid()}"
+        agents.save_checkpoint(tmp, self.learner, dict(extra or {}))
+        os.replace(tmp, path)
+        return path
+
+    def load_checkpoint(self, path: str) -> dict[str, Any]:
+        """Restore the learner; returns the checkpoint's `extra`. Raises agents.CheckpointError."""
+        import agents
+
+        return agents.load_checkpoint(str(path), self.learner)

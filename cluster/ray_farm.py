@@ -1,0 +1,267 @@
+"""RayFarm: runners and learners as Ray actors; the driver routes fragment references.
+
+The data path: a runner's `sample()` puts a Fragment into the object store and returns a
+small metadata dict beside it; the driver reads the metadata only (policy version, steps,
+episode stats), and hands the fragment's ObjectRef to the learner actor, which Ray
+resolves from the object store. `ray.get` is never called on a fragment here.
+
+Pacing (the learner sets it): every fragment a runner was asked for holds one of that
+runner's `max_inflight` slots until the learner has consumed it or it was dropped, so at
+most num_runners x max_inflight fragments exist at once and the object store stays bounded.
+- PPO (sync): a batch is the first fragments to arrive that were made with the current
+  policy version; the driver asks for no more than the batch still needs, so a fast runner
+  takes a slow runner's share and nothing is wasted; stale fragments (after a restart or a
+  resume) are dropped and counted.
+- APPO (async): every runner is kept at `max_inflight` requests, so it samples while the
+  learner updates; fragments more than `max_lag` versions old are dropped and counted.
+Dead runners are replaced on their own seed stream (cluster/runner_pool.py).
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections import deque
+from typing import Any
+
+import numpy as np
+import ray
+
+from cluster import ddp
+from cluster.actors import LearnerActor, rss_mb
+from cluster.config import FarmConfig
+from cluster.farm_base import Farm
+from cluster.placement import actor_options, check_fits, cpu_demand
+from cluster.ray_session import ObjectStoreGauge, start_ray
+from cluster.runner_pool import Request, RunnerPool
+
+logger = logging.getLogger(__name__)
+
+
+class LearnerDiedError(RuntimeError):
+    """The learner actor died; the run cannot continue. The message names the last checkpoint."""
+
+
+class RayFarm(Farm):
+    """Same API as SerialFarm: iterate(), save_checkpoint(), load_checkpoint(), close()."""
+
+    def __init__(self, env_cfg: Any, policy_cfg: Any, algo_cfg: Any, farm_cfg: FarmConfig,
+                 seed: int, total_env_steps: int | None) -> None:
+        super().__init__(env_cfg, policy_cfg, algo_cfg, farm_cfg, seed, total_env_steps)
+        # Joins the Ray this process is already connected to (a test fixture, a Ray Job)
+        # without owning it; otherwise starts or joins one and shuts it down in close().
+        self.session = start_ray(
+            farm_cfg.address, num_cpus=max(os.cpu_count() or 1, math.ceil(cpu_demand(farm_cfg))))
+        self.is_appo = getattr(algo_cfg, "name", "ppo") == "appo"
+        self.last_checkpoint: str | None = None
+        self.lost_fragments = 0
+        """Fragments lost with a batch whose objects vanished (a node lost after sampling)."""
+        self.max_inflight_seen = 0
+        """The most fragments that existed at once during the run (the backpressure bound)."""
+        self._closed = False
+        self._ready: deque[Request] = deque()  # arrived, not yet in a batch
+        self._gauge = ObjectStoreGauge()
+        runner_opts = check_fits(actor_options(farm_cfg.runner_resources, "farm.runner_resources"),
+                                 "farm.runner_resources")
+        self.pool = RunnerPool(env_cfg, policy_cfg, farm_cfg, seed, runner_opts)
+        self._start_learners(algo_cfg, total_env_steps)
+        world = len(self.learners)
+        self.batch_fragments = math.ceil(self.batch_env_steps / self.steps_per_fragment)
+        self.batch_fragments = world * math.ceil(self.batch_fragments / world)  # equal shares
+        self._publish_weights()
+        self._last_iterate = time.perf_counter()
+
+    # ---- setup ---------------------------------------------------------------------------
+    def _start_learners(self, algo_cfg: Any, total_env_steps: int | None) -> None:
+        options = check_fits(actor_options(self.farm_cfg.learner_resources, "farm.learner_resources"),
+                             "farm.learner_resources")
+        world = max(1, int(self.farm_cfg.num_learners))
+        spaces_ref = self.pool.actors[0].spaces.remote()  # resolved by Ray, not waited on here
+        remote = ray.remote(LearnerActor).options(max_restarts=0, **options)
+        self.learners = [remote.remote(spaces_ref, self.policy_cfg, algo_cfg,
+                                       total_env_steps=total_env_steps, seed=self.seed,
+                                       rank=rank, world_size=world)
+                         for rank in range(world)]
+        if world > 1:
+            master = ray.get(self.learners[0].rendezvous_address.remote())
+            ray.get([learner.join_group.remote(*master) for learner in self.learners])
+
+    # ---- the loop ------------------------------------------------------------------------
+    def iterate(self) -> dict[str, Any]:
+        self._check_open()
+        gather_start = time.perf_counter()
+        arrived: list[dict[str, Any]] = []
+        while True:
+            batch = self._gather(arrived)
+            inflight_at_update = self.pool.inflight()
+            self.max_inflight_seen = max(self.max_inflight_seen, inflight_at_update)
+            lags = [self.version - r.meta["policy_version"] for r in batch]
+            update_start = time.perf_counter()
+            try:
+                results = self._update(batch)
+                break
+            except ray.exceptions.ObjectLostError as err:  # a runner's node went with its fragments
+                logger.warning("fragments of this batch were lost (%s); gathering another", err)
+                self.lost_fragments += len(batch)
+                self.pool.release(batch)
+        update_end = time.perf_counter()
+        self.pool.release(batch)
+        self._set_weights(results[0])
+        metas = [r.meta for r in batch]
+        result = self.iteration_result([_MetaFragment(m) for m in metas], results[0]["metrics"],
+                                       update_start - gather_start, update_end - update_start)
+        wall = max(update_end - self._last_iterate, 1e-9)
+        self._last_iterate = update_end
+        result.update(self._perf_metrics(arrived, metas, results, lags, wall, inflight_at_update))
+        return result
+
+    def _gather(self, arrived: list[dict[str, Any]]) -> list[Request]:
+        """The first `batch_fragments` fresh fragments to arrive (no barrier on any runner)."""
+        batch: list[Request] = []
+        while len(batch) < self.batch_fragments:
+            while self._ready and len(batch) < self.batch_fragments:
+                request = self._ready.popleft()
+                if self._is_stale(request.meta["policy_version"]):
+                    self.dropped_fragments += 1
+                    self.pool.release([request])
+                else:
+                    batch.append(request)
+            if len(batch) >= self.batch_fragments:
+                break
+            self._request_more(still_needed=self.batch_fragments - len(batch))
+            self.max_inflight_seen = max(self.max_inflight_seen, self.pool.inflight())
+            for request in self.pool.wait_arrivals():
+                arrived.append(request.meta)
+                self._ready.append(request)
+        self.runner_restarts = self.pool.restarts
+        return batch
+
+    def _request_more(self, still_needed: int) -> None:
+        if self.is_appo:
+            self.pool.top_up(self.version, self.weights_ref)
+        else:  # PPO: only as many current-version requests as the batch still needs
+            outstanding = self.pool.outstanding(version=self.version)
+            self.pool.top_up(self.version, self.weights_ref, limit=still_needed - outstanding)
+
+    def _is_stale(self, fragment_version: int) -> bool:
+        lag = self.version - int(fragment_version)
+        if self.is_appo:
+            return lag > self.farm_cfg.max_lag
+        return lag > int(self.farm_cfg.artificial_lag)
+
+    def _update(self, batch: list[Request]) -> list[dict[str, Any]]:
+        refs = [request.fragment_ref for request in batch]
+        world = len(self.learners)
+        futures = [learner.update.remote(*ddp.share(refs, rank, world))
+                   for rank, learner in enumerate(self.learners)]
+        try:
+            return ray.get(futures)
+        except ray.exceptions.RayActorError as err:
+            where = self.last_checkpoint or "none was written yet"
+            raise LearnerDiedError(f"the learner actor died ({type(err).__name__}); "
+                                   f"last checkpoint: {where}") from err
+
+    def _set_weights(self, published: dict[str, Any]) -> None:
+        self.version = int(published["version"])
+        self.weights_ref = published["weights"][0]
+
+    def _publish_weights(self) -> None:
+        self._set_weights(self._call_learner(self.learners[0].publish.remote()))
+
+    # ---- metrics -------------------------------------------------------------------------
+    def _perf_metrics(self, arrived: list[dict], metas: list[dict], results: list[dict],
+                      lags: list[int], wall: float, inflight: int) -> dict[str, float]:
+        consumed = sum(m["steps"] for m in metas)
+        out: dict[str, float] = {
+            "perf/env_steps_per_s": consumed / wall,
+            "perf/env_steps_sampled_per_s": sum(m["steps"] for m in arrived) / wall,
+            "perf/inflight_fragments": float(inflight),
+            "perf/inflight_fragments_max": float(self.max_inflight_seen),
+            "perf/policy_lag_mean": float(np.mean(lags)) if lags else 0.0,
+            "perf/policy_lag_max": float(np.max(lags)) if lags else 0.0,
+            "perf/dropped_fragments": float(self.dropped_fragments),
+            "perf/lost_fragments": float(self.lost_fragments + self.pool.lost_fragments),
+            "perf/runner_restarts": float(self.runner_restarts),
+            "perf/fragment_mb": float(np.mean([m["fragment_bytes"] for m in metas])) / 1e6,
+            "perf/learner_update_ms": float(np.mean([r["update_ms"] for r in results])),
+            "system/rss_mb/driver": rss_mb(),
+        }
+        out.setdefault("perf/learner_samples_per_s", consumed / max(out["perf/learner_update_ms"] / 1e3, 1e-9))
+        for key in ("perf/learner_samples_per_s", "perf/learner_update_ms"):
+            if key in results[0]["metrics"]:
+                out[key] = float(results[0]["metrics"][key])
+        store = self._gauge.read()
+        out["perf/object_store_mb"] = store["used_mb"]
+        out["perf/object_store_spilled_mb"] = store["spilled_mb"]
+        for meta in arrived or metas:
+            runner = meta["runner_id"]
+            out[f"perf/env_step_ms/runner_{runner}"] = meta["env_ms"] / meta["rows"]
+            out[f"perf/inference_ms/runner_{runner}"] = meta["inference_ms"] / meta["rows"]
+            out[f"system/rss_mb/runner_{runner}"] = meta["rss_mb"]
+        sampled = arrived or metas
+        out["perf/env_step_ms"] = float(np.mean([m["env_ms"] / m["rows"] for m in sampled]))
+        out["perf/inference_ms"] = float(np.mean([m["inference_ms"] / m["rows"] for m in sampled]))
+        for rank, result in enumerate(results):
+            out[f"system/rss_mb/learner_{rank}"] = result["rss_mb"]
+        if "system/gpu_mem_gb" in results[0]:
+            out["system/gpu_mem_gb"] = results[0]["system/gpu_mem_gb"]
+        if "gpu_energy_j" in results[0] and self.env_steps:
+            out["system/gpu_joules_per_million_steps"] = results[0]["gpu_energy_j"] / self.env_steps * 1e6
+        return out
+
+    # ---- checkpoints and shutdown --------------------------------------------------------
+    def _call_learner(self, future: Any) -> Any:
+        try:
+            return ray.get(future)
+        except ray.exceptions.RayActorError as err:
+            where = self.last_checkpoint or "none was written yet"
+            raise LearnerDiedError(f"the learner actor died ({type(err).__name__}); "
+                                   f"last checkpoint: {where}") from err
+
+    def _save_learner(self, path: str, extra: dict[str, Any]) -> None:
+        self._call_learner(self.learners[0].save_checkpoint.remote(os.path.abspath(path), extra))
+        self.last_checkpoint = os.path.abspath(path)
+
+    def _load_learner(self, path: str) -> dict[str, Any]:
+        path = os.path.abspath(path)
+        extras = self._call_learner([learner.load_checkpoint.remote(path) for learner in self.learners])
+        self.last_checkpoint = path
+        return extras[0]
+
+    def learner_pids(self) -> list[int]:
+        return ray.get([learner.pid.remote() for learner in self.learners])
+
+    def placements(self) -> dict[str, Any]:
+        """Where every actor runs: {"runners": [...], "learners": [...]} of node_placement dicts."""
+        return {"runners": self.pool.placements(),
+                "learners": ray.get([learner.placement.remote() for learner in self.learners])}
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("RayFarm: iterate() after close()")
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._ready.clear()
+        self.pool.close()
+        for learner in self.learners:
+            ray.kill(learner, no_restart=True)
+        self.learners = []
+        self.session.close()
+
+
+class _MetaFragment:
+    """The fields of a Fragment that Farm.iteration_result reads, built from runner metadata,
+    so the driver reports the same keys as SerialFarm without touching fragment data."""
+
+    def __init__(self, meta: dict[str, Any]):
+        self.rewards = np.broadcast_to(np.float32(0), (meta["rows"], meta["steps"] // meta["rows"]))
+        self.episode_returns = meta["episode_returns"]
+        self.episode_lengths = meta["episode_lengths"]
+        self.env_ms = meta["env_ms"]
+        self.inference_ms = meta["inference_ms"]
+        self.env_errors = meta["env_errors"]
+        self.policy_version = meta["policy_version"]

@@ -1,0 +1,141 @@
+"""Start an embedded local Ray, or join a running cluster.
+
+`ray_session(address)` is the one place the farm calls `ray.init`:
+
+- no address and no $RAY_ADDRESS: an embedded single-node Ray with all of this machine's
+  CPUs, no dashboard, and Ray's token authentication left as Ray sets it (Ray 2.60 turns
+  it on by default for a new local cluster and writes ~/.ray/auth_token; we never disable it).
+- an address (argument or $RAY_ADDRESS): join that cluster. Ray only auto-enables token
+  auth for `address="auto"`, so when a token is present and RAY_AUTH_MODE is unset we set
+  RAY_AUTH_MODE=token ourselves; a cluster started with `ray start --head` (token mode by
+  default) then accepts us.
+- Ray already initialized in this process (a test fixture, a Ray Job driver): reuse it and
+  leave it running on exit.
+
+Only the session that started Ray shuts it down.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+AUTH_MODE_ENV_VAR = "RAY_AUTH_MODE"
+
+
+@dataclass
+class RaySession:
+    """What `start_ray` did, so that `close` undoes exactly that."""
+
+    address: str
+    """The GCS address of the cluster we are connected to."""
+    owned: bool
+    """True when this session started Ray (and so shuts it down on close)."""
+    embedded: bool
+    """True for a local Ray started by this process (no address given)."""
+    start_s: float
+    """Seconds `ray.init` took (0 when Ray was already up)."""
+
+    def close(self) -> None:
+        import ray
+
+        if self.owned and ray.is_initialized():
+            ray.shutdown()
+        self.owned = False
+
+    def __enter__(self) -> "RaySession":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _token_available() -> bool:
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return True
+    token_path = os.environ.get("RAY_AUTH_TOKEN_PATH")
+    if token_path:
+        return Path(token_path).expanduser().is_file()
+    return (Path.home() / ".ray" / "auth_token").is_file()
+
+
+def resolve_address(address: str | None) -> str | None:
+    """The cluster to join: the argument, else $RAY_ADDRESS, else None (embedded)."""
+    if address:
+        return address
+    env_address = os.environ.get("RAY_ADDRESS", "").strip()
+    return env_address or None
+
+
+def start_ray(address: str | None = None, *, num_cpus: int | None = None,
+              log_to_driver: bool = True) -> RaySession:
+    """Connect this process to Ray (see the module docstring for the three cases)."""
+    import ray
+
+    if ray.is_initialized():
+        return RaySession(address=_gcs_address(), owned=False, embedded=False, start_s=0.0)
+
+    target = resolve_address(address)
+    # Worker processes import rlfarm from the installed (editable) package, so no runtime_env
+    # packaging is needed: that keeps start-up at Ray's own ~2 s.
+    common = dict(include_dashboard=False, log_to_driver=log_to_driver,
+                  configure_logging=True, logging_level=logging.WARNING)
+    started = time.perf_counter()
+    if target is None:
+        ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), **common)
+        embedded = True
+    else:
+        if os.environ.get(AUTH_MODE_ENV_VAR) is None and _token_available():
+            os.environ[AUTH_MODE_ENV_VAR] = "token"
+        # include_dashboard is only valid when starting a cluster.
+        common.pop("include_dashboard")
+        ray.init(address=target, **common)
+        embedded = False
+    elapsed = time.perf_counter() - started
+    return RaySession(address=_gcs_address(), owned=True, embedded=embedded, start_s=elapsed)
+
+
+def _gcs_address() -> str:
+    import ray
+
+    try:
+        return ray.get_runtime_context().gcs_address
+    except Exception:  # older Ray without gcs_address on the runtime context
+        return "unknown"
+
+
+class ObjectStoreGauge:
+    """Object store bytes used and spilled, cluster-wide, read from a raylet.
+
+    Ray has no public API for this; we use the call behind `ray memory --stats-only`
+    (ray._private.internal_api) and fall back to NaN if it moves. Reads are throttled,
+    since each one is a gRPC round trip to the raylet.
+    """
+
+    def __init__(self, min_interval_s: float = 1.0):
+        self.min_interval_s = min_interval_s
+        self._state = None
+        self._last_read = -1e9
+        self._last = {"used_mb": float("nan"), "spilled_mb": float("nan"), "spilled_objects": 0}
+
+    def read(self, force: bool = False) -> dict[str, float]:
+        now = time.monotonic()
+        if not force and now - self._last_read < self.min_interval_s:
+            return dict(self._last)
+        self._last_read = now
+        try:
+            from ray._private import internal_api
+
+            if self._state is None:
+                self._state = internal_api.get_state_from_address(_gcs_address())
+            stats = internal_api.get_memory_info_reply(self._state, timeout_seconds=5.0).store_stats
+            self._last = {"used_mb": stats.object_store_bytes_used / 1e6,
+                          "spilled_mb": stats.spilled_bytes_total / 1e6,
+                          "spilled_objects": int(stats.spilled_objects_total)}
+        except Exception as err:  # a private API: never let a gauge end a run
+            logger.debug("object store stats unavailable: %s", err)
+        return dict(self._last)

@@ -1,0 +1,131 @@
+"""Runner: one batched env plus a CPU copy of the policy; `sample()` returns one Fragment.
+
+A plain class: the serial farm calls it directly, the Ray farm wraps it as an actor. The
+hot loop is T iterations of (policy.act on N obs, env.step on N actions, row writes into
+preallocated T x N arrays); nothing loops over env copies in Python.
+"""
+from __future__ import annotations
+
+import collections
+import time
+import warnings
+from typing import Any
+
+import numpy as np
+
+
+class Runner:
+    """Steps `env_cfg.envs_per_runner` copies of `env_cfg.id` with the latest published policy."""
+
+    def __init__(self, env_cfg: Any, policy_cfg: Any, *, seed: int | None, runner_index: int,
+                 fragment_length: int, artificial_lag: int = 0) -> None:
+        import agents
+        import envs
+
+        self.runner_index = int(runner_index)
+        self.fragment_length = int(fragment_length)
+        self.num_envs = int(env_cfg.envs_per_runner)
+        self.env = envs.make(env_cfg.id, self.num_envs, seed=seed, runner_index=runner_index,
+                             autoreset_mode="same_step",
+                             vectorization=getattr(env_cfg, "vectorization", "sync"),
+                             **dict(env_cfg.kwargs or {}))
+        self.spaces = (self.env.single_observation_space, self.env.single_action_space)
+        # The policy's sampling stream is derived from (seed, runner), like the env copies' streams.
+        policy_seed = None if seed is None else int(
+            np.random.SeedSequence(int(seed), spawn_key=(int(runner_index), 1)).generate_state(1)[0])
+        self.policy = agents.ActingPolicy(*self.spaces, policy_cfg, seed=policy_seed)
+        # artificial_lag k: act with the weights published k versions ago (tests V-trace).
+        self._weights_history: collections.deque = collections.deque(maxlen=int(artificial_lag) + 1)
+        self.env_errors = 0
+        """Cumulative copies reset because their env raised or reported a bad state."""
+        self._obs = np.asarray(self.env.reset()[0], dtype=np.float32)
+
+    @property
+    def version(self) -> int:
+        """The policy version this runner acts with."""
+        return int(self.policy.version)
+
+    def set_weights(self, weights: dict) -> None:
+        self._weights_history.append(weights)
+        self.policy.set_weights(self._weights_history[0])
+
+    def sample(self) -> Any:
+        """Run `fragment_length` steps of every copy and return them as one Fragment."""
+        import agents
+
+        steps, num_envs, policy, env = self.fragment_length, self.num_envs, self.policy, self.env
+        obs = np.empty((steps + 1, num_envs) + self._obs.shape[1:], np.float32)
+        logp = np.empty((steps, num_envs), np.float32)
+        values = np.empty((steps, num_envs), np.float32)
+        rewards = np.empty((steps, num_envs), np.float32)
+        terminated = np.empty((steps, num_envs), bool)
+        truncated = np.empty((steps, num_envs), bool)
+        final_values = np.zeros((steps, num_envs), np.float32)
+        actions = None
+        truncated_rows: list[tuple[int, np.ndarray, np.ndarray]] = []  # (t, copies, final obs)
+        episode_returns: list[np.ndarray] = []
+        episode_lengths: list[np.ndarray] = []
+        env_errors_before = self.env_errors
+        env_s = inference_s = 0.0
+        obs[0] = self._obs
+        for t in range(steps):
+            tick = time.perf_counter()
+            act, logp[t], values[t] = policy.act(obs[t])
+            tock = time.perf_counter()
+            inference_s += tock - tick
+            if actions is None:
+                actions = np.empty((steps,) + act.shape, act.dtype)
+            actions[t] = act
+            try:
+                next_obs, rew, term, trunc, infos = env.step(policy.env_actions(act))
+            except Exception as err:  # a foreign env that raises must not kill the run
+                next_obs = self._recover(err)
+                rewards[t], terminated[t], truncated[t] = 0.0, False, True
+                final_values[t] = values[t]  # bootstrap from the last good value: neutral advantage
+                obs[t + 1] = next_obs
+                env_s += time.perf_counter() - tock
+                continue
+            env_s += time.perf_counter() - tock
+            obs[t + 1] = next_obs
+            rewards[t], terminated[t], truncated[t] = rew, term, trunc
+            self.env_errors += int(infos.get("env_errors", 0))
+            ended = infos.get("_episode")
+            if ended is not None and ended.any():
+                episode_returns.append(infos["episode"]["r"][ended])
+                episode_lengths.append(infos["episode"]["l"][ended])
+            cut = trunc & ~term  # truncated, not terminated: bootstrap from V(final obs)
+            if cut.any():
+                copies = np.flatnonzero(cut)
+                truncated_rows.append((t, copies, np.array(infos["final_obs"][copies], np.float32)))
+        self._obs = obs[steps]
+        if truncated_rows:  # one value call for every truncation of the fragment
+            tic = time.perf_counter()
+            vals = policy.value(np.concatenate([row[2] for row in truncated_rows]))
+            rows = np.concatenate([np.full(len(row[1]), row[0]) for row in truncated_rows])
+            copies = np.concatenate([row[1] for row in truncated_rows])
+            final_values[rows, copies] = vals
+            inference_s += time.perf_counter() - tic
+        return agents.Fragment(
+            obs=obs, actions=actions, logp=logp, values=values, rewards=rewards,
+            terminated=terminated, truncated=truncated, final_values=final_values,
+            policy_version=self.version, runner_id=self.runner_index,
+            episode_returns=_concat(episode_returns, np.float32),
+            episode_lengths=_concat(episode_lengths, np.int32),
+            env_ms=1000.0 * env_s, inference_ms=1000.0 * inference_s,
+            env_errors=self.env_errors - env_errors_before,
+        )
+
+    def _recover(self, err: Exception) -> np.ndarray:
+        """Reset the whole batched env after `step` raised; every copy counts as an env error."""
+        if self.env_errors == 0:
+            warnings.warn(f"runner {self.runner_index}: env.step raised {type(err).__name__}: {err}; "
+                          "resetting the env and counting it in env_errors", RuntimeWarning, stacklevel=3)
+        self.env_errors += self.num_envs
+        return np.asarray(self.env.reset()[0], dtype=np.float32)
+
+    def close(self) -> None:
+        self.env.close()
+
+
+def _concat(parts: list[np.ndarray], dtype: type) -> np.ndarray:
+    return np.concatenate(parts).astype(dtype, copy=False) if parts else np.zeros(0, dtype)

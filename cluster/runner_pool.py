@@ -1,0 +1,168 @@
+"""The runner actors of a RayFarm: sample requests, in-flight slots, and restarts.
+
+Every `sample` request holds one of its runner's `max_inflight` slots from the moment it
+is submitted until the driver releases it (the learner consumed the fragment, or it was
+dropped), which bounds the fragments alive in the object store at num_runners x max_inflight.
+
+A runner that dies (its process killed, its node lost, an exception escaping `sample`) is
+logged and replaced by a fresh actor with the same runner index, hence the same seed
+stream; its requests still in flight are lost and counted. Restarts are capped by
+`farm.max_runner_restarts`.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import ray
+
+from cluster.actors import RunnerActor
+from cluster.config import FarmConfig
+
+logger = logging.getLogger(__name__)
+
+
+class RunnerRestartsExceeded(RuntimeError):
+    """More runner deaths than `farm.max_runner_restarts` allows."""
+
+
+@dataclass
+class Request:
+    """One `sample()` call: the metadata ref the driver reads, the fragment ref it forwards."""
+
+    runner_index: int
+    generation: int
+    """Which incarnation of the runner (0, then +1 per restart) was asked."""
+    version: int
+    """The policy version the weights passed with the request have."""
+    meta_ref: Any
+    fragment_ref: Any
+    meta: dict[str, Any] = field(default_factory=dict)
+    """Filled in when the request arrives."""
+
+
+class RunnerPool:
+    """`num_runners` RunnerActors; the driver's view of what each is doing."""
+
+    def __init__(self, env_cfg: Any, policy_cfg: Any, farm_cfg: FarmConfig, seed: int,
+                 options: dict[str, Any], stall_timeout_s: float = 600.0) -> None:
+        self.env_cfg, self.policy_cfg, self.farm_cfg, self.seed = env_cfg, policy_cfg, farm_cfg, seed
+        self.max_inflight = max(1, int(farm_cfg.max_inflight))
+        self.stall_timeout_s = stall_timeout_s
+        # We restart runners ourselves (a fresh actor on the same seed stream, counted),
+        # so Ray's own actor restarts and task retries stay off.
+        self._remote = ray.remote(RunnerActor).options(max_restarts=0, max_task_retries=0, **options)
+        count = int(farm_cfg.num_runners)
+        self.generation = [0] * count
+        self.holds = [0] * count
+        self.actors = [self._spawn(index) for index in range(count)]
+        self.pending: dict[Any, Request] = {}  # meta_ref -> request not yet arrived
+        self.restarts = 0
+        self.lost_fragments = 0
+
+    def _spawn(self, index: int) -> Any:
+        return self._remote.remote(self.env_cfg, self.policy_cfg, seed=self.seed, runner_index=index,
+                                   fragment_length=self.farm_cfg.fragment_length,
+                                   artificial_lag=self.farm_cfg.artificial_lag)
+
+    # ---- queries -------------------------------------------------------------------------
+    def inflight(self) -> int:
+        """Fragments requested and not yet released, over all runners."""
+        return sum(self.holds)
+
+    def outstanding(self, version: int | None = None) -> int:
+        """Requests not yet arrived (made with `version`, if given)."""
+        return sum(1 for r in self.pending.values() if version is None or r.version == version)
+
+    def pids(self) -> list[int]:
+        return ray.get([actor.pid.remote() for actor in self.actors])
+
+    def placements(self) -> list[dict[str, Any]]:
+        return ray.get([actor.placement.remote() for actor in self.actors])
+
+    # ---- requests ------------------------------------------------------------------------
+    def top_up(self, version: int, weights_ref: Any, limit: int | None = None) -> int:
+        """Submit requests to runners with free slots, least busy first; at most `limit`."""
+        submitted = 0
+        while limit is None or submitted < limit:
+            free = [i for i, held in enumerate(self.holds) if held < self.max_inflight]
+            if not free:
+                break
+            busy = {i: 0 for i in free}
+            for request in self.pending.values():
+                if request.runner_index in busy:
+                    busy[request.runner_index] += 1
+            index = min(free, key=lambda i: (busy[i], self.holds[i], i))
+            self._submit(index, version, weights_ref)
+            submitted += 1
+        return submitted
+
+    def _submit(self, index: int, version: int, weights_ref: Any) -> None:
+        # The weights ref travels inside a list so Ray does not resolve it on every call;
+        # the runner fetches it only when `version` is new to it.
+        meta_ref, fragment_ref = self.actors[index].sample.options(num_returns=2).remote(
+            version, [weights_ref])
+        self.pending[meta_ref] = Request(index, self.generation[index], version, meta_ref, fragment_ref)
+        self.holds[index] += 1
+
+    def wait_arrivals(self) -> list[Request]:
+        """Block until at least one request arrives (or fails); return those that arrived."""
+        if not self.pending:
+            raise RuntimeError("RayFarm: waiting for fragments, but none were requested")
+        refs = list(self.pending)
+        ready, _ = ray.wait(refs, num_returns=1, timeout=self.stall_timeout_s)
+        if not ready:
+            raise RuntimeError(f"RayFarm: no fragment arrived in {self.stall_timeout_s:.0f} s from "
+                               f"{len(self.actors)} runners ({len(refs)} requests in flight); is the "
+                               "cluster short of the resources in farm.runner_resources?")
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)  # everything already there
+        arrivals = []
+        for ref in ready:
+            request = self.pending.pop(ref, None)
+            if request is None:  # dropped by a restart handled earlier in this loop
+                continue
+            try:
+                request.meta = ray.get(ref)
+            except ray.exceptions.RayError as err:
+                self._runner_failed(request, err)
+                continue
+            arrivals.append(request)
+        return arrivals
+
+    def release(self, requests: list[Request]) -> None:
+        """The learner consumed these fragments, or they were dropped: free their slots."""
+        for request in requests:
+            self.holds[request.runner_index] -= 1
+
+    # ---- failures ------------------------------------------------------------------------
+    def _runner_failed(self, request: Request, err: Exception) -> None:
+        index = request.runner_index
+        self.holds[index] -= 1
+        self.lost_fragments += 1
+        if request.generation != self.generation[index]:
+            return  # an older incarnation's request; that runner was replaced already
+        self.restarts += 1
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if self.restarts > int(self.farm_cfg.max_runner_restarts):
+            raise RunnerRestartsExceeded(
+                f"runner {index} failed ({type(err).__name__}: {reason}) and the run already restarted "
+                f"runners {self.restarts - 1} times (farm.max_runner_restarts="
+                f"{self.farm_cfg.max_runner_restarts})") from err
+        logger.warning("runner %d died (%s: %s); starting a fresh one on its seed stream "
+                       "(restart %d of at most %d)", index, type(err).__name__, reason,
+                       self.restarts, self.farm_cfg.max_runner_restarts)
+        for ref, other in list(self.pending.items()):
+            if other.runner_index == index and other.generation == request.generation:
+                del self.pending[ref]
+                self.holds[index] -= 1
+                self.lost_fragments += 1
+        ray.kill(self.actors[index], no_restart=True)
+        self.generation[index] += 1
+        self.actors[index] = self._spawn(index)
+
+    def close(self) -> None:
+        self.pending.clear()
+        for actor in self.actors:
+            ray.kill(actor, no_restart=True)
+        self.actors = []

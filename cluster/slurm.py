@@ -1,0 +1,162 @@
+"""SLURM: write the sbatch script that brings Ray up across an allocation, submit it, follow it.
+
+The logic of the script lives once, in the static template `cluster/slurm/rlfarm.sbatch`
+(read it: its header says what it does and why). `render_script` fills in the template's
+`#SBATCH` lines and its settings block; nothing else in the template changes, so a script
+written by `rlfarm slurm` and the hand-edited template behave the same.
+
+Only the standard SLURM client commands are used (sbatch, scontrol, sacct), through
+subprocess, so no SLURM Python binding is needed.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+TEMPLATE = Path(__file__).with_name("slurm") / "rlfarm.sbatch"
+SETTINGS_BEGIN = "# >>> rlfarm settings"
+SETTINGS_END = "# <<< rlfarm settings"
+FINISHED_STATES = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "PREEMPTED",
+                   "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE")
+
+
+@dataclass
+class SlurmJobSpec:
+    """What one sbatch script asks SLURM for, and what it trains."""
+
+    config: str
+    """The experiment config, as `rlfarm train` will see it from `workdir` (relative is best)."""
+    nodes: int
+    """Nodes in the allocation; the first runs the Ray head and the driver."""
+    gpus_per_node: int = 0
+    """GPUs per node; learners get one each."""
+    cpus_per_node: int | None = None
+    """Cores per node; None takes whole nodes (--exclusive)."""
+    partition: str | None = None
+    time: str = "01:00:00"
+    account: str | None = None
+    job_name: str = "rlfarm"
+    output: str = "rlfarm-%j.out"
+    """The job's log file (sbatch --output; %j is the job id)."""
+    overrides: list[str] = field(default_factory=list)
+    """`--set KEY=VALUE` strings passed to `rlfarm train` after the script's own."""
+    workdir: str = "."
+    """The rlfarm checkout the job runs in (on a shared filesystem)."""
+    python: str = sys.executable
+    """The Python interpreter with rlfarm installed, on every node."""
+
+    def __post_init__(self) -> None:
+        if self.nodes < 1:
+            raise ValueError(f"--nodes: must be >= 1, got {self.nodes}")
+        if self.gpus_per_node < 0:
+            raise ValueError(f"--gpus-per-node: must be >= 0, got {self.gpus_per_node}")
+        if self.cpus_per_node is not None and self.cpus_per_node < 1:
+            raise ValueError(f"--cpus-per-node: must be >= 1, got {self.cpus_per_node}")
+        if not re.fullmatch(r"(\d+-)?\d{1,3}(:\d\d){0,2}|\d+", self.time):
+            raise ValueError(f"--time: expected [D-]HH:MM:SS or minutes, got {self.time!r}")
+
+
+def sbatch_lines(spec: SlurmJobSpec) -> list[str]:
+    """The `#SBATCH` directives for `spec` (one Ray node = one task per node)."""
+    lines = [f"--job-name={spec.job_name}", f"--nodes={spec.nodes}", "--ntasks-per-node=1"]
+    if spec.cpus_per_node is None:
+        lines.append("--exclusive")
+    else:
+        lines.append(f"--cpus-per-task={spec.cpus_per_node}")
+    if spec.gpus_per_node:
+        lines.append(f"--gpus-per-node={spec.gpus_per_node}")
+    lines += [f"--time={spec.time}", f"--output={spec.output}", f"--chdir={spec.workdir}"]
+    if spec.partition:
+        lines.append(f"--partition={spec.partition}")
+    if spec.account:
+        lines.append(f"--account={spec.account}")
+    return [f"#SBATCH {line}" for line in lines]
+
+
+def settings_block(spec: SlurmJobSpec) -> list[str]:
+    overrides = " ".join(f"--set {shlex.quote(item)}" for item in spec.overrides)
+    return [
+        SETTINGS_BEGIN,
+        f"RLFARM_CONFIG={shlex.quote(spec.config)}",
+        f"RLFARM_OVERRIDES=({overrides})",
+        f"RLFARM_GPUS_PER_NODE={spec.gpus_per_node}",
+        f"RLFARM_WORKDIR={shlex.quote(spec.workdir)}",
+        f"RLFARM_PYTHON={shlex.quote(spec.python)}",
+        SETTINGS_END,
+    ]
+
+
+def render_script(spec: SlurmJobSpec, template: str | None = None) -> str:
+    """The sbatch script for `spec`: the template with its directives and settings filled in."""
+    text = TEMPLATE.read_text() if template is None else template
+    lines = text.splitlines()
+    begin, end = lines.index(SETTINGS_BEGIN), lines.index(SETTINGS_END)
+    lines[begin:end + 1] = settings_block(spec)
+    directive_rows = [i for i, line in enumerate(lines) if line.startswith("#SBATCH ")]
+    first, last = directive_rows[0], directive_rows[-1]
+    lines[first:last + 1] = sbatch_lines(spec)
+    return "\n".join(lines) + "\n"
+
+
+# ---- talking to SLURM ----------------------------------------------------------------------
+
+def slurm_unavailable_reason() -> str | None:
+    """None when sbatch can reach a controller with a usable node, else why not."""
+    for command in ("sbatch", "sinfo", "scontrol"):
+        if shutil.which(command) is None:
+            return f"`{command}` is not installed (bash .ci/slurm.sh start installs a one-node SLURM)"
+    try:
+        result = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=15)
+    except subprocess.TimeoutExpired:
+        return "sinfo timed out: slurmctld does not answer"
+    if result.returncode != 0:
+        return f"slurmctld does not answer: {result.stderr.strip() or result.stdout.strip()}"
+    states = result.stdout.split()
+    if not any(state.rstrip("*~#").startswith(("idle", "mixed", "alloc")) for state in states):
+        return f"no SLURM node is up (node states: {', '.join(states) or 'none'})"
+    return None
+
+
+def submit(script_path: str | os.PathLike, extra_args: list[str] | None = None) -> str:
+    """`sbatch` the script; returns the job id."""
+    command = ["sbatch", "--parsable", *(extra_args or []), os.fspath(script_path)]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"sbatch failed: {result.stderr.strip() or result.stdout.strip()}")
+    return result.stdout.strip().split(";")[0]
+
+
+def job_state(job_id: str) -> tuple[str, str]:
+    """(state, exit code "N:S") of a job. Without slurmdbd, `scontrol` knows a finished job
+    for MinJobAge seconds; `sacct` is the fallback where accounting runs."""
+    result = subprocess.run(["scontrol", "show", "job", "-o", str(job_id)], capture_output=True, text=True)
+    if result.returncode == 0 and "JobState=" in result.stdout:
+        state = re.search(r"JobState=(\S+)", result.stdout).group(1)
+        exit_code = re.search(r"ExitCode=(\S+)", result.stdout)
+        return state, exit_code.group(1) if exit_code else "?"
+    result = subprocess.run(["sacct", "-X", "-n", "-P", "-j", str(job_id), "-o", "State,ExitCode"],
+                            capture_output=True, text=True)
+    rows = [row for row in result.stdout.splitlines() if row.strip()]
+    if result.returncode == 0 and rows:
+        state, exit_code = rows[0].split("|")
+        return state.split()[0], exit_code
+    return "UNKNOWN", "?"
+
+
+def wait_job(job_id: str, timeout_s: float | None = None, poll_s: float = 2.0) -> tuple[str, str]:
+    """Poll until the job finishes (or `timeout_s` passes); returns its last (state, exit code)."""
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    while True:
+        state, exit_code = job_state(job_id)
+        if state in FINISHED_STATES:
+            return state, exit_code
+        if deadline is not None and time.monotonic() > deadline:
+            return state, exit_code
+        time.sleep(poll_s)

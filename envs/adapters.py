@@ -1,0 +1,113 @@
+"""ForeignVectorEnv: any gymnasium id behind gymnasium's Sync/AsyncVectorEnv, with rlfarm's
+conventions (float32 obs and rewards, `infos["episode"]` every step, a dense float32
+`infos["final_obs"]` in same_step mode, `infos["env_errors"]`).
+
+Each sub-env is wrapped in `ErrorGuard`, which turns an exception inside the env's `step`
+into a reset of that copy (reward 0, truncated) and an `env_error` flag, so one crashing
+copy neither kills the runner nor goes unnoticed. The guard runs inside async workers too.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+
+class ErrorGuard(gym.Wrapper):
+    """Resets the env when its step raises, and reports the event in `info["env_error"]`."""
+
+    def step(self, action):
+        try:
+            return self.env.step(action)
+        except Exception as err:  # noqa: BLE001 -- any env bug: count it, keep the farm alive
+            obs, info = self.env.reset()
+            info = {**info, "env_error": 1, "env_error_message": f"{type(err).__name__}: {err}"}
+            return obs, 0.0, False, True, info
+
+
+def _float32_box(space: gym.Space, env_id: str) -> spaces.Box:
+    if not isinstance(space, spaces.Box):
+        raise ValueError(f"env_id {env_id!r}: rlfarm needs a Box observation space, got {space}")
+    return spaces.Box(space.low.astype(np.float32), space.high.astype(np.float32),
+                      shape=space.shape, dtype=np.float32)
+
+
+class ForeignVectorEnv(VectorEnv):
+    """A gymnasium vector env of a foreign id, with rlfarm's info conventions."""
+
+    def __init__(self, env_id: str, num_envs: int, *, autoreset_mode: AutoresetMode,
+                 vectorization: str = "sync", runner_index: int = 0, **kwargs: Any):
+        if vectorization not in ("sync", "async"):
+            raise ValueError(f"vectorization: expected 'sync' or 'async', got {vectorization!r}")
+        self.env = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode=vectorization,
+                                vector_kwargs={"autoreset_mode": autoreset_mode},
+                                wrappers=[ErrorGuard], **kwargs)
+        self.num_envs = num_envs
+        self.env_id = env_id
+        self.runner_index = runner_index
+        self.autoreset_mode = autoreset_mode
+        self.metadata = {**self.env.metadata, "autoreset_mode": autoreset_mode}
+        self.render_mode = self.env.render_mode
+        self.single_observation_space = _float32_box(self.env.single_observation_space, env_id)
+        self.observation_space = batch_space(self.single_observation_space, num_envs)
+        self.single_action_space = self.env.single_action_space
+        self.action_space = self.env.action_space
+        self._returns = np.zeros(num_envs, np.float32)
+        self._lengths = np.zeros(num_envs, np.int32)
+        self._restarting = np.zeros(num_envs, bool)
+        self.default_seed = None
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        if seed is None and self.default_seed is not None:
+            seed, self.default_seed = self.default_seed, None
+        if seed is not None:
+            # copy i of runner r gets its own seed, derived from (seed, r, i)
+            seq = np.random.SeedSequence(int(seed), spawn_key=(self.runner_index,))
+            seed = [int(s) for s in seq.generate_state(self.num_envs, np.uint32)]
+        obs, infos = self.env.reset(seed=seed, options=options)
+        self._returns[:] = 0
+        self._lengths[:] = 0
+        self._restarting[:] = False
+        return np.asarray(obs, dtype=np.float32), dict(infos)
+
+    def step(self, actions):
+        obs, rewards, terminated, truncated, infos = self.env.step(actions)
+        obs = np.asarray(obs, dtype=np.float32)
+        rewards = np.asarray(rewards, dtype=np.float32)
+        terminated = np.asarray(terminated, dtype=bool)
+        truncated = np.asarray(truncated, dtype=bool)
+        infos = dict(infos)
+        self._returns += rewards
+        self._lengths += 1
+        restarted = self._restarting  # NEXT_STEP: this step was the reset step of these copies
+        self._returns[restarted] = 0
+        self._lengths[restarted] = 0
+        done = terminated | truncated
+        infos["episode"] = {"r": np.where(done, self._returns, 0).astype(np.float32),
+                            "l": np.where(done, self._lengths, 0).astype(np.int32)}
+        infos["_episode"] = done
+        if "env_error" in infos:
+            infos["env_errors"] = int(np.sum(infos.pop("env_error")[infos.pop("_env_error")]))
+            infos.pop("env_error_message", None), infos.pop("_env_error_message", None)
+        if self.autoreset_mode is AutoresetMode.SAME_STEP:
+            mask = np.asarray(infos.pop("_final_obs", np.zeros(self.num_envs, bool)), dtype=bool)
+            final_obs = np.zeros_like(obs)
+            if mask.any():
+                final_obs[mask] = np.stack(infos.pop("final_obs")[mask]).astype(np.float32)
+            infos.pop("final_obs", None)
+            infos["final_obs"], infos["_final_obs"] = final_obs, mask
+            self._returns[done] = 0
+            self._lengths[done] = 0
+        else:
+            self._restarting = done
+        return obs, rewards, terminated, truncated, infos
+
+    def render(self):
+        return self.env.render()
+
+    def close_extras(self, **kwargs):
+        self.env.close()

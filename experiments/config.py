@@ -1,0 +1,327 @@
+"""Experiment configs: YAML (safe_load only) composed into each layer's own dataclass.
+
+    name: cartpole-ppo      seed: 0
+    env:   envs.EnvConfig          (id, envs_per_runner, kwargs, ...)
+    model: agents.PolicyConfig     (hidden_sizes, activation, trunk, ...)
+    algo:  agents.AlgoConfig       (name, lr, gamma, ...)
+    farm:  cluster.FarmConfig      (mode, num_runners, fragment_length, ...)
+    stop:  StopConfig              (env_steps, wall_s, target_return)
+    log:   LogConfig               (dir, report_interval_s, checkpoint_interval_s, ...)
+
+This module only composes: the layers validate their own fields (they raise
+ValueError("field: what is wrong"), which becomes ConfigError("section.field: ...")). Types
+are checked here from the dataclasses' annotations, and every error names its field path.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from agents.config import AlgoConfig, PolicyConfig
+from cluster.config import FarmConfig
+from envs import EnvConfig
+from experiments.errors import ConfigError
+
+
+@dataclass
+class StopConfig:
+    """When a run ends: whichever limit comes first (a limit of 0 or null is off)."""
+
+    env_steps: int = 1_000_000
+    """Env steps consumed by the learner."""
+
+    wall_s: float = 0.0
+    """Seconds of training (the loop, not start-up)."""
+
+    target_return: float | None = None
+    """Stop once the mean return of the last `log.return_window` episodes reaches this."""
+
+
+@dataclass
+class LogConfig:
+    """Where a run writes, and how often it reports and checkpoints."""
+
+    dir: str = "runs"
+    """Parent folder of run dirs: <dir>/<name>-<YYYYmmdd-HHMMSS>/."""
+
+    report_interval_s: float = 1.0
+    """Seconds between TensorBoard points and progress updates."""
+
+    checkpoint_interval_s: float = 300.0
+    """Seconds between checkpoints (one is always written at the end); 0 writes only the last."""
+
+    keep_checkpoints: int = 3
+    """How many recent checkpoints to keep in checkpoints/."""
+
+    return_window: int = 100
+    """Episodes averaged for episode_return_mean and target_return."""
+
+    progress: str = "auto"
+    """auto (a bar on a terminal, plain lines otherwise) | bar | lines | none."""
+
+
+@dataclass
+class ExperimentConfig:
+    """One training run: every section of the YAML file."""
+
+    name: str = "experiment"
+    """Run name; the run dir is <log.dir>/<name>-<timestamp>."""
+
+    seed: int = 0
+    """Seeds the learner (torch) and every env copy's stream (runner, copy)."""
+
+    env: EnvConfig = field(default_factory=EnvConfig)
+    model: PolicyConfig = field(default_factory=PolicyConfig)
+    algo: AlgoConfig = field(default_factory=AlgoConfig)
+    farm: FarmConfig = field(default_factory=FarmConfig)
+    stop: StopConfig = field(default_factory=StopConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+
+PROGRESS_MODES = ("auto", "bar", "lines", "none")
+FARM_MODES = ("serial", "ray")
+
+# Range checks for sections whose dataclass does not validate itself.
+_RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
+    "seed": (lambda v: v >= 0, "must be >= 0"),
+    "name": (lambda v: bool(v) and "/" not in v and v.strip() == v, "must be a non-empty name without '/'"),
+    "env.envs_per_runner": (lambda v: v >= 1, "must be >= 1"),
+    "farm.mode": (lambda v: v in FARM_MODES, f"must be one of {', '.join(FARM_MODES)}"),
+    "farm.num_runners": (lambda v: v >= 1, "must be >= 1"),
+    "farm.fragment_length": (lambda v: v >= 1, "must be >= 1"),
+    "farm.batch_size": (lambda v: v >= 0, "must be >= 0 (0: one fragment per runner)"),
+    "farm.max_inflight": (lambda v: v >= 1, "must be >= 1"),
+    "farm.max_lag": (lambda v: v >= 0, "must be >= 0"),
+    "farm.artificial_lag": (lambda v: v >= 0, "must be >= 0"),
+    "farm.num_learners": (lambda v: v >= 1, "must be >= 1"),
+    "farm.max_runner_restarts": (lambda v: v >= 0, "must be >= 0"),
+    "stop.env_steps": (lambda v: v >= 0, "must be >= 0 (0: no limit)"),
+    "stop.wall_s": (lambda v: v >= 0, "must be >= 0 (0: no limit)"),
+    "log.dir": (lambda v: bool(v), "must be a non-empty path"),
+    "log.report_interval_s": (lambda v: v > 0, "must be > 0"),
+    "log.checkpoint_interval_s": (lambda v: v >= 0, "must be >= 0 (0: only the final checkpoint)"),
+    "log.keep_checkpoints": (lambda v: v >= 1, "must be >= 1"),
+    "log.return_window": (lambda v: v >= 1, "must be >= 1"),
+    "log.progress": (lambda v: v in PROGRESS_MODES, f"must be one of {', '.join(PROGRESS_MODES)}"),
+}
+
+
+def load_config(path: str | os.PathLike, overrides: typing.Sequence[str] = ()) -> ExperimentConfig:
+    """Read the YAML file at `path`, apply `--set key=value` overrides, build and check."""
+    path = os.fspath(path)
+    try:
+        with open(path, encoding="utf-8") as stream:
+            raw = yaml.safe_load(stream)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder, expected a YAML config file") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections, got {_type_name(raw)}")
+    raw.setdefault("name", os.path.splitext(os.path.basename(path))[0].replace("_", "-"))
+    return config_from_dict(apply_overrides(raw, overrides))
+
+
+def config_from_dict(raw: dict[str, Any]) -> ExperimentConfig:
+    """Build an ExperimentConfig from plain data (as `yaml.safe_load` returns), or raise ConfigError."""
+    cfg = _build(ExperimentConfig, raw, "")
+    _check_cross_fields(cfg)
+    return cfg
+
+
+def apply_overrides(raw: dict[str, Any], overrides: typing.Sequence[str]) -> dict[str, Any]:
+    """Apply `a.b=value` strings to the raw mapping; values are parsed as YAML (1e-3, true, [64, 64])."""
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise ConfigError(f"--set {item}: expected KEY=VALUE, e.g. --set algo.lr=1e-3")
+        try:
+            value = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError:
+            value = text  # not YAML: take it as a plain string
+        parts = key.split(".")
+        node = raw
+        for depth, part in enumerate(parts[:-1]):
+            child = node.setdefault(part, {})
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"{'.'.join(parts[:depth + 1])}: is a {_type_name(child)}, "
+                                  f"so --set {key} cannot set a field inside it")
+            node = child
+        node[parts[-1]] = value
+    return raw
+
+
+def to_dict(cfg: ExperimentConfig) -> dict[str, Any]:
+    """Plain data for config.yaml; `load_config` of the dump gives back an equal config."""
+    return _plain(dataclasses.asdict(cfg))
+
+
+def dump_config(cfg: ExperimentConfig) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False, default_flow_style=None)
+
+
+# ---- building and type checking ------------------------------------------------------------
+
+def _build(cls: type, data: Any, path: str) -> Any:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path or 'config'}: expected a mapping of fields, got {_type_name(data)}")
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    hints = typing.get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        where = f"{path}.{key}" if path else str(key)
+        if key not in fields:
+            near = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.5)
+            hint = f"; did you mean '{near[0]}'?" if near else f"; valid keys: {', '.join(fields)}"
+            raise ConfigError(f"{where}: unknown key{hint}")
+        kwargs[key] = _coerce(hints[key], value, where)
+        if where in _RANGES:
+            accept, message = _RANGES[where]
+            if kwargs[key] is not None and not accept(kwargs[key]):
+                raise ConfigError(f"{where}: {message}, got {value!r}")
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError) as err:  # the layer's own validation: "field: what is wrong"
+        message = str(err)
+        head = message.split(":", 1)[0].strip()
+        if path and head.startswith(f"{path}.") and head[len(path) + 1:] in fields:
+            raise ConfigError(message) from None  # already prefixed by the layer
+        if head in fields:
+            raise ConfigError(f"{path}.{message}" if path else message) from None
+        raise ConfigError(f"{path or 'config'}: {message}") from None
+
+
+def _coerce(tp: Any, value: Any, where: str) -> Any:
+    """Check `value` against the annotation `tp`; convert lists to tuples and ints to floats."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any or tp is object:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None:
+            if type(None) in args:
+                return None
+            raise ConfigError(f"{where}: must not be null")
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(arg, value, where)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0] if len(errors) == 1 else
+                          f"{where}: expected {_hint_name(tp)}, got {_type_name(value)} {value!r}")
+    if origin is typing.Literal:
+        if value in args:
+            return value
+        raise ConfigError(f"{where}: must be one of {', '.join(map(str, args))}, got {value!r}")
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, where)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected true or false, got {_type_name(value)} {value!r}")
+    if tp is int:
+        number = _number(value)
+        if isinstance(number, int) or (isinstance(number, float) and number.is_integer()):
+            return int(number)
+        raise ConfigError(f"{where}: expected an integer, got {_type_name(value)} {value!r}")
+    if tp is float:
+        number = _number(value)
+        if number is not None:
+            return float(number)
+        raise ConfigError(f"{where}: expected a number, got {_type_name(value)} {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{where}: expected a string, got {_type_name(value)} {value!r}")
+    if origin in (list, tuple) or tp in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {_type_name(value)} {value!r}")
+        item_type = args[0] if args else Any
+        items = [_coerce(item_type, item, f"{where}[{i}]") for i, item in enumerate(value)]
+        return tuple(items) if (origin or tp) is tuple else items
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {_type_name(value)} {value!r}")
+        value_type = args[1] if len(args) == 2 else Any
+        return {str(k): _coerce(value_type, v, f"{where}.{k}") for k, v in value.items()}
+    return value  # an annotation this checker does not know: the layer validates it
+
+
+def _number(value: Any) -> int | float | None:
+    """int/float (not bool) as is; strings such as '5e5' (YAML 1.1 reads them as strings) parsed."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return value
+    if isinstance(value, str):
+        try:
+            number = float(value.replace("_", ""))
+        except ValueError:
+            return None
+        return number if number == number and abs(number) != float("inf") else None
+    return None
+
+
+def _check_cross_fields(cfg: ExperimentConfig) -> None:
+    _check_env_id(cfg.env.id)
+    if cfg.algo.name == "appo" and cfg.farm.artificial_lag > cfg.farm.max_lag:
+        raise ConfigError(f"farm.artificial_lag: {cfg.farm.artificial_lag} is above farm.max_lag "
+                          f"({cfg.farm.max_lag}), so APPO would drop every fragment")
+    steps_per_fragment = cfg.farm.fragment_length * cfg.env.envs_per_runner
+    if cfg.farm.batch_size and cfg.farm.batch_size % steps_per_fragment:
+        raise ConfigError(f"farm.batch_size: {cfg.farm.batch_size} is not a multiple of one fragment "
+                          f"(farm.fragment_length x env.envs_per_runner = {steps_per_fragment})")
+    if not (cfg.stop.env_steps or cfg.stop.wall_s or cfg.stop.target_return is not None):
+        raise ConfigError("stop: set at least one of env_steps, wall_s, target_return")
+
+
+def _check_env_id(env_id: str) -> None:
+    import gymnasium
+
+    import envs
+
+    known = set(envs.registered_ids())
+    if env_id in known or env_id in gymnasium.registry:
+        return
+    near = difflib.get_close_matches(env_id, sorted(known | set(gymnasium.registry)), n=1, cutoff=0.6)
+    hint = f"; did you mean '{near[0]}'?" if near else f"; rlfarm envs: {', '.join(sorted(known))}"
+    raise ConfigError(f"env.id: unknown env id {env_id!r}{hint} (`rlfarm envs` lists them)")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _type_name(value: Any) -> str:
+    return {dict: "mapping", list: "list", str: "string", bool: "boolean", type(None): "null",
+            int: "integer", float: "number"}.get(type(value), type(value).__name__)
+
+
+def _hint_name(tp: Any) -> str:
+    return " or ".join(getattr(a, "__name__", str(a)) for a in typing.get_args(tp) if a is not type(None))

@@ -1,0 +1,116 @@
+"""`rlfarm eval RUN_DIR [--episodes N] [--gif FILE] [--seed S]`.
+
+Runs the deterministic policy of the run's last checkpoint on N env copies at once, one
+episode per copy (counting only each copy's first episode, so short episodes are not
+over-represented), and prints the mean and std of the return.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from typing import Any
+
+import numpy as np
+
+from experiments.config import load_config
+from experiments.errors import ConfigError
+
+MAX_EVAL_STEPS = 1_000_000
+"""Guard for envs without a time limit."""
+
+
+def main(args: argparse.Namespace) -> int:
+    from experiments.train import find_last_checkpoint
+
+    run_dir = args.run_dir
+    if args.episodes < 1:
+        raise ConfigError(f"--episodes: must be >= 1, got {args.episodes}")
+    if args.seed < 0:
+        raise ConfigError(f"--seed: must be >= 0, got {args.seed}")
+    config_path = os.path.join(run_dir, "config.yaml")
+    if not os.path.isdir(run_dir) or not os.path.exists(config_path):
+        raise ConfigError(f"RUN_DIR: {run_dir} is not a run dir (no config.yaml in it)")
+    checkpoint = find_last_checkpoint(run_dir)
+    if checkpoint is None:
+        raise ConfigError(f"RUN_DIR: no checkpoint in {os.path.join(run_dir, 'checkpoints')}")
+    cfg = load_config(config_path)
+    result = evaluate(cfg, checkpoint, episodes=args.episodes, seed=args.seed, gif=args.gif)
+    print(f"rlfarm eval: return {result['return_mean']:.2f} +- {result['return_std']:.2f} over "
+          f"{result['episodes']} episodes (length {result['length_mean']:.1f}; {checkpoint})")
+    if args.gif:
+        print(f"rlfarm eval: wrote {args.gif} ({result['gif_frames']} frames)")
+    print(json.dumps(result))
+    return 0
+
+
+def evaluate(cfg: Any, checkpoint: str, *, episodes: int, seed: int = 12345,
+             gif: str | None = None) -> dict[str, Any]:
+    """Deterministic returns of `episodes` copies, one episode each."""
+    import torch
+
+    import agents
+    import envs
+    from cluster.learner import LearnerWorker
+
+    torch.set_num_threads(int(os.environ.get("RLFARM_TORCH_THREADS", "1")))
+    kwargs = dict(cfg.env.kwargs or {})
+    if gif:
+        kwargs["render_mode"] = "rgb_array"
+    try:
+        env = envs.make(cfg.env.id, episodes, seed=seed, autoreset_mode="same_step",
+                        vectorization=cfg.env.vectorization, **kwargs)
+    except ValueError as err:
+        raise ConfigError(f"--gif: {cfg.env.id} cannot render: {err}" if gif else f"env: {err}") from None
+    obs_space, action_space = env.single_observation_space, env.single_action_space
+    learner = LearnerWorker(obs_space, action_space, cfg.model, cfg.algo, device="cpu")
+    try:
+        extra = learner.load_checkpoint(checkpoint)
+    except agents.CheckpointError as err:
+        raise ConfigError(f"RUN_DIR: {checkpoint}: {err}") from None
+    policy = agents.ActingPolicy(obs_space, action_space, cfg.model, seed=seed)
+    policy.set_weights(learner.get_weights())
+
+    returns = np.full(episodes, np.nan, np.float64)
+    lengths = np.zeros(episodes, np.int64)
+    frames: list[np.ndarray] = []
+    obs, _ = env.reset()
+    for _ in range(MAX_EVAL_STEPS):
+        if gif and np.isnan(returns[0]):
+            frame = env.render()
+            if frame is None:
+                raise ConfigError(f"--gif: {cfg.env.id} does not render frames")
+            frames.append(np.asarray(frame[0] if isinstance(frame, (list, tuple)) else frame))
+        actions, _, _ = policy.act(obs, deterministic=True)
+        obs, _, _, _, infos = env.step(policy.env_actions(actions))
+        ended = infos["_episode"] & np.isnan(returns)
+        if ended.any():
+            returns[ended] = infos["episode"]["r"][ended]
+            lengths[ended] = infos["episode"]["l"][ended]
+        if not np.isnan(returns).any():
+            break
+    env.close()
+    done = ~np.isnan(returns)
+    result = {
+        "return_mean": float(np.mean(returns[done])) if done.any() else float("nan"),
+        "return_std": float(np.std(returns[done])) if done.any() else float("nan"),
+        "length_mean": float(np.mean(lengths[done])) if done.any() else float("nan"),
+        "episodes": int(done.sum()),
+        "checkpoint": checkpoint,
+        "env_steps": int(extra.get("farm", {}).get("env_steps", 0)),
+    }
+    if gif:
+        result["gif_frames"] = write_gif(gif, frames, fps=int(env.metadata.get("render_fps", 30)))
+    return result
+
+
+def write_gif(path: str, frames: list[np.ndarray], fps: int = 30) -> int:
+    """Pillow ships with matplotlib, so no new dependency; imported only when a GIF is asked for."""
+    from PIL import Image
+
+    images = [Image.fromarray(np.asarray(f, dtype=np.uint8)) for f in frames]
+    if not images:
+        raise ConfigError("--gif: no frames were rendered")
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    images[0].save(path, save_all=True, append_images=images[1:], duration=max(1, int(1000 / fps)), loop=0)
+    return len(images)

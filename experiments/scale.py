@@ -1,0 +1,339 @@
+"""`rlfarm scale CONFIG`: how throughput grows with runners and envs per runner.
+
+The config is an experiment config plus a `sweep` section:
+
+    sweep:
+      num_runners: [1, 2, 4]       # farm.num_runners of each point
+      envs_per_runner: [256]       # env.envs_per_runner of each point
+      num_learners: [1]            # optional: farm.num_learners of each point
+      seconds: 10                  # measure each point this long ...
+      env_steps: 0                 # ... or for this many env steps (whichever is set; both: first reached)
+      warmup_iterations: 2         # updates run before measuring (actor start-up, first allocations)
+
+Every combination is one point. Each point builds the farm of the config
+(`cluster.make_farm`), runs warm-up updates, then drives `farm.iterate()` for the point's
+budget and measures env steps consumed per second of wall time and the learner's samples
+per second. The outputs, in --out (default <log.dir>/scale-<name>-<time>/):
+
+- scaling.csv and scaling.md: one row per point. Efficiency is throughput against ideal
+  linear scaling in runners from the smallest point with the same envs/runner and learners:
+  (steps/s / base steps/s) / (runners / base runners). 1.0 is perfect scaling.
+- scaling.png: env steps/s (with the ideal line) and efficiency against runners.
+- tb/<point>/: a TensorBoard run per point, its per-update scalars plus hparams
+  (the point's runners, envs, learners; its measured throughput and efficiency).
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import itertools
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import yaml
+
+from experiments.errors import ConfigError
+
+COLUMNS = ("num_runners", "envs_per_runner", "total_envs", "num_learners", "mode", "iterations",
+           "env_steps", "seconds", "env_steps_per_s", "learner_samples_per_s", "sample_ms",
+           "update_ms", "efficiency")
+
+
+@dataclass
+class SweepConfig:
+    """The `sweep` section of a scaling config."""
+
+    num_runners: list[int] = field(default_factory=lambda: [1, 2])
+    """farm.num_runners values to measure."""
+    envs_per_runner: list[int] | None = None
+    """env.envs_per_runner values; None keeps the config's own."""
+    num_learners: list[int] | None = None
+    """farm.num_learners values; None keeps the config's own."""
+    seconds: float = 10.0
+    """Measured wall seconds per point (0: no time limit)."""
+    env_steps: int = 0
+    """Measured env steps per point (0: no step limit)."""
+    warmup_iterations: int = 2
+    """Learner updates per point before measuring."""
+
+
+@dataclass
+class Point:
+    """One measured point of the sweep."""
+
+    num_runners: int
+    envs_per_runner: int
+    num_learners: int
+    mode: str
+    iterations: int = 0
+    env_steps: int = 0
+    seconds: float = 0.0
+    env_steps_per_s: float = 0.0
+    learner_samples_per_s: float = 0.0
+    sample_ms: float = 0.0
+    update_ms: float = 0.0
+    efficiency: float = float("nan")
+
+    @property
+    def total_envs(self) -> int:
+        return self.num_runners * self.envs_per_runner
+
+    @property
+    def label(self) -> str:
+        return f"r{self.num_runners}_e{self.envs_per_runner}_l{self.num_learners}"
+
+    def row(self) -> dict[str, Any]:
+        return {**asdict(self), "total_envs": self.total_envs}
+
+
+# ---- config -----------------------------------------------------------------------------
+
+def load_sweep(path: str, overrides: list[str]) -> tuple[dict[str, Any], SweepConfig]:
+    """The raw experiment mapping (without `sweep`, overrides applied) and the sweep section."""
+    from experiments.config import apply_overrides, config_from_dict, load_config
+
+    try:
+        with open(path, encoding="utf-8") as stream:
+            raw = yaml.safe_load(stream) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except yaml.YAMLError:
+        load_config(path)  # raises the loader's own one-line YAML error
+        raise
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    raw.setdefault("name", os.path.splitext(os.path.basename(path))[0].replace("_", "-"))
+    raw = apply_overrides(raw, overrides)
+    sweep = parse_sweep(raw.pop("sweep", None))
+    config_from_dict(copy.deepcopy(raw))  # the base config must be valid on its own
+    return raw, sweep
+
+
+def parse_sweep(section: Any) -> SweepConfig:
+    if section is None:
+        raise ConfigError("sweep: missing; add e.g. `sweep: {num_runners: [1, 2], seconds: 10}`")
+    if not isinstance(section, dict):
+        raise ConfigError(f"sweep: expected a mapping, got {section!r}")
+    known = set(SweepConfig.__dataclass_fields__)
+    for key in section:
+        if key not in known:
+            raise ConfigError(f"sweep.{key}: unknown key; valid keys: {', '.join(sorted(known))}")
+    for key in ("num_runners", "envs_per_runner", "num_learners"):
+        values = section.get(key)
+        if values is None:
+            continue
+        if isinstance(values, int) and not isinstance(values, bool):
+            values = section[key] = [values]
+        if not isinstance(values, list) or not values or not all(
+                isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in values):
+            raise ConfigError(f"sweep.{key}: expected a list of integers >= 1, got {values!r}")
+    sweep = SweepConfig(**section)
+    for key in ("seconds", "env_steps", "warmup_iterations"):
+        value = getattr(sweep, key)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+            raise ConfigError(f"sweep.{key}: expected a number >= 0, got {value!r}")
+    if not (sweep.seconds or sweep.env_steps):
+        raise ConfigError("sweep: set seconds or env_steps (each point's measuring budget)")
+    return sweep
+
+
+def sweep_points(raw: dict[str, Any], sweep: SweepConfig) -> list[tuple[Point, Any]]:
+    """(Point, ExperimentConfig) for every combination, smallest first."""
+    from experiments.config import config_from_dict
+
+    base = config_from_dict(copy.deepcopy(raw))
+    envs = sweep.envs_per_runner or [base.env.envs_per_runner]
+    learners = sweep.num_learners or [base.farm.num_learners]
+    points = []
+    for envs_per_runner, num_learners, num_runners in itertools.product(
+            sorted(set(envs)), sorted(set(learners)), sorted(set(sweep.num_runners))):
+        point_raw = copy.deepcopy(raw)
+        point_raw.setdefault("env", {})["envs_per_runner"] = envs_per_runner
+        point_raw.setdefault("farm", {}).update(num_runners=num_runners, num_learners=num_learners)
+        cfg = config_from_dict(point_raw)
+        points.append((Point(num_runners, envs_per_runner, num_learners, cfg.farm.mode), cfg))
+    return points
+
+
+# ---- measuring ---------------------------------------------------------------------------
+
+def measure(point: Point, cfg: Any, sweep: SweepConfig, tb_dir: str) -> Point:
+    """Run one point: warm up, then iterate for the budget while timing."""
+    import cluster
+    from torch.utils.tensorboard import SummaryWriter
+
+    budget_steps = sweep.env_steps or None
+    farm = cluster.make_farm(cfg.env, cfg.model, cfg.algo, cfg.farm, cfg.seed,
+                             total_env_steps=None)
+    writer = SummaryWriter(tb_dir)
+    try:
+        for _ in range(int(sweep.warmup_iterations)):
+            farm.iterate()
+        start_steps, start = farm.env_steps, time.perf_counter()
+        learner_rates, sample_ms, update_ms = [], [], []
+        while True:
+            result = farm.iterate()
+            elapsed = time.perf_counter() - start
+            steps = result["env_steps"] - start_steps
+            learner_rates.append(float(result.get("perf/learner_samples_per_s", math.nan)))
+            sample_ms.append(float(result.get("perf/sample_ms", math.nan)))
+            update_ms.append(float(result.get("perf/update_ms", math.nan)))
+            writer.add_scalar("scale/env_steps_per_s", steps / max(elapsed, 1e-9), steps)
+            writer.add_scalar("perf/learner_samples_per_s", learner_rates[-1], steps)
+            if (sweep.seconds and elapsed >= sweep.seconds) or (budget_steps and steps >= budget_steps):
+                break
+    finally:
+        farm.close()
+        writer.close()
+    point.iterations, point.env_steps, point.seconds = len(learner_rates), int(steps), elapsed
+    point.env_steps_per_s = steps / elapsed
+    point.learner_samples_per_s = _nanmean(learner_rates)
+    point.sample_ms, point.update_ms = _nanmean(sample_ms), _nanmean(update_ms)
+    return point
+
+
+def add_efficiency(points: list[Point]) -> None:
+    """Efficiency against linear scaling in runners from the smallest point of each group."""
+    groups: dict[tuple[int, int], list[Point]] = {}
+    for point in points:
+        groups.setdefault((point.envs_per_runner, point.num_learners), []).append(point)
+    for group in groups.values():
+        base = min(group, key=lambda p: p.num_runners)
+        for point in group:
+            ideal = base.env_steps_per_s * point.num_runners / base.num_runners
+            point.efficiency = point.env_steps_per_s / ideal if ideal > 0 else math.nan
+
+
+def _nanmean(values: list[float]) -> float:
+    finite = [v for v in values if math.isfinite(v)]
+    return sum(finite) / len(finite) if finite else math.nan
+
+
+# ---- outputs -----------------------------------------------------------------------------
+
+def write_csv(points: list[Point], path: str) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as stream:
+        writer = csv.DictWriter(stream, fieldnames=COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        for point in points:
+            writer.writerow(point.row())
+
+
+def markdown_table(points: list[Point]) -> str:
+    show_learners = len({p.num_learners for p in points}) > 1
+    head = ["runners", "envs/runner", "total envs"] + (["learners"] if show_learners else []) + \
+        ["env steps/s", "learner samples/s", "efficiency"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---:|" * len(head)]
+    for p in points:
+        cells = [str(p.num_runners), str(p.envs_per_runner), str(p.total_envs)]
+        cells += [str(p.num_learners)] if show_learners else []
+        cells += [f"{p.env_steps_per_s:,.0f}", f"{p.learner_samples_per_s:,.0f}", f"{p.efficiency:.2f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_markdown(points: list[Point], path: str, command: str, machine: str) -> None:
+    with open(path, "w", encoding="utf-8") as stream:
+        stream.write(f"# Scaling: {points[0].mode} farm\n\n`{command}`\n\n{machine}\n\n")
+        stream.write(markdown_table(points) + "\n\n")
+        stream.write("Efficiency: env steps/s against ideal linear scaling in runners from the "
+                     "smallest point with the same envs/runner and learners.\n")
+
+
+def write_plot(points: list[Point], path: str, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_rate, ax_eff) = plt.subplots(1, 2, figsize=(10, 4))
+    groups: dict[tuple[int, int], list[Point]] = {}
+    for point in points:
+        groups.setdefault((point.envs_per_runner, point.num_learners), []).append(point)
+    for (envs, learners), group in sorted(groups.items()):
+        group.sort(key=lambda p: p.num_runners)
+        runners = [p.num_runners for p in group]
+        label = f"{envs} envs/runner" + (f", {learners} learners" if len(groups) > 1 else "")
+        line, = ax_rate.plot(runners, [p.env_steps_per_s for p in group], "o-", label=label)
+        base = group[0]
+        ax_rate.plot(runners, [base.env_steps_per_s * r / base.num_runners for r in runners], ":",
+                     color=line.get_color(), label=f"ideal ({label})")
+        ax_eff.plot(runners, [p.efficiency for p in group], "o-", color=line.get_color(), label=label)
+    ax_rate.set(xlabel="runners", ylabel="env steps/s", title="throughput")
+    ax_eff.set(xlabel="runners", ylabel="efficiency vs linear", title="scaling efficiency", ylim=(0, 1.2))
+    ax_eff.axhline(1.0, color="gray", lw=0.5)
+    for ax in (ax_rate, ax_eff):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_hparams(point: Point, tb_dir: str) -> None:
+    from torch.utils.tensorboard import SummaryWriter
+
+    with SummaryWriter(tb_dir) as writer:
+        writer.add_hparams(
+            {"num_runners": point.num_runners, "envs_per_runner": point.envs_per_runner,
+             "total_envs": point.total_envs, "num_learners": point.num_learners, "mode": point.mode},
+            {"scale/env_steps_per_s": point.env_steps_per_s,
+             "scale/learner_samples_per_s": point.learner_samples_per_s,
+             "scale/efficiency": point.efficiency},
+            run_name=".")
+
+
+# ---- the command ---------------------------------------------------------------------------
+
+def main(args: argparse.Namespace) -> int:
+    raw, sweep = load_sweep(args.config, list(args.overrides))
+    if args.address:
+        raw.setdefault("farm", {})["address"] = args.address
+    points = sweep_points(raw, sweep)
+    cfg0 = points[0][1]
+    out = args.out or os.path.join(cfg0.log.dir, f"scale-{cfg0.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    os.makedirs(os.path.join(out, "tb"), exist_ok=True)
+    session = _start_ray_once([cfg for _, cfg in points])
+    measured: list[Point] = []
+    try:
+        for index, (point, cfg) in enumerate(points, 1):
+            print(f"rlfarm scale: point {index}/{len(points)}: {point.num_runners} runners x "
+                  f"{point.envs_per_runner} envs, {point.num_learners} learner(s) ...", file=sys.stderr, flush=True)
+            measure(point, cfg, sweep, os.path.join(out, "tb", point.label))
+            print(f"rlfarm scale:   {point.env_steps_per_s:,.0f} env steps/s, "
+                  f"{point.learner_samples_per_s:,.0f} learner samples/s", file=sys.stderr, flush=True)
+            measured.append(point)
+    finally:
+        if session is not None:
+            session.close()
+    add_efficiency(measured)
+    command = "rlfarm scale " + " ".join([args.config] + [f"--set {o}" for o in args.overrides])
+    machine = f"{os.cpu_count()} CPU cores, farm.mode={cfg0.farm.mode}, {sweep.seconds or sweep.env_steps}" \
+              f" {'s' if sweep.seconds else 'env steps'} per point after {sweep.warmup_iterations} warm-up updates"
+    write_csv(measured, os.path.join(out, "scaling.csv"))
+    write_markdown(measured, os.path.join(out, "scaling.md"), command, machine)
+    write_plot(measured, os.path.join(out, "scaling.png"), f"{cfg0.name} ({cfg0.env.id})")
+    for point in measured:
+        write_hparams(point, os.path.join(out, "tb", point.label))
+    print(markdown_table(measured))
+    print(f"rlfarm scale: wrote {out}/scaling.csv, scaling.md, scaling.png and tb/ "
+          f"(tensorboard --logdir {out}/tb)", file=sys.stderr)
+    return 0
+
+
+def _start_ray_once(cfgs: list[Any]):
+    """One Ray session for every Ray-mode point, sized for the largest point's CPU demand."""
+    ray_cfgs = [cfg for cfg in cfgs if cfg.farm.mode == "ray"]
+    if not ray_cfgs:
+        return None
+    from cluster.placement import cpu_demand
+    from cluster.ray_session import start_ray
+
+    demand = max(math.ceil(cpu_demand(cfg.farm)) for cfg in ray_cfgs)
+    return start_ray(ray_cfgs[0].farm.address, num_cpus=max(os.cpu_count() or 1, demand))

@@ -1,0 +1,68 @@
+"""`rlfarm slurm CONFIG --nodes N [...] [--submit [--wait]]`: train on a SLURM allocation.
+
+Writes an sbatch script (cluster/slurm/rlfarm.sbatch with its directives and settings filled
+in) that brings Ray up across the nodes, runs `rlfarm train` against it and brings Ray down.
+The config is checked first, so a bad one fails here with exit 2 rather than in the queue.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+from experiments.errors import ConfigError
+
+
+def main(args: argparse.Namespace) -> int:
+    from cluster import slurm
+    from experiments.config import load_config
+
+    cfg = load_config(args.config, args.overrides)
+    workdir = os.getcwd()
+    config = _relative_if_inside(args.config, workdir)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    script_path = os.path.abspath(args.output or os.path.join(cfg.log.dir, "slurm", f"{cfg.name}-{stamp}.sbatch"))
+    try:
+        spec = slurm.SlurmJobSpec(
+            config=config, nodes=args.nodes, gpus_per_node=args.gpus_per_node,
+            cpus_per_node=args.cpus_per_node, partition=args.partition, time=args.time,
+            account=args.account, job_name=f"rlfarm-{cfg.name}"[:64],
+            output=os.path.join(os.path.dirname(script_path), f"{cfg.name}-%j.out"),
+            overrides=list(args.overrides), workdir=workdir, python=sys.executable)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    os.makedirs(os.path.dirname(script_path), exist_ok=True)
+    with open(script_path, "w", encoding="utf-8") as stream:
+        stream.write(slurm.render_script(spec))
+    os.chmod(script_path, 0o755)
+    print(f"rlfarm slurm: wrote {script_path}")
+    if not args.submit:
+        print(f"rlfarm slurm: submit it with `sbatch {script_path}`")
+        return 0
+
+    reason = slurm.slurm_unavailable_reason()
+    if reason:
+        print(f"rlfarm slurm: cannot submit: {reason}", file=sys.stderr)
+        return 1
+    try:
+        job_id = slurm.submit(script_path)
+    except RuntimeError as err:
+        print(f"rlfarm slurm: {err}", file=sys.stderr)
+        return 1
+    log_path = spec.output.replace("%j", job_id)
+    print(f"rlfarm slurm: submitted job {job_id}; log {log_path}")
+    print(job_id)
+    if not args.wait:
+        return 0
+    state, exit_code = slurm.wait_job(job_id)
+    print(f"rlfarm slurm: job {job_id} {state} (exit code {exit_code}); log {log_path}",
+          file=sys.stderr if state != "COMPLETED" else sys.stdout)
+    return 0 if state == "COMPLETED" else 1
+
+
+def _relative_if_inside(path: str, workdir: str) -> str:
+    """The config path as the job sees it from `workdir`: relative when it lies inside."""
+    absolute = os.path.abspath(path)
+    relative = os.path.relpath(absolute, workdir)
+    return absolute if relative.startswith("..") else relative

@@ -1,0 +1,120 @@
+"""`rlfarm submit CONFIG --address http://HEAD:8265` and `rlfarm jobs status|logs|stop ID`.
+
+`submit` checks the config here first (a typo fails at once, exit 2), then submits
+`rlfarm train CONFIG ...` as a Ray Job with this project as its working dir, streams the
+job's logs and exits with its result: 0 for SUCCEEDED, the training's exit code (or 1) for
+FAILED, 1 for STOPPED. Ctrl-C stops following, not the job. With --no-wait it prints the
+job id and returns.
+
+The run dir: on a cluster, log.dir should be a shared filesystem path (an absolute one);
+`submit` then fixes the run dir, `<log.dir>/<name>-<time>`, and prints it. A relative
+log.dir would land inside the job's copy of the working dir on the head node.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import shlex
+import sys
+import time
+
+from experiments.errors import ConfigError
+
+EXIT_STOPPED = 1
+
+
+def build_entrypoint(config_path: str, overrides: list[str], run_dir: str | None,
+                     project_root: str) -> str:
+    """The job's shell command: `python -m experiments.cli train ...` from the working dir.
+
+    A config inside the project travels with the working dir (by its relative path); one
+    outside it travels inside the command, written to a temp file on the head first.
+    """
+    train = ["python", "-m", "experiments.cli", "train"]
+    tail = [arg for item in overrides for arg in ("--set", item)]
+    if run_dir:
+        tail += ["--run-dir", run_dir]
+    absolute = os.path.abspath(config_path)
+    relative = os.path.relpath(absolute, project_root)
+    if not relative.startswith(".."):
+        return shlex.join([*train, relative, *tail])
+    with open(absolute, encoding="utf-8") as stream:
+        text = stream.read()
+    name = os.path.basename(absolute)
+    return (f'cfg="$(mktemp -d)/{shlex.quote(name)}" && printf %s {shlex.quote(text)} > "$cfg" && '
+            + shlex.join(train) + ' "$cfg" ' + shlex.join(tail))
+
+
+def submit_main(args: argparse.Namespace) -> int:
+    from cluster import jobs
+    from experiments.config import load_config
+
+    cfg = load_config(args.config, args.overrides)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    submission_id = f"rlfarm-{cfg.name}-{stamp}-{secrets.token_hex(2)}"
+    run_dir = None
+    if os.path.isabs(cfg.log.dir):
+        run_dir = os.path.join(cfg.log.dir, f"{cfg.name}-{stamp}")
+    else:
+        print(f"rlfarm submit: warning: log.dir {cfg.log.dir!r} is relative, so the run lands in the "
+              "job's working dir copy on the head; use --set log.dir=/shared/path", file=sys.stderr)
+    entrypoint = build_entrypoint(args.config, args.overrides, run_dir, str(jobs.PROJECT_ROOT))
+    try:
+        client = jobs.make_client(args.address)
+        job_id = jobs.submit(client, entrypoint, submission_id=submission_id)
+    except jobs.JobsError as err:
+        print(f"rlfarm submit: {err}", file=sys.stderr)
+        return 1
+    if args.no_wait:
+        print(job_id)
+        where = f"; run dir {run_dir}" if run_dir else ""
+        print(f"rlfarm submit: submitted{where}; follow with `rlfarm jobs logs {job_id}`", file=sys.stderr)
+        return 0
+    print(f"rlfarm submit: job {job_id}" + (f", run dir {run_dir}" if run_dir else ""), file=sys.stderr)
+    try:
+        jobs.follow_logs(client, job_id, lambda chunk: (sys.stdout.write(chunk), sys.stdout.flush()))
+        status = jobs.wait_finished(client, job_id)
+    except KeyboardInterrupt:
+        print(f"\nrlfarm submit: stopped following; job {job_id} keeps running "
+              f"(`rlfarm jobs stop {job_id}` stops it)", file=sys.stderr)
+        return 130
+    info = jobs.job_info(client, job_id)
+    print(f"rlfarm submit: job {job_id} {status}" + (f": {info['message']}" if status != "SUCCEEDED" else ""),
+          file=sys.stderr)
+    return exit_code_for(status, info.get("driver_exit_code"))
+
+
+def exit_code_for(status: str, driver_exit_code: int | None) -> int:
+    """0 for SUCCEEDED; the driver's own non-zero code (or 1) for FAILED; 1 for STOPPED."""
+    if status == "SUCCEEDED":
+        return 0
+    if status == "FAILED":
+        return driver_exit_code if isinstance(driver_exit_code, int) and driver_exit_code > 0 else 1
+    return EXIT_STOPPED
+
+
+def jobs_main(args: argparse.Namespace) -> int:
+    from cluster import jobs
+
+    try:
+        client = jobs.make_client(args.address)
+        if args.action == "status":
+            info = jobs.job_info(client, args.job_id)
+            print(f"{info['job_id']}: {info['status']}" + (f" ({info['message']})" if info["message"] else ""))
+            if info["driver_exit_code"] is not None:
+                print(f"  exit code: {info['driver_exit_code']}")
+            lines = info["entrypoint"].splitlines()
+            print(f"  entrypoint: {lines[0]}{' ...' if len(lines) > 1 else ''}")
+            return 0
+        if args.action == "logs":
+            sys.stdout.write(jobs.job_logs(client, args.job_id))
+            return 0
+        if args.action == "stop":
+            stopped = jobs.stop_job(client, args.job_id)
+            print(f"{args.job_id}: " + ("stop requested" if stopped else "already finished"))
+            return 0
+    except jobs.JobsError as err:
+        print(f"rlfarm jobs: {err}", file=sys.stderr)
+        return 1
+    raise ConfigError(f"action: unknown action {args.action!r}")

@@ -1,0 +1,38 @@
+"""TensorBoard: a short run's event files hold the stable tags, read back with EventAccumulator."""
+from __future__ import annotations
+
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from experiments.monitor import TAGS, read_scalars
+
+from .conftest import only_run_dir, read_summary
+
+REQUIRED = ("charts/episode_return_mean", "charts/episode_length_mean", "perf/env_steps_per_s",
+            "perf/learner_samples_per_s", "losses/policy", "losses/value", "losses/entropy",
+            "losses/approx_kl", "system/rss_mb", "system/cpu_s_per_million_steps")
+
+
+def test_required_tags_are_documented():
+    for tag in REQUIRED:
+        assert tag in TAGS
+
+
+def test_event_files_hold_the_required_tags_and_config(write_config, runs_dir, train):
+    assert train(write_config(), "stop.env_steps=8192") == 0
+    run_dir = only_run_dir(runs_dir)
+    scalars = read_scalars(str(run_dir))
+    for tag in REQUIRED:
+        assert scalars.get(tag), f"{tag} missing from the event files"
+    env_steps = read_summary(run_dir)["env_steps"]
+    steps = [step for step, _ in scalars["perf/env_steps_per_s"]]
+    assert steps == sorted(steps) and steps[-1] == env_steps  # x axis: env steps
+    assert all(value > 0 for _, value in scalars["system/rss_mb"])
+    assert all(value > 0 for _, value in scalars["perf/env_steps_per_s"])
+    returns = [value for _, value in scalars["charts/episode_return_mean"]]
+    assert all(5 <= r <= 500 for r in returns)  # CartPole returns
+
+    accumulator = EventAccumulator(str(run_dir))
+    accumulator.Reload()
+    assert "config/text_summary" in accumulator.Tags()["tensors"]
+    text = accumulator.Tensors("config/text_summary")[0].tensor_proto.string_val[0].decode()
+    assert "rlfarm/CartPole-v1" in text and "fragment_length: 16" in text
