@@ -15,6 +15,7 @@ from agents.config import AlgoConfig, PolicyConfig
 from agents.device import resolve_device
 from agents.distributions import ActionSpec
 from agents.fragment import Fragment
+from agents.optim import Adam
 from agents.normalizer import RunningMeanStd, batch_moments
 from agents.policy import ActorCritic
 
@@ -45,9 +46,7 @@ class LearnerBase:
         with torch.random.fork_rng(devices=[]):  # seed the init without touching the global RNG
             torch.manual_seed(seed)
             self.model = ActorCritic(self.obs_shape, self.action_spec, self.policy_cfg).to(self.device)
-        fused = self.device.type == "cuda"
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.algo_cfg.lr, eps=1e-5,
-                                          fused=fused or None, foreach=None if fused else True)
+        self.optimizer = Adam(self.model.parameters(), lr=self.algo_cfg.lr, eps=1e-5)  # eps as CleanRL
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(seed + 1)
         self.normalizer = RunningMeanStd(self.obs_shape, clip=self.algo_cfg.obs_clip) if self.algo_cfg.normalize_obs else None
@@ -143,14 +142,7 @@ class LearnerBase:
             if tuple(state["model"][name].shape) != tuple(tensor.shape):
                 raise ValueError(f"model sizes differ at {name}: checkpoint {list(state['model'][name].shape)}, "
                                  f"this run {list(tensor.shape)} (checkpoint policy config {theirs.get('policy_config')})")
-        groups = state["optimizer"].get("param_groups", [])
-        if [len(g["params"]) for g in groups] != [len(g["params"]) for g in self.optimizer.param_groups]:
-            raise ValueError("optimizer state does not match the model's parameters")
-        for index, param_state in state["optimizer"].get("state", {}).items():
-            param = list(self.model.parameters())[int(index)]
-            for key in ("exp_avg", "exp_avg_sq"):
-                if key in param_state and tuple(param_state[key].shape) != tuple(param.shape):
-                    raise ValueError(f"optimizer state {key} of parameter {index} has the wrong shape")
+        self.optimizer.check_state_dict(state["optimizer"])
         if self.normalizer is not None and tuple(state["normalizer"]["mean"].shape) != self.obs_shape:
             raise ValueError("normalizer shape differs from the observation shape")
 

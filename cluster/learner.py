@@ -39,15 +39,10 @@ class LearnerWorker:
         self.learner.load_state_dict(state)
 
     def save_checkpoint(self, path: str, extra: dict[str, Any] | None = None) -> str:
-        """Write atomically (temp file, then rename), so a crash never leaves half a checkpoint."""
+        """One file (agents.save_checkpoint writes it atomically: a crash never leaves half)."""
         import agents
 
-        path = str(path)
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        tmp = f"{path}.tmp{os.getpid()}"
-        agents.save_checkpoint(tmp, self.learner, dict(extra or {}))
-        os.replace(tmp, path)
-        return path
+        return str(agents.save_checkpoint(str(path), self.learner, dict(extra or {})))
 
     def load_checkpoint(self, path: str) -> dict[str, Any]:
         """Restore the learner; returns the checkpoint's `extra`. Raises agents.CheckpointError."""

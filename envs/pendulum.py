@@ -37,11 +37,13 @@ class PendulumBatched(BatchedEnv):
         n = self.num_envs
         self.state = np.zeros((2, n), dtype=np.float64)  # theta, theta_dot
         self._buf = np.empty((3, n), dtype=np.float64)
+        self._sin = np.zeros(n, dtype=np.float64)  # sin(theta), kept from the last observation
         self._no_termination = np.zeros(n, dtype=bool)
 
     def _reset_copies(self, copies, unit):
         self.state[0, copies] = unit[:, 0] * (2 * np.pi) - np.pi
         self.state[1, copies] = unit[:, 1] * 2.0 - 1.0
+        self._sin[copies] = np.sin(self.state[0, copies])
 
     def _observe(self, copies):
         theta, theta_dot = self.state[:, copies]
@@ -51,9 +53,13 @@ class PendulumBatched(BatchedEnv):
         theta, theta_dot = self.state
         torque = actions[:, 0]  # float32, clipped; gymnasium's torque terms are float32 too
         angle, cost, acc = self._buf
-        # cost = angle_normalize(theta)^2 + 0.1 theta_dot^2 + 0.001 u^2
+        # cost = angle_normalize(theta)^2 + 0.1 theta_dot^2 + 0.001 u^2, where
+        # angle_normalize(x) = (x + pi) mod 2 pi - pi; floor is much faster than np.mod
         np.add(theta, np.pi, out=angle)
-        np.mod(angle, 2 * np.pi, out=angle)
+        np.multiply(angle, 1.0 / (2 * np.pi), out=cost)
+        np.floor(cost, out=cost)
+        cost *= 2 * np.pi
+        angle -= cost
         angle -= np.pi
         np.multiply(angle, angle, out=cost)
         np.multiply(theta_dot, theta_dot, out=acc)
@@ -61,20 +67,20 @@ class PendulumBatched(BatchedEnv):
         cost += acc
         cost += (torque * torque) * np.float32(0.001)
         # theta_dot += (3 g / (2 l) sin(theta) + 3 / (m l^2) u) dt, clipped; theta += theta_dot dt
-        np.sin(theta, out=acc)
-        acc *= 3 * self.g / (2 * LENGTH)
+        np.multiply(self._sin, 3 * self.g / (2 * LENGTH), out=acc)
         acc += torque * np.float32(3.0 / (MASS * LENGTH ** 2))
         acc *= DT
         theta_dot += acc
         np.clip(theta_dot, -MAX_SPEED, MAX_SPEED, out=theta_dot)
         np.multiply(theta_dot, DT, out=acc)
         theta += acc
-        obs = np.empty((self.num_envs, 3), dtype=np.float32)
-        obs[:, 0] = np.cos(theta)
-        obs[:, 1] = np.sin(theta)
-        obs[:, 2] = theta_dot
+        np.sin(theta, out=self._sin)
+        obs = np.empty((3, self.num_envs), dtype=np.float32)  # returned as [N, 3], column-major
+        np.cos(theta, out=obs[0], casting="same_kind")
+        obs[1] = self._sin
+        obs[2] = theta_dot
         rewards = np.negative(cost).astype(np.float32)
-        return obs, rewards, self._no_termination.copy()
+        return obs.T, rewards, self._no_termination.copy()
 
     def render(self):
         if self.render_mode != "rgb_array":

@@ -141,6 +141,8 @@ class Monitor:
                 self.writer.add_scalar(tag, value, step)
         self._pending.clear()
         self.eta_s = self._eta(steps_per_s)
+        if final:  # the whole segment's speed, not the last few milliseconds'
+            steps_per_s = (step - self.start_env_steps) / max(now - self._start, 1e-9)
         self.progress.update(step, steps_per_s, self.return_mean if self.returns else None,
                              self.eta_s, final=final)
         self._last_time, self._last_steps, self._last_cpu = now, step, cpu

@@ -41,7 +41,7 @@ from experiments.errors import ConfigError
 
 COLUMNS = ("num_runners", "envs_per_runner", "total_envs", "num_learners", "mode", "iterations",
            "env_steps", "seconds", "env_steps_per_s", "learner_samples_per_s", "sample_ms",
-           "update_ms", "efficiency")
+           "update_ms", "efficiency", "setup_s")
 
 
 @dataclass
@@ -78,6 +78,8 @@ class Point:
     sample_ms: float = 0.0
     update_ms: float = 0.0
     efficiency: float = float("nan")
+    setup_s: float = 0.0
+    """Building the farm plus the warm-up updates (actor start-up on Ray)."""
 
     @property
     def total_envs(self) -> int:
@@ -168,6 +170,7 @@ def measure(point: Point, cfg: Any, sweep: SweepConfig, tb_dir: str) -> Point:
     from torch.utils.tensorboard import SummaryWriter
 
     budget_steps = sweep.env_steps or None
+    setup_start = time.perf_counter()
     farm = cluster.make_farm(cfg.env, cfg.model, cfg.algo, cfg.farm, cfg.seed,
                              total_env_steps=None)
     writer = SummaryWriter(tb_dir)
@@ -175,6 +178,7 @@ def measure(point: Point, cfg: Any, sweep: SweepConfig, tb_dir: str) -> Point:
         for _ in range(int(sweep.warmup_iterations)):
             farm.iterate()
         start_steps, start = farm.env_steps, time.perf_counter()
+        point.setup_s = start - setup_start
         learner_rates, sample_ms, update_ms = [], [], []
         while True:
             result = farm.iterate()
@@ -265,6 +269,9 @@ def write_plot(points: list[Point], path: str, title: str) -> None:
                      color=line.get_color(), label=f"ideal ({label})")
         ax_eff.plot(runners, [p.efficiency for p in group], "o-", color=line.get_color(), label=label)
     ax_rate.set(xlabel="runners", ylabel="env steps/s", title="throughput")
+    ax_rate.set_ylim(bottom=0)
+    ax_rate.xaxis.get_major_locator().set_params(integer=True)
+    ax_eff.xaxis.get_major_locator().set_params(integer=True)
     ax_eff.set(xlabel="runners", ylabel="efficiency vs linear", title="scaling efficiency", ylim=(0, 1.2))
     ax_eff.axhline(1.0, color="gray", lw=0.5)
     for ax in (ax_rate, ax_eff):
@@ -307,7 +314,8 @@ def main(args: argparse.Namespace) -> int:
                   f"{point.envs_per_runner} envs, {point.num_learners} learner(s) ...", file=sys.stderr, flush=True)
             measure(point, cfg, sweep, os.path.join(out, "tb", point.label))
             print(f"rlfarm scale:   {point.env_steps_per_s:,.0f} env steps/s, "
-                  f"{point.learner_samples_per_s:,.0f} learner samples/s", file=sys.stderr, flush=True)
+                  f"{point.learner_samples_per_s:,.0f} learner samples/s "
+                  f"(set-up {point.setup_s:.1f} s)", file=sys.stderr, flush=True)
             measured.append(point)
     finally:
         if session is not None:

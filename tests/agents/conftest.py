@@ -14,6 +14,9 @@ from gymnasium.envs.classic_control.cartpole import CartPoleVectorEnv
 
 import agents
 
+# Small tensors on a shared 2-core machine: one torch thread avoids thread contention.
+torch.set_num_threads(1)
+
 
 class SameStepCartPole:
     """gymnasium's numpy CartPoleVectorEnv, reset in the same step an episode ends

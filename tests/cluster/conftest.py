@@ -20,3 +20,23 @@ def ray_local():
     session = start_ray(num_cpus=4)
     yield session
     session.close()
+
+
+@pytest.fixture
+def cartpole():
+    """Configs for small CartPole farms: `cartpole(algo="ppo", envs=64, **farm_fields)`
+    returns (env_cfg, policy_cfg, algo_cfg, farm_cfg) with the README demo's hyperparameters."""
+    import agents
+    import envs
+
+    from cluster import FarmConfig
+
+    def make(algo: str = "ppo", envs_per_runner: int = 64, env_id: str = "rlfarm/CartPole-v1",
+             env_kwargs: dict | None = None, algo_fields: dict | None = None, **farm_fields):
+        env_cfg = envs.EnvConfig(id=env_id, envs_per_runner=envs_per_runner, kwargs=dict(env_kwargs or {}))
+        algo_cfg = agents.AlgoConfig(name=algo, lr=2.5e-3, epochs=4, minibatches=4, device="cpu",
+                                     **(algo_fields or {}))
+        farm_fields = {"mode": "ray", "num_runners": 2, "fragment_length": 32, **farm_fields}
+        return env_cfg, agents.PolicyConfig(hidden_sizes=[64, 64]), algo_cfg, FarmConfig(**farm_fields)
+
+    return make

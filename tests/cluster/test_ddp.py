@@ -111,3 +111,27 @@ def test_merge_moments_equals_the_moments_of_all_observations(ray_local):
     np.testing.assert_array_equal(var0, var1)
     np.testing.assert_allclose(mean0, everything.mean(0), rtol=1e-10)
     np.testing.assert_allclose(var0, everything.var(0), rtol=1e-9)
+
+
+@pytest.mark.slow
+def test_two_farm_learners_stay_identical_through_ppo_updates(ray_local, cartpole):
+    from cluster.ray_farm import RayFarm
+
+    cfgs = cartpole(algo="ppo", envs_per_runner=32, num_runners=2, num_learners=2)
+    farm = RayFarm(*cfgs, seed=11, total_env_steps=100_000)
+    try:
+        first = ray.get(farm.weights_ref)
+        for _ in range(3):
+            result = farm.iterate()
+        assert ray.get([learner.parameters_equal.remote() for learner in farm.learners]) == [True, True]
+        rank0, rank1 = ray.get([learner.weights.remote() for learner in farm.learners])
+    finally:
+        farm.close()
+    assert rank0["version"] == rank1["version"] == 3
+    for name, value in rank0["params"].items():
+        np.testing.assert_array_equal(rank1["params"][name], value, err_msg=name)
+        assert not np.array_equal(value, first["params"][name]), f"{name} did not change"
+    for key, value in rank0["normalizer"].items():  # normalizers merged the same moments
+        np.testing.assert_array_equal(np.asarray(rank1["normalizer"][key]), np.asarray(value), err_msg=key)
+    assert result["env_steps"] == 3 * 2 * 32 * 32
+    assert "system/rss_mb/learner_1" in result

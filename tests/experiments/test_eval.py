@@ -40,7 +40,8 @@ def test_eval_writes_a_gif_of_copy_0(trained_run, tmp_path, capsys):
     assert cli_main(["eval", str(trained_run), "--episodes", "2", "--gif", str(gif)]) == 0
     result = last_json(capsys.readouterr().out)
     with Image.open(gif) as image:
-        assert image.format == "GIF" and image.n_frames == result["gif_frames"] > 1
+        # Pillow merges identical consecutive frames, so the file may hold fewer
+        assert image.format == "GIF" and 1 < image.n_frames <= result["gif_frames"]
         assert image.size == (300, 200)
 
 

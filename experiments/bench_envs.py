@@ -1,0 +1,137 @@
+"""`rlfarm envs` (list the registered envs) and `rlfarm bench` without --farm (env-only speed).
+
+The benchmark pins itself to one CPU core and single-threaded BLAS, so its figures are
+steps/s per core. For CartPole and Pendulum it measures gymnasium's own vectorized version
+in the same run (numpy `vector_entry_point` for CartPole, `SyncVectorEnv` for Pendulum) and
+prints our speed as a ratio of theirs. Only numpy and gymnasium are imported (no torch).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+from experiments.errors import ConfigError
+
+#: rlfarm id -> (gymnasium id, vectorization mode, what to call it)
+REFERENCES = {
+    "rlfarm/CartPole-v1": ("CartPole-v1", "vector_entry_point", "gymnasium CartPoleVectorEnv (numpy)"),
+    "rlfarm/Pendulum-v1": ("Pendulum-v1", "sync", "gymnasium SyncVectorEnv(Pendulum-v1)"),
+}
+ACTION_BATCHES = 16  # distinct pre-drawn action batches, cycled while timing
+
+
+def pin_to_one_core() -> int:
+    """Run this process (and its BLAS) on one core; returns that core's number."""
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = "1"  # effective when numpy's BLAS loads after this point
+    core = min(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {core})
+    return core
+
+
+def list_envs_main(args: argparse.Namespace) -> int:
+    import envs
+    from envs.registry import ENTRIES, batched_class
+
+    for env_id in envs.registered_ids():
+        env = batched_class(env_id)(1)
+        print(f"{env_id}\n    {ENTRIES[env_id].description}\n"
+              f"    observation: {env.single_observation_space}\n"
+              f"    action:      {env.single_action_space}\n"
+              f"    keywords:    {', '.join(_keywords(env_id))}")
+    print("\nAny other gymnasium id (e.g. Acrobot-v1) also works, vectorized by gymnasium.")
+    return 0
+
+
+def _keywords(env_id: str) -> list[str]:
+    from envs.registry import accepted_kwargs, batched_class
+    return accepted_kwargs(batched_class(env_id))
+
+
+def _parse_sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        sizes = []
+    if not sizes or min(sizes) < 1:
+        raise ConfigError(f"--num-envs: expected comma-separated positive ints like 64,1024,4096, got {text!r}")
+    return sizes
+
+
+def steps_per_second(env, seconds: float, repeats: int = 3) -> float:
+    """Env steps/s of `env` with random actions: the best of `repeats` timings of seconds/repeats."""
+    import numpy as np
+
+    env.reset(seed=0)
+    env.action_space.seed(0)
+    actions = [np.asarray(env.action_space.sample()) for _ in range(ACTION_BATCHES)]
+    for action in actions:  # warm-up: caches, first allocations
+        env.step(action)
+    best = 0.0
+    for _ in range(repeats):
+        steps, start = 0, time.perf_counter()
+        while (elapsed := time.perf_counter() - start) < seconds / repeats:
+            for action in actions:
+                env.step(action)
+            steps += len(actions)
+        best = max(best, steps * env.num_envs / elapsed)
+    return best
+
+
+def run_benchmark(env_ids: list[str], sizes: list[int], seconds: float, progress=None) -> list[dict]:
+    import gymnasium as gym
+
+    import envs
+
+    results = []
+    for env_id in env_ids:
+        for num_envs in sizes:
+            if progress:
+                progress(f"{env_id} x {num_envs} ...")
+            env = envs.make(env_id, num_envs, seed=0)
+            row = {"env": env_id, "num_envs": num_envs, "steps_per_s": steps_per_second(env, seconds)}
+            env.close()
+            if env_id in REFERENCES:
+                ref_id, mode, name = REFERENCES[env_id]
+                ref = gym.make_vec(ref_id, num_envs=num_envs, vectorization_mode=mode)
+                row["reference"] = name
+                row["reference_steps_per_s"] = steps_per_second(ref, seconds)
+                row["ratio"] = row["steps_per_s"] / row["reference_steps_per_s"]
+                ref.close()
+            results.append(row)
+    return results
+
+
+def format_table(results: list[dict], core: int) -> str:
+    lines = [f"env-only steps/s on one core (core {core}), random actions",
+             f"{'env':<34} {'envs':>6} {'steps/s':>12} {'reference steps/s':>18} {'ratio':>7}  reference"]
+    for row in results:
+        ref = f"{row['reference_steps_per_s']:>18,.0f} {row['ratio']:>6.2f}x  {row['reference']}" \
+            if "ratio" in row else f"{'':>18} {'':>7}"
+        lines.append(f"{row['env']:<34} {row['num_envs']:>6} {row['steps_per_s']:>12,.0f} {ref}")
+    return "\n".join(lines)
+
+
+def main(args: argparse.Namespace) -> int:
+    core = pin_to_one_core()
+    import envs
+
+    sizes = _parse_sizes(args.num_envs)
+    env_ids = args.env_ids or envs.registered_ids()
+    unknown = [env_id for env_id in env_ids if env_id not in envs.registered_ids()]
+    if unknown:
+        raise ConfigError(f"--env: unknown {unknown}; rlfarm ids: {envs.registered_ids()}")
+    seconds = 1.0 if args.seconds is None else args.seconds
+    if not seconds > 0:
+        raise ConfigError(f"--seconds: expected a positive number, got {args.seconds}")
+    quiet = args.json or not sys.stderr.isatty()
+    results = run_benchmark(env_ids, sizes, seconds,
+                            progress=None if quiet else (lambda msg: print(msg, file=sys.stderr)))
+    if args.json:
+        print(json.dumps({"core": core, "seconds_per_point": seconds, "results": results}))
+    else:
+        print(format_table(results, core))
+    return 0

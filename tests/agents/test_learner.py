@@ -1,0 +1,143 @@
+"""PPO/APPO learners: metrics, versions, normalizer timing, annealing, determinism, learning."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+
+import agents
+
+OBS = spaces.Box(-np.inf, np.inf, (4,), np.float32)
+PPO_KEYS = {"losses/policy", "losses/value", "losses/entropy", "losses/approx_kl", "losses/clip_fraction",
+            "losses/explained_variance", "losses/grad_norm", "perf/learner_samples_per_s", "perf/learner_update_ms"}
+
+
+def random_fragment(rng, steps=16, envs=8, action_space=spaces.Discrete(2), version=0, obs_loc=0.0):
+    action_shape = action_space.shape
+    dtype = np.float32 if isinstance(action_space, spaces.Box) else np.int64
+    fragment = agents.Fragment.allocate(steps, envs, (4,), action_shape, dtype, policy_version=version)
+    fragment.obs[:] = rng.normal(obs_loc, 2.0, size=fragment.obs.shape)
+    if isinstance(action_space, spaces.Box):
+        fragment.actions[:] = rng.normal(size=fragment.actions.shape)
+    else:
+        high = action_space.nvec if isinstance(action_space, spaces.MultiDiscrete) else action_space.n
+        fragment.actions[:] = rng.integers(0, high, size=fragment.actions.shape)
+    fragment.logp[:] = -0.7
+    fragment.values[:] = rng.normal(size=(steps, envs))
+    fragment.rewards[:] = rng.normal(size=(steps, envs))
+    fragment.terminated[:] = rng.random((steps, envs)) < 0.05
+    return fragment
+
+
+@pytest.mark.parametrize("name", ["ppo", "appo"])
+@pytest.mark.parametrize("action_space", [spaces.Discrete(2), spaces.MultiDiscrete([3, 2]), spaces.Box(-1, 1, (2,))])
+def test_update_returns_the_contract_metrics(name, action_space):
+    rng = np.random.default_rng(0)
+    learner = agents.make_learner(OBS, action_space, agents.PolicyConfig(hidden_sizes=[16]),
+                                  agents.AlgoConfig(name=name), device="cpu", seed=0)
+    assert isinstance(learner, agents.APPOLearner if name == "appo" else agents.PPOLearner)
+    metrics = learner.update([random_fragment(rng, action_space=action_space) for _ in range(2)])
+    expected = PPO_KEYS | ({"perf/policy_lag_mean", "perf/policy_lag_max"} if name == "appo" else set())
+    assert expected <= set(metrics)
+    assert all(isinstance(v, float) and math.isfinite(v) for v in metrics.values())
+    assert learner.version == 1 and learner.env_steps_consumed == 2 * 16 * 8
+    assert learner.get_weights()["version"] == 1
+
+
+def test_update_changes_params_and_normalizer_after_not_during():
+    rng = np.random.default_rng(1)
+    learner = agents.make_learner(OBS, spaces.Discrete(2), device="cpu", seed=0)
+    before = {k: v.copy() for k, v in learner.get_weights()["params"].items()}
+    seen_means = []
+    original = learner.normalize
+    learner.normalize = lambda obs: (seen_means.append(learner.normalizer.mean.copy()), original(obs))[1]
+    fragment = random_fragment(rng, obs_loc=5.0)
+    learner.update([fragment])
+    np.testing.assert_array_equal(seen_means[0], np.zeros(4))  # frozen during the update
+    np.testing.assert_allclose(learner.normalizer.mean, fragment.obs[:-1].reshape(-1, 4).mean(0), rtol=1e-3)
+    after = learner.get_weights()["params"]
+    assert any(not np.array_equal(before[k], after[k]) for k in before)
+
+
+def test_lr_anneals_linearly_to_zero():
+    rng = np.random.default_rng(2)
+    learner = agents.make_learner(OBS, spaces.Discrete(2), algo_cfg=agents.AlgoConfig(lr=1e-3),
+                                  total_env_steps=4 * 128, device="cpu", seed=0)
+    lrs = [learner.update([random_fragment(rng)])["learner/lr"] for _ in range(4)]
+    np.testing.assert_allclose(lrs, [1e-3, 0.75e-3, 0.5e-3, 0.25e-3])
+
+
+def test_same_seed_same_weights_different_seed_different():
+    def run(seed):
+        rng = np.random.default_rng(3)
+        learner = agents.make_learner(OBS, spaces.Discrete(2), device="cpu", seed=seed)
+        for _ in range(2):
+            learner.update([random_fragment(rng)])
+        return learner.get_weights()["params"]
+    a, b, c = run(0), run(0), run(1)
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert not all(np.array_equal(a[k], c[k]) for k in a)
+
+
+def test_appo_reports_policy_lag():
+    rng = np.random.default_rng(4)
+    learner = agents.make_learner(OBS, spaces.Discrete(2), algo_cfg=agents.AlgoConfig(name="appo"), device="cpu", seed=0)
+    for _ in range(5):
+        learner.update([random_fragment(rng)])
+    metrics = learner.update([random_fragment(rng, version=1), random_fragment(rng, version=4)])
+    assert metrics["perf/policy_lag_mean"] == 2.5 and metrics["perf/policy_lag_max"] == 4.0
+
+
+def test_bad_fragments_are_rejected_with_a_clear_message():
+    learner = agents.make_learner(OBS, spaces.Discrete(2), device="cpu", seed=0)
+    bad = agents.Fragment.allocate(4, 2, (5,))
+    with pytest.raises(ValueError, match="obs shape"):
+        learner.update([bad])
+    with pytest.raises(ValueError, match="no fragments"):
+        learner.update([])
+
+
+def test_ppo_learns_a_contextual_bandit():
+    """Reward 1 when the action equals the sign of obs[0]: PPO must find it in a few updates."""
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(5)
+    learner = agents.make_learner(OBS, spaces.Discrete(2), algo_cfg=agents.AlgoConfig(lr=3e-3), device="cpu", seed=0)
+    policy = agents.ActingPolicy(OBS, spaces.Discrete(2), seed=0)
+    for _ in range(30):
+        policy.set_weights(learner.get_weights())
+        fragment = agents.Fragment.allocate(16, 32, (4,), policy_version=policy.version)
+        fragment.obs[:] = rng.normal(size=fragment.obs.shape)
+        for t in range(16):
+            fragment.actions[t], fragment.logp[t], fragment.values[t] = policy.act(fragment.obs[t])
+        fragment.rewards[:] = (fragment.actions == (fragment.obs[:-1, :, 0] > 0)).astype(np.float32)
+        fragment.terminated[:] = True  # one-step episodes
+        learner.update([fragment])
+    policy.set_weights(learner.get_weights())
+    obs = rng.normal(size=(2000, 4)).astype(np.float32)
+    accuracy = (policy.act(obs, deterministic=True)[0] == (obs[:, 0] > 0)).mean()
+    assert accuracy > 0.95
+
+
+CARTPOLE_PPO = dict(num_envs=64, horizon=32)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_ppo_solves_cartpole(cartpole_trainer, seed):
+    """The recommended CartPole defaults: mean return >= 475 over 100 episodes within 500k steps."""
+    result = cartpole_trainer(agents.PolicyConfig(), agents.AlgoConfig(lr=3e-3, minibatches=2),
+                              **CARTPOLE_PPO, total_env_steps=500_000, seed=seed)
+    assert result["solved"], result["return_mean_100"]
+    assert result["env_steps"] <= 500_000
+
+
+@pytest.mark.slow
+def test_appo_with_lag_4_solves_cartpole(cartpole_trainer):
+    """Runners act with weights 4 versions old; V-trace corrects for it."""
+    result = cartpole_trainer(agents.PolicyConfig(), agents.AlgoConfig(name="appo", lr=3e-3, minibatches=2),
+                              **CARTPOLE_PPO, total_env_steps=500_000, seed=0, lag=4)
+    assert result["solved"], result["return_mean_100"]
+    assert result["metrics"]["perf/policy_lag_max"] == 4.0

@@ -1,0 +1,43 @@
+"""Our foreach Adam takes the same steps as torch.optim.Adam."""
+from __future__ import annotations
+
+import torch
+
+from agents.optim import Adam
+
+
+def test_matches_torch_adam():
+    torch.manual_seed(0)
+    ours_net = torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.Tanh(), torch.nn.Linear(7, 2))
+    ref_net = torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.Tanh(), torch.nn.Linear(7, 2))
+    ref_net.load_state_dict(ours_net.state_dict())
+    ours = Adam(ours_net.parameters(), lr=3e-3, eps=1e-5)
+    ref = torch.optim.Adam(ref_net.parameters(), lr=3e-3, eps=1e-5, foreach=False)
+    for step in range(20):
+        x = torch.randn(16, 5)
+        for net, opt in ((ours_net, ours), (ref_net, ref)):
+            opt.zero_grad()
+            net(x).pow(2).mean().backward()
+            opt.step()
+        if step == 10:  # lr changes through param_groups like torch's
+            ours.param_groups[0]["lr"] = ref.param_groups[0]["lr"] = 1e-3
+    for a, b in zip(ours_net.parameters(), ref_net.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_state_round_trip_continues_identically():
+    net = torch.nn.Linear(3, 2)
+    opt = Adam(net.parameters(), lr=1e-2)
+    for _ in range(3):
+        opt.zero_grad()
+        net(torch.ones(1, 3)).sum().backward()
+        opt.step()
+    clone = torch.nn.Linear(3, 2)
+    clone.load_state_dict(net.state_dict())
+    clone_opt = Adam(clone.parameters(), lr=0.5)
+    clone_opt.load_state_dict(opt.state_dict())
+    for model, optimizer in ((net, opt), (clone, clone_opt)):
+        optimizer.zero_grad()
+        model(torch.ones(1, 3)).sum().backward()
+        optimizer.step()
+    torch.testing.assert_close(net.weight, clone.weight)

@@ -1,0 +1,142 @@
+"""Runners die and come back on their seed stream; env errors are counted; a dead learner
+ends the run with a message naming the last checkpoint."""
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from cluster.ray_farm import LearnerDiedError, RayFarm  # noqa: E402
+from cluster.runner_pool import RunnerRestartsExceeded  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+
+
+@pytest.fixture(scope="module")
+def ray_with_faulty_envs():
+    """Ray whose workers can import tests/cluster/faulty_env.py (workers inherit PYTHONPATH)."""
+    from cluster.ray_session import start_ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+    previous = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(HERE), previous) if p)
+    session = start_ray(num_cpus=4)
+    yield session
+    session.close()
+    if previous is None:
+        os.environ.pop("PYTHONPATH", None)
+    else:
+        os.environ["PYTHONPATH"] = previous
+
+
+def test_sigkilled_runner_is_replaced_and_the_run_completes(ray_with_faulty_envs, cartpole):
+    max_inflight = 2
+    farm = RayFarm(*cartpole(algo="appo", max_inflight=max_inflight), seed=3, total_env_steps=None)
+    try:
+        for _ in range(3):
+            farm.iterate()
+        old_pids = farm.pool.pids()
+        os.kill(old_pids[0], signal.SIGKILL)
+        runners_seen = set()
+        for _ in range(8):
+            result = farm.iterate()
+            runners_seen.update(int(k.rsplit("_", 1)[1]) for k in result if k.startswith("system/rss_mb/runner_"))
+        new_pids = farm.pool.pids()
+    finally:
+        farm.close()
+    assert result["runner_restarts"] == 1
+    assert result["perf/runner_restarts"] == 1
+    assert 1 <= result["perf/lost_fragments"] <= max_inflight  # at most that runner's in-flight ones
+    assert new_pids[0] != old_pids[0] and new_pids[1] == old_pids[1]
+    assert result["env_steps"] == 11 * 2 * 32 * 64  # every update got a full batch
+    assert runners_seen == {0, 1}
+
+
+def test_restarts_are_capped(ray_with_faulty_envs, cartpole):
+    farm = RayFarm(*cartpole(max_runner_restarts=0), seed=3, total_env_steps=None)
+    try:
+        farm.iterate()
+        os.kill(farm.pool.pids()[1], signal.SIGKILL)
+        with pytest.raises(RunnerRestartsExceeded, match="max_runner_restarts=0"):
+            for _ in range(20):
+                farm.iterate()
+    finally:
+        farm.close()
+
+
+def test_env_that_kills_its_runner_process_is_survived(ray_with_faulty_envs, cartpole, tmp_path):
+    marker = tmp_path / "crashed-once"
+    cfgs = cartpole(env_id="faulty_env:CrashingCartPole-v0", envs_per_runner=4, num_runners=2,
+                    env_kwargs={"crash_at": 40, "marker": str(marker)})
+    farm = RayFarm(*cfgs, seed=5, total_env_steps=None)
+    try:
+        for _ in range(6):
+            result = farm.iterate()
+    finally:
+        farm.close()
+    assert marker.exists()
+    assert result["runner_restarts"] == 1
+
+
+def test_env_raising_on_step_is_counted_not_fatal(ray_with_faulty_envs, cartpole):
+    cfgs = cartpole(env_id="faulty_env:RaisingCartPole-v0", envs_per_runner=4, num_runners=2,
+                    env_kwargs={"raise_at": 10})
+    farm = RayFarm(*cfgs, seed=5, total_env_steps=None)
+    try:
+        for _ in range(3):
+            result = farm.iterate()
+    finally:
+        farm.close()
+    # Each copy raises once, on its 10th step: 4 copies x 2 runners, all within the first fragment.
+    assert result["env_errors"] == 8
+    assert result["runner_restarts"] == 0
+    assert result["env_steps"] == 3 * 2 * 32 * 4
+
+
+def test_dead_learner_ends_the_run_naming_the_last_checkpoint(ray_with_faulty_envs, cartpole, tmp_path):
+    farm = RayFarm(*cartpole(), seed=3, total_env_steps=None)
+    checkpoint = tmp_path / "ckpt-1.pt"
+    try:
+        farm.iterate()
+        farm.save_checkpoint(str(checkpoint), {"note": "test"})
+        assert checkpoint.exists()
+        os.kill(farm.learner_pids()[0], signal.SIGKILL)
+        time.sleep(0.5)
+        with pytest.raises(LearnerDiedError, match=str(checkpoint)):
+            farm.iterate()
+    finally:
+        farm.close()
+
+
+def test_checkpoint_round_trip_restores_counters_and_weights(ray_with_faulty_envs, cartpole, tmp_path):
+    import numpy as np
+
+    cfgs = cartpole()
+    checkpoint = tmp_path / "ckpt.pt"
+    farm = RayFarm(*cfgs, seed=3, total_env_steps=None)
+    try:
+        for _ in range(2):
+            farm.iterate()
+        farm.save_checkpoint(str(checkpoint), {"note": "kept"})
+        saved = ray.get(farm.weights_ref)
+        steps = farm.env_steps
+    finally:
+        farm.close()
+    farm = RayFarm(*cfgs, seed=4, total_env_steps=None)
+    try:
+        extra = farm.load_checkpoint(str(checkpoint))
+        restored = ray.get(farm.weights_ref)
+        assert extra["note"] == "kept"
+        assert farm.env_steps == steps and farm.version == saved["version"]
+        for name, value in saved["params"].items():
+            np.testing.assert_array_equal(restored["params"][name], value)
+        result = farm.iterate()  # runners pick up the restored weights; nothing stale is consumed
+        assert result["env_steps"] == steps + 2 * 32 * 64
+    finally:
+        farm.close()

@@ -1,0 +1,122 @@
+"""`rlfarm slurm ... --submit` on a real one-node SLURM (`bash .ci/slurm.sh start`).
+
+Each job brings up a real Ray head inside the allocation, trains a tiny CartPole run on the
+Ray farm and brings Ray down. Skipped with the reason when SLURM is not running here; with
+RLFARM_REQUIRE_SLURM=1 (CI) a missing SLURM fails instead.
+"""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from cluster import slurm
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+
+TINY = """\
+name: {name}
+seed: 0
+env: {{id: rlfarm/CartPole-v1, envs_per_runner: 8}}
+algo: {{epochs: 1, minibatches: 1, device: cpu}}
+farm: {{mode: ray, num_runners: 1, fragment_length: 16}}
+stop: {{env_steps: 1024}}
+log: {{dir: {log_dir}, report_interval_s: 0.5, checkpoint_interval_s: 0}}
+"""
+
+
+@pytest.fixture(scope="module", autouse=True)
+def slurm_up():
+    reason = slurm.slurm_unavailable_reason()
+    if reason:
+        if os.environ.get("RLFARM_REQUIRE_SLURM") == "1":
+            pytest.fail(f"RLFARM_REQUIRE_SLURM=1 but SLURM is not usable: {reason}")
+        pytest.skip(f"SLURM is not usable here: {reason}")
+
+
+def write_config(tmp_path: Path, name: str) -> tuple[Path, Path]:
+    log_dir = tmp_path / f"runs-{name}"
+    config = tmp_path / f"{name}.yaml"
+    config.write_text(TINY.format(name=name, log_dir=log_dir))
+    return config, log_dir
+
+
+def rlfarm_slurm(config: Path, script: Path, *extra: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "experiments.cli", "slurm", str(config), "--nodes", "1",
+               "--cpus-per-node", "1", "--time", "00:05:00", "--output", str(script), "--submit", *extra]
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=400)
+
+
+def job_id_of(out: subprocess.CompletedProcess) -> str:
+    match = re.search(r"submitted job (\d+)", out.stdout)
+    assert match, out.stdout + out.stderr
+    return match.group(1)
+
+
+def ray_processes_of(job_id: str) -> list[str]:
+    """Command lines of live processes that belong to this job's Ray (its temp dir)."""
+    marker = f"/tmp/rf-{job_id}/"
+    found = []
+    for cmdline in glob.glob("/proc/[0-9]*/cmdline"):
+        try:
+            text = Path(cmdline).read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if marker in text:
+            found.append(text)
+    return found
+
+
+def check_job(job_id: str, log_dir: Path, log_file: Path) -> str:
+    """Assert COMPLETED, summary.json written, no Ray left; return the job's log text."""
+    state, exit_code = slurm.job_state(job_id)
+    log_text = log_file.read_text() if log_file.exists() else "(no log)"
+    assert state == "COMPLETED", f"job {job_id}: {state} {exit_code}\n{log_text[-4000:]}"
+    summaries = glob.glob(str(log_dir / "*" / "summary.json"))
+    assert len(summaries) == 1, log_text[-4000:]
+    summary = json.loads(Path(summaries[0]).read_text())
+    assert summary["env_steps"] >= 1024
+    assert "farm.mode=ray" in log_text          # the Ray farm ran, on the job's own Ray
+    assert ray_processes_of(job_id) == [], "Ray processes outlived the job"
+    assert not os.path.exists(f"/tmp/rf-{job_id}")
+    return log_text
+
+
+def test_one_job_completes_and_leaves_no_ray(tmp_path):
+    config, log_dir = write_config(tmp_path, "one")
+    out = rlfarm_slurm(config, tmp_path / "one.sbatch", "--wait")
+    assert out.returncode == 0, out.stdout + out.stderr
+    job_id = job_id_of(out)
+    log_text = check_job(job_id, log_dir, tmp_path / f"one-{job_id}.out")
+    assert "Ray auth:" in log_text and "dashboard 127.0.0.1:" in log_text
+
+
+def test_two_jobs_share_the_node_without_port_clash(tmp_path):
+    jobs = []
+    for name in ("left", "right"):
+        config, log_dir = write_config(tmp_path, name)
+        out = rlfarm_slurm(config, tmp_path / f"{name}.sbatch")
+        assert out.returncode == 0, out.stdout + out.stderr
+        jobs.append((name, job_id_of(out), log_dir))
+    # Both must be running at once for the test to mean anything: one CPU each on the node.
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        states = [slurm.job_state(job_id)[0] for _, job_id, _ in jobs]
+        if states == ["RUNNING", "RUNNING"] or any(s in slurm.FINISHED_STATES for s in states):
+            break
+        time.sleep(0.5)
+    assert states == ["RUNNING", "RUNNING"], f"the two jobs did not run side by side: {states}"
+    heads = []
+    for name, job_id, log_dir in jobs:
+        state, _ = slurm.wait_job(job_id, timeout_s=300)
+        log_text = check_job(job_id, log_dir, tmp_path / f"{name}-{job_id}.out")
+        heads.append(re.search(r"Ray head on \S+ at (\S+), dashboard (\S+),", log_text).groups())
+    assert set(heads[0]).isdisjoint(heads[1]), f"the jobs shared ports: {heads}"

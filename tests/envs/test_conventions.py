@@ -1,0 +1,182 @@
+"""The conventions every rlfarm env follows: spaces, seeding, autoreset, infos, actions, registry."""
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+from gymnasium.vector import AutoresetMode
+
+import envs
+from envs.cartpole import CartPoleBatched
+from envs.pendulum import PendulumBatched
+
+IDS = envs.registered_ids()
+
+
+def test_all_four_envs_are_registered():
+    assert IDS == ["rlfarm/CartPole-v1", "rlfarm/Pendulum-v1", "rlfarm/HeatControl-v0",
+                   "rlfarm/KuramotoSivashinsky-v0"]
+
+
+@pytest.mark.parametrize("env_id", IDS)
+def test_single_env_view_passes_check_env(env_id):
+    env = gym.make(env_id)
+    check_env(env.unwrapped, skip_render_check=False)
+    obs, _ = env.reset(seed=3)
+    assert obs.dtype == np.float32 and obs in env.observation_space
+    obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+    assert isinstance(reward, float) and isinstance(terminated, bool)
+
+
+@pytest.mark.parametrize("env_id", IDS)
+def test_make_vec_and_envs_make_give_the_batched_env(env_id):
+    vec = gym.make_vec(env_id, num_envs=8, vectorization_mode="vector_entry_point")
+    assert isinstance(vec.unwrapped, envs.BatchedEnv) and vec.num_envs == 8
+    env = envs.make(env_id, 8, seed=0)
+    obs, infos = env.reset()
+    assert obs.dtype == np.float32 and obs.shape == (8,) + env.single_observation_space.shape
+    obs, rewards, terminated, truncated, infos = env.step(env.action_space.sample())
+    assert obs.dtype == np.float32 and rewards.dtype == np.float32 and rewards.shape == (8,)
+    assert terminated.dtype == bool and truncated.dtype == bool
+    assert infos["episode"]["r"].dtype == np.float32 and infos["episode"]["l"].dtype == np.int32
+    assert infos["_episode"].dtype == bool and infos["_episode"].shape == (8,)
+    assert env.metadata["autoreset_mode"] is AutoresetMode.NEXT_STEP
+
+
+def _rollout(env, seed, steps=60):
+    obs, _ = env.reset(seed=seed)
+    env.action_space.seed(0)  # the same actions for every run
+    trace = [obs]
+    for _ in range(steps):
+        actions = env.action_space.sample()
+        obs, rewards, _, _, _ = env.step(actions)
+        trace += [obs, rewards]
+    return trace
+
+
+@pytest.mark.parametrize("env_id", IDS)
+def test_same_seed_is_bit_identical_and_other_seeds_or_runners_differ(env_id):
+    runs = {key: _rollout(envs.make(env_id, 16, runner_index=runner), seed)
+            for key, (seed, runner) in {"a": (7, 0), "b": (7, 0), "seed": (8, 0), "runner": (7, 1)}.items()}
+    for x, y in zip(runs["a"], runs["b"]):
+        np.testing.assert_array_equal(x, y)
+    assert not np.array_equal(runs["a"][0], runs["seed"][0])
+    assert not np.array_equal(runs["a"][0], runs["runner"][0])
+
+
+def test_every_copy_has_its_own_stream_independent_of_batch_size():
+    small, large = CartPoleBatched(4), CartPoleBatched(64)
+    obs_small, _ = small.reset(seed=5)
+    obs_large, _ = large.reset(seed=5)
+    np.testing.assert_array_equal(obs_small, obs_large[:4])
+    assert len(np.unique(obs_large[:, 0])) == 64  # no two copies share a draw
+
+
+def test_envs_make_seed_seeds_the_first_reset():
+    first = envs.make("rlfarm/CartPole-v1", 8, seed=11).reset()[0]
+    again = envs.make("rlfarm/CartPole-v1", 8, seed=11).reset()[0]
+    np.testing.assert_array_equal(first, again)
+
+
+def _tip_over(env, copy=0):
+    env.state[:, copy] = [2.39, 5.0, 0.0, 0.0]  # the cart leaves the track at the next step
+
+
+def test_next_step_autoreset_like_gymnasium():
+    env = CartPoleBatched(3, autoreset_mode="next_step")
+    env.reset(seed=0)
+    env.step(np.zeros(3, dtype=np.int64))
+    _tip_over(env)
+    obs, rewards, terminated, truncated, infos = env.step(np.ones(3, dtype=np.int64))
+    assert terminated[0] and not truncated[0] and obs[0, 0] > 2.4  # the final obs
+    assert infos["_episode"].tolist() == [True, False, False]
+    assert infos["episode"]["r"][0] == 2.0 and infos["episode"]["l"][0] == 2
+    obs, rewards, terminated, truncated, infos = env.step(np.ones(3, dtype=np.int64))
+    assert np.all(np.abs(obs[0]) <= 0.05)  # the reset obs, with reward 0 and no ending
+    assert rewards[0] == 0.0 and not terminated[0] and not truncated[0]
+    assert rewards[1] == 1.0 and not infos["_episode"].any()
+    obs, rewards, *_ , infos = env.step(np.ones(3, dtype=np.int64))
+    assert rewards[0] == 1.0
+
+
+def test_same_step_autoreset_gives_dense_final_obs():
+    env = CartPoleBatched(3, autoreset_mode="same_step")
+    assert env.metadata["autoreset_mode"] is AutoresetMode.SAME_STEP
+    env.reset(seed=0)
+    obs, _, _, _, infos = env.step(np.zeros(3, dtype=np.int64))
+    assert infos["final_obs"].shape == (3, 4) and not infos["_final_obs"].any()
+    _tip_over(env, copy=1)
+    obs, rewards, terminated, truncated, infos = env.step(np.ones(3, dtype=np.int64))
+    assert terminated.tolist() == [False, True, False] and rewards[1] == 1.0
+    assert infos["final_obs"].dtype == np.float32 and infos["_final_obs"].tolist() == [False, True, False]
+    assert infos["final_obs"][1, 0] > 2.4 and np.all(np.abs(obs[1]) <= 0.05)
+    assert infos["episode"]["l"][1] == 2
+
+
+def test_truncation_is_not_termination():
+    env = PendulumBatched(2, max_episode_steps=3, autoreset_mode="same_step")
+    env.reset(seed=0)
+    for step in range(3):
+        obs, _, terminated, truncated, infos = env.step(np.zeros((2, 1), np.float32))
+    assert truncated.all() and not terminated.any() and infos["_final_obs"].all()
+    assert infos["episode"]["l"].tolist() == [3, 3]
+    assert not np.array_equal(infos["final_obs"], obs)
+
+
+@pytest.mark.parametrize("actions, what", [
+    (np.zeros(4, dtype=np.int64), "shape"),
+    (np.zeros(3, dtype=np.float32), "dtype"),
+    (np.array([0, 1, 2]), "the value 2"),
+    (np.array([0, -1, 1]), "the value -1"),
+])
+def test_bad_discrete_actions_raise_with_expected_and_got(actions, what):
+    env = CartPoleBatched(3)
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match=r"expected an integer array of shape \(3,\) with values in \[0, 1\]") as err:
+        env.step(actions)
+    assert what in str(err.value) or "wrong shape or dtype" in str(err.value)
+
+
+def test_box_actions_nan_raises_and_out_of_bounds_is_clipped():
+    env = PendulumBatched(2)
+    with pytest.raises(ValueError, match="expected a float array of shape \\(2, 1\\).*got NaN"):
+        env.reset(seed=0)
+        env.step(np.array([[0.0], [np.nan]], np.float32))
+    with pytest.raises(ValueError, match="wrong shape"):
+        env.step(np.zeros((2, 2), np.float32))
+    outcomes = []
+    for torque in (2.0, 50.0):
+        env.reset(seed=0)
+        outcomes.append(env.step(np.full((2, 1), torque, np.float32))[0])
+    np.testing.assert_array_equal(outcomes[0], outcomes[1])
+
+
+def test_step_before_reset_is_an_error():
+    with pytest.raises(RuntimeError, match="reset"):
+        CartPoleBatched(2).step(np.zeros(2, dtype=np.int64))
+
+
+def test_make_rejects_unknown_ids_and_keywords_with_the_choices():
+    with pytest.raises(ValueError, match="rlfarm/CartPole-v1"):
+        envs.make("rlfarm/NoSuchEnv-v0", 4)
+    with pytest.raises(ValueError, match="accepted: .*grid_size"):
+        envs.make("rlfarm/HeatControl-v0", 4, grid_sise=8)
+    with pytest.raises(ValueError, match="autoreset_mode"):
+        envs.make("rlfarm/CartPole-v1", 4, autoreset_mode="sometimes")
+
+
+def test_env_config_defaults_and_validation():
+    cfg = envs.EnvConfig()
+    assert (cfg.id, cfg.envs_per_runner, cfg.kwargs, cfg.vectorization) == \
+        ("rlfarm/CartPole-v1", 1024, {}, "sync")
+    with pytest.raises(ValueError, match="env.envs_per_runner"):
+        envs.EnvConfig(envs_per_runner=0)
+    with pytest.raises(ValueError, match="env.vectorization"):
+        envs.EnvConfig(vectorization="threads")
+
+
+@pytest.mark.parametrize("env_id", IDS)
+def test_render_gives_an_rgb_array(env_id):
+    env = envs.make(env_id, 2, render_mode="rgb_array")
+    env.reset(seed=0)
+    image = env.render()
+    assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3

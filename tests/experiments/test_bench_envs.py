@@ -1,0 +1,46 @@
+"""`rlfarm envs` and `rlfarm bench` (env-only), run as the CLI runs them, in a subprocess
+(the benchmark pins its process to one core)."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def rlfarm(*args, timeout=120):
+    return subprocess.run([sys.executable, "-m", "experiments.cli", *args],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_envs_lists_every_rlfarm_env_with_its_spaces():
+    out = rlfarm("envs")
+    assert out.returncode == 0, out.stderr
+    for env_id in ("rlfarm/CartPole-v1", "rlfarm/Pendulum-v1", "rlfarm/HeatControl-v0",
+                   "rlfarm/KuramotoSivashinsky-v0"):
+        assert env_id in out.stdout
+    assert "Discrete(2)" in out.stdout and "(2, 16, 16)" in out.stdout
+
+
+@pytest.mark.slow
+def test_bench_json_has_a_ratio_against_gymnasium():
+    out = rlfarm("bench", "--env", "rlfarm/CartPole-v1", "--env", "rlfarm/KuramotoSivashinsky-v0",
+                 "--num-envs", "16,64", "--seconds", "0.15", "--json")
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    rows = {(r["env"], r["num_envs"]): r for r in report["results"]}
+    assert set(rows) == {(e, n) for e in ("rlfarm/CartPole-v1", "rlfarm/KuramotoSivashinsky-v0")
+                         for n in (16, 64)}
+    cartpole = rows[("rlfarm/CartPole-v1", 64)]
+    assert cartpole["steps_per_s"] > 0 and cartpole["reference_steps_per_s"] > 0
+    assert cartpole["ratio"] == pytest.approx(cartpole["steps_per_s"] / cartpole["reference_steps_per_s"])
+    assert "ratio" not in rows[("rlfarm/KuramotoSivashinsky-v0", 16)]
+
+
+def test_bench_table_and_bad_arguments():
+    out = rlfarm("bench", "--env", "rlfarm/Pendulum-v1", "--num-envs", "8", "--seconds", "0.1")
+    assert out.returncode == 0, out.stderr
+    assert "rlfarm/Pendulum-v1" in out.stdout and "SyncVectorEnv" in out.stdout and "x " in out.stdout
+    bad = rlfarm("bench", "--num-envs", "64,lots")
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--num-envs" in bad.stderr
+    unknown = rlfarm("bench", "--env", "rlfarm/Nope-v0")
+    assert unknown.returncode == 2 and "rlfarm/CartPole-v1" in unknown.stderr

@@ -1,0 +1,71 @@
+"""Resume: train, stop, resume. The step counter and curves continue, the normalizer is the
+saved one, and the return does not collapse."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from experiments.monitor import read_scalars
+
+from .conftest import CONFIG_DIR, only_run_dir, read_summary
+
+FIRST_STEPS, SECOND_STEPS = 40 * 2048, 75 * 2048  # 1120 new steps per copy: >= 2 full episodes
+
+
+@pytest.mark.slow
+def test_resume_continues_counters_curves_normalizer_and_return(runs_dir, train):
+    common = (f"log.dir={runs_dir}", "stop.target_return=null", "log.progress=none", "seed=1")
+    assert train(CONFIG_DIR / "cartpole_ppo.yaml", *common, f"stop.env_steps={FIRST_STEPS}") == 0
+    run_dir = only_run_dir(runs_dir)
+    first = read_summary(run_dir)
+    assert first["env_steps"] == FIRST_STEPS
+    assert first["episode_return_mean"] > 100  # learned something (a random policy gets ~22)
+
+    # the normalizer of a farm restored from the checkpoint is the saved one, bit for bit
+    import agents.checkpoint
+    from cluster import make_farm
+    from experiments.config import load_config
+
+    cfg = load_config(run_dir / "config.yaml")
+    saved = agents.checkpoint.read_checkpoint(first["last_checkpoint"])["learner"]["normalizer"]
+    farm = make_farm(cfg.env, cfg.model, cfg.algo, cfg.farm, 123, cfg.stop.env_steps)
+    try:
+        extra = farm.load_checkpoint(first["last_checkpoint"])
+        restored = farm.learner.learner.normalizer.state_dict()
+        np.testing.assert_array_equal(restored["mean"], saved["mean"].numpy())
+        np.testing.assert_array_equal(restored["var"], saved["var"].numpy())
+        assert restored["count"] == saved["count"] > 0
+        assert farm.env_steps == FIRST_STEPS and extra["monitor"]["episodes"] == first["episodes"]
+    finally:
+        farm.close()
+
+    # resume for more steps; a short return window holds only episodes of the new segment
+    assert train(None, "stop.env_steps=%d" % SECOND_STEPS, "log.return_window=20",
+                 extra_args=("--resume", str(run_dir))) == 0
+    second = read_summary(run_dir)
+    assert second["exit_reason"] == "env_steps" and second["env_steps"] == SECOND_STEPS
+    assert second["episodes"] > first["episodes"]
+    assert second["wall_s"] > first["wall_s"]  # the clock continues too
+    assert second["episode_return_mean"] >= 0.6 * first["episode_return_mean"]
+
+    # one curve: the resumed segment's points continue after the first segment's last step
+    steps = [step for step, _ in read_scalars(str(run_dir), ["losses/value"])["losses/value"]]
+    assert steps == sorted(steps) and len(set(steps)) == len(steps)
+    assert steps[-1] == SECOND_STEPS and any(FIRST_STEPS < s < SECOND_STEPS for s in steps)
+    assert len(list((run_dir / "checkpoints").glob("ckpt-*.pt"))) >= 2
+
+
+def test_resume_of_a_dir_without_checkpoints_exits_2(tmp_path, train, capsys):
+    (tmp_path / "run").mkdir()
+    assert train(None, extra_args=("--resume", str(tmp_path / "run"))) == 2
+    assert "--resume: no checkpoint" in capsys.readouterr().err
+
+
+def test_resume_with_a_different_model_exits_2_naming_the_mismatch(write_config, runs_dir, train, capsys):
+    assert train(write_config(), "stop.env_steps=256") == 0
+    run_dir = only_run_dir(runs_dir)
+    capsys.readouterr()
+    assert train(run_dir / "config.yaml", "model.hidden_sizes=[8]", extra_args=("--resume", str(run_dir))) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("rlfarm train: error: --resume") and "\n" not in err
+    assert read_summary(run_dir)["env_steps"] == 256  # the run was left as it was
