@@ -38,7 +38,8 @@ class ActingPolicy:
 
     def set_weights(self, weights: dict) -> None:
         """Install {"version", "params": {name: ndarray}, "normalizer": {...} or None}."""
-        params = {name: torch.as_tensor(np.asarray(value)) for name, value in weights["params"].items()}
+        # torch.tensor copies: arrays from the object store are read-only, and the copy is a few KB
+        params = {name: torch.tensor(np.asarray(value)) for name, value in weights["params"].items()}
         self.model.load_state_dict(params, strict=True)
         normalizer = weights.get("normalizer")
         if normalizer is None:

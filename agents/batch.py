@@ -7,6 +7,7 @@ concatenated numpy arrays are wrapped without further copies.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -48,7 +49,10 @@ class DeviceStager:
     def __call__(self, fragments: Sequence[Fragment]) -> Batch:
         if self.device.type != "cuda":
             joined = Fragment.concat(fragments)
-            return Batch(**{name: torch.from_numpy(np.ascontiguousarray(getattr(joined, name))) for name in FIELDS})
+            with warnings.catch_warnings():
+                # Fragments from Ray's object store are read-only; the learner never writes its inputs.
+                warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+                return Batch(**{name: torch.from_numpy(np.ascontiguousarray(getattr(joined, name))) for name in FIELDS})
         return self._to_cuda(fragments)
 
     def _layout(self, fragments: Sequence[Fragment]):

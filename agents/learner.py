@@ -23,8 +23,10 @@ from agents.policy import ActorCritic
 class LearnerBase:
     """Owns the network, its Adam optimizer and the observation normalizer.
 
-    Hooks for data-parallel learners (left None in one process):
-    - ``grad_sync(model)``: called after backward, before the grad-norm clip (all-reduce grads);
+    Hooks for data-parallel learners (left None in one process; each rank counts only its own
+    samples in env_steps_consumed, so give each rank total_env_steps / world_size):
+    - ``grad_sync(params)``: called with the list of parameters after backward, before the
+      grad-norm clip (all-reduce their grads);
     - ``moments_sync(mean, var, count) -> (mean, var, count)``: merges the batch's obs moments
       across learners before they join the normalizer, so every replica keeps equal stats.
     """
@@ -47,13 +49,14 @@ class LearnerBase:
             torch.manual_seed(seed)
             self.model = ActorCritic(self.obs_shape, self.action_spec, self.policy_cfg).to(self.device)
         self.optimizer = Adam(self.model.parameters(), lr=self.algo_cfg.lr, eps=1e-5)  # eps as CleanRL
-        self.generator = torch.Generator(device=self.device)
+        self.seed = seed
+        self.generator = torch.Generator(device=self.device)  # minibatch order, on the device
         self.generator.manual_seed(seed + 1)
         self.normalizer = RunningMeanStd(self.obs_shape, clip=self.algo_cfg.obs_clip) if self.algo_cfg.normalize_obs else None
         self.version = 0
         self.env_steps_consumed = 0
         self.stage = DeviceStager(self.device)
-        self.grad_sync: Callable[[torch.nn.Module], None] | None = None
+        self.grad_sync: Callable[[list[torch.nn.Parameter]], None] | None = None
         self.moments_sync: Callable | None = None
 
     # ----------------------------------------------------------------- per update helpers
@@ -122,6 +125,8 @@ class LearnerBase:
             "optimizer": self.optimizer.state_dict(),
             "normalizer": normalizer,
             "generator": self.generator.get_state(),
+            "generator_device": self.device.type,
+            "seed": self.seed,
         }
 
     def check_state_dict(self, state: dict) -> None:
@@ -164,6 +169,9 @@ class LearnerBase:
             self.normalizer.load_state_dict({"mean": np.asarray(normalizer["mean"]), "var": np.asarray(normalizer["var"]),
                                              "count": float(normalizer["count"]), "clip": normalizer["clip"],
                                              "epsilon": normalizer["epsilon"]})
-        self.generator.set_state(state["generator"])
+        if state.get("generator_device") == self.device.type:
+            self.generator.set_state(state["generator"])
+        else:  # CPU and CUDA generators keep different states: reseed deterministically instead
+            self.generator.manual_seed(int(state.get("seed", self.seed)) + 1 + int(state["version"]))
         self.version = int(state["version"])
         self.env_steps_consumed = int(state["env_steps_consumed"])

@@ -32,7 +32,10 @@ class PPOLearner(LearnerBase):
         steps, envs = batch.shape
         obs = self.normalize(batch.obs)
         advantages, returns, old_values = self.targets(batch, obs)
-        flat = lambda x: x.reshape(steps * envs, *x.shape[2:])  # noqa: E731
+
+        def flat(x: torch.Tensor) -> torch.Tensor:  # [T, N, ...] -> [T*N, ...]
+            return x.reshape(steps * envs, *x.shape[2:])
+
         losses = self.optimize(flat(obs[:-1]), flat(batch.actions), flat(batch.logp),
                                flat(advantages), flat(returns), flat(old_values))
         self.merge_obs_stats(batch.obs[:-1])
@@ -96,7 +99,7 @@ class PPOLearner(LearnerBase):
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.grad_sync is not None:
-            self.grad_sync(self.model)
+            self.grad_sync(self.optimizer.params)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
         self.optimizer.step()
         with torch.no_grad():

@@ -27,11 +27,21 @@ logger = logging.getLogger(__name__)
 
 
 def rss_mb() -> float:
-    """Resident memory of this process in MB (Linux /proc; ru_maxrss elsewhere)."""
+    """Resident memory of this process in MB, without shared memory (Linux: RssAnon + RssFile).
+
+    The object store is shared memory mapped into every worker: reading fragments touches
+    its pages, which plain RSS counts up to the store's size. Leaving it out keeps the
+    gauge about this process's own memory, the one a leak would grow.
+    """
     try:
-        with open("/proc/self/statm") as statm:
-            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
-    except OSError:
+        fields = {}
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith(("RssAnon:", "RssFile:")):
+                    name, value, _unit = line.split()
+                    fields[name] = int(value)
+        return (fields["RssAnon:"] + fields["RssFile:"]) / 1e3
+    except (OSError, KeyError, ValueError):
         import resource
 
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
@@ -162,7 +172,17 @@ class LearnerActor:
         return result
 
     def consume(self, *fragments: Any) -> dict[str, float]:
-        """Receive fragments and discard them (the sampling benchmark's learner)."""
+        """Receive fragments and discard them (the sampling benchmark's learner).
+
+        On CUDA the arrays are copied to the device first, as an update would, so the
+        figure includes the host-to-device transfer."""
+        if self.device == "cuda":
+            import torch
+
+            for fragment in fragments:
+                for name in ("obs", "actions", "logp", "values", "rewards"):
+                    torch.as_tensor(getattr(fragment, name)).to(self.device, non_blocking=True)
+            torch.cuda.synchronize()
         return {"fragments": len(fragments),
                 "steps": sum(int(f.rewards.shape[0] * f.rewards.shape[1]) for f in fragments),
                 "bytes": sum(int(f.nbytes) for f in fragments), "rss_mb": rss_mb()}

@@ -229,6 +229,10 @@ class RayFarm(Farm):
         self.last_checkpoint = path
         return extras[0]
 
+    def object_store_stats(self, force: bool = False) -> dict[str, float]:
+        """{"used_mb", "spilled_mb", "spilled_objects"} of the cluster's object store."""
+        return self._gauge.read(force=force)
+
     def learner_pids(self) -> list[int]:
         return ray.get([learner.pid.remote() for learner in self.learners])
 

@@ -12,4 +12,15 @@ timeout 300 python -m pytest -m cuda -q -p no:cacheprovider || status=1
 echo "== learner benchmark (CUDA, batch 65536)"
 timeout 90 python -m experiments.bench_learner --batch 65536 --device cuda --repeats 10 || status=1
 timeout 60 python -m experiments.bench_learner --batch 65536 --device cuda --repeats 10 --json || status=1
+# ---- appended by the Ray farm (cluster/ray_farm.py): runner scaling with the learner on the GPU.
+# Sampling through the farm (policy inference in the runners, every fragment delivered to the
+# learner actor on the GPU and copied to the device), 1024 CartPole envs per runner.
+echo "== Ray farm: runner scaling 1,2,4,8,14 (learner on the GPU), env steps/s"
+for runners in 1 2 4 8 14; do
+  timeout 60 rlfarm bench --farm experiments/configs/bench_farm.yaml --seconds 6 --json \
+    --set farm.num_runners=$runners --set farm.learner_resources.num_gpus=1 \
+    --set algo.device=cuda 2>/dev/null | tail -n 1 \
+    | python -c "import json,sys; r=json.load(sys.stdin); print(f'runners={r[\"num_runners\"]:2d}  {r[\"rlfarm\"][\"env_steps_per_s\"]/1e6:7.3f} M env steps/s')" \
+    || { echo "runners=$runners: failed"; status=1; }
+done
 exit $status

@@ -120,3 +120,15 @@ def test_malformed_learner_section_is_refused(tmp_path):
     torch.save(payload, path)
     with pytest.raises(agents.CheckpointError, match="malformed"):
         agents.load_checkpoint(path, trained_learner())
+
+
+def test_checkpoint_from_another_device_type_reseeds_the_minibatch_generator(tmp_path):
+    path = agents.save_checkpoint(tmp_path / "c.pt", trained_learner(), {})
+    payload = read_checkpoint(path)
+    payload["learner"]["generator"] = torch.zeros(16, dtype=torch.uint8)  # a CUDA Philox state
+    payload["learner"]["generator_device"] = "cuda"
+    torch.save(payload, path)
+    a, b = trained_learner(seed=3), trained_learner(seed=4)
+    agents.load_checkpoint(path, a)
+    agents.load_checkpoint(path, b)
+    assert torch.equal(a.generator.get_state(), b.generator.get_state())

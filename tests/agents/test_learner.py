@@ -141,3 +141,40 @@ def test_appo_with_lag_4_solves_cartpole(cartpole_trainer):
                               **CARTPOLE_PPO, total_env_steps=500_000, seed=0, lag=4)
     assert result["solved"], result["return_mean_100"]
     assert result["metrics"]["perf/policy_lag_max"] == 4.0
+
+
+def test_read_only_fragments_and_weights_work_without_warnings(recwarn):
+    """What arrives through Ray's object store is read-only."""
+    rng = np.random.default_rng(6)
+    learner = agents.make_learner(OBS, spaces.Discrete(2), device="cpu", seed=0)
+    fragment = random_fragment(rng)
+    for name in ("obs", "actions", "logp", "values", "rewards", "terminated", "truncated", "final_values"):
+        getattr(fragment, name).flags.writeable = False
+    learner.update([fragment])
+    weights = learner.get_weights()
+    for array in weights["params"].values():
+        array.flags.writeable = False
+    policy = agents.ActingPolicy(OBS, spaces.Discrete(2), seed=0)
+    policy.set_weights(weights)
+    policy.act(np.zeros((3, 4), np.float32))
+    assert not [w for w in recwarn if "not writable" in str(w.message)]
+
+
+def test_data_parallel_hooks_are_called():
+    """cluster/ddp.py plugs all-reduces in here; check the hooks see gradients and moments."""
+    calls = {"grads": 0, "moments": 0}
+
+    def grad_sync(params):
+        assert all(p.grad is not None for p in params)
+        calls["grads"] += 1
+
+    def moments_sync(mean, var, count):
+        calls["moments"] += 1
+        return mean, var, count * 2  # as if a second rank had the same data
+
+    learner = agents.make_learner(OBS, spaces.Discrete(2), algo_cfg=agents.AlgoConfig(epochs=2, minibatches=3),
+                                  device="cpu", seed=0)
+    learner.grad_sync, learner.moments_sync = grad_sync, moments_sync
+    learner.update([random_fragment(np.random.default_rng(7))])
+    assert calls == {"grads": 6, "moments": 1}
+    assert learner.normalizer.count == pytest.approx(2 * 16 * 8, abs=1e-3)

@@ -34,8 +34,8 @@ def cartpole():
     def make(algo: str = "ppo", envs_per_runner: int = 64, env_id: str = "rlfarm/CartPole-v1",
              env_kwargs: dict | None = None, algo_fields: dict | None = None, **farm_fields):
         env_cfg = envs.EnvConfig(id=env_id, envs_per_runner=envs_per_runner, kwargs=dict(env_kwargs or {}))
-        algo_cfg = agents.AlgoConfig(name=algo, lr=2.5e-3, epochs=4, minibatches=4, device="cpu",
-                                     **(algo_fields or {}))
+        algo_fields = {"lr": 2.5e-3, "epochs": 4, "minibatches": 4, "device": "cpu", **(algo_fields or {})}
+        algo_cfg = agents.AlgoConfig(name=algo, **algo_fields)
         farm_fields = {"mode": "ray", "num_runners": 2, "fragment_length": 32, **farm_fields}
         return env_cfg, agents.PolicyConfig(hidden_sizes=[64, 64]), algo_cfg, FarmConfig(**farm_fields)
 

@@ -29,7 +29,7 @@ def test_fragments_in_flight_never_exceed_runners_times_max_inflight(ray_local, 
         for _ in range(8):
             result = farm.iterate()
             seen.append(result["perf/inflight_fragments"])
-            store_mb.append(farm._gauge.read(force=True)["used_mb"])
+            store_mb.append(farm.object_store_stats(force=True)["used_mb"])
         fragment_mb = result["perf/fragment_mb"]
     finally:
         farm.close()

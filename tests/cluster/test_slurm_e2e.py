@@ -96,7 +96,8 @@ def test_one_job_completes_and_leaves_no_ray(tmp_path):
     assert out.returncode == 0, out.stdout + out.stderr
     job_id = job_id_of(out)
     log_text = check_job(job_id, log_dir, tmp_path / f"one-{job_id}.out")
-    assert "Ray auth:" in log_text and "dashboard 127.0.0.1:" in log_text
+    assert "Ray auth: the job API refuses requests without the token" in log_text
+    assert "dashboard 127.0.0.1:" in log_text
 
 
 def test_two_jobs_share_the_node_without_port_clash(tmp_path):

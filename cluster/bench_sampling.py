@@ -1,0 +1,123 @@
+"""Sampling throughput through the Ray farm, and through RLlib on the same env, for `rlfarm bench --farm`.
+
+Ours: the RayFarm's runner actors sample with policy inference; every fragment's ref is
+delivered to the learner actor, which receives it from the object store and discards it.
+The count is env steps delivered to the learner process per second of wall time.
+
+RLlib's: PPO's env runners (same number of runners, envs per runner and fragment length)
+sample through `synchronous_parallel_sample`, the call PPO's training step makes; no
+learner update. Both run on the same Ray with the same env id.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import ray
+
+from cluster.ray_farm import RayFarm
+
+
+def farm_sampling(env_cfg: Any, policy_cfg: Any, algo_cfg: Any, farm_cfg: Any, seed: int,
+                  seconds: float, warmup_s: float = 2.0) -> dict[str, float]:
+    """Env steps/s delivered to the learner actor (which discards them)."""
+    farm = RayFarm(env_cfg, policy_cfg, algo_cfg, farm_cfg, seed, total_env_steps=None)
+    try:
+        return _deliver_loop(farm, seconds, warmup_s)
+    finally:
+        farm.close()
+
+
+def _deliver_loop(farm: RayFarm, seconds: float, warmup_s: float) -> dict[str, float]:
+    pool, learner = farm.pool, farm.learners[0]
+    consumes: dict[Any, Any] = {}  # consume future -> request
+    steps = fragments = 0
+    fragment_bytes = 0
+    env_ms = inference_ms = rows = 0.0
+    max_store_mb, max_inflight = 0.0, 0
+    started = time.perf_counter()
+    measure_from, end = started + warmup_s, started + warmup_s + seconds
+    measuring = False
+    while True:
+        now = time.perf_counter()
+        if now >= end:
+            break
+        if not measuring and now >= measure_from:
+            measuring, measure_from = True, now
+            steps = fragments = 0
+        pool.top_up(farm.version, farm.weights_ref)
+        max_inflight = max(max_inflight, pool.inflight())
+        ready, _ = ray.wait(list(pool.pending) + list(consumes), num_returns=1, timeout=end - now)
+        if any(ref in pool.pending for ref in ready):
+            for request in pool.wait_arrivals():
+                consumes[learner.consume.remote(request.fragment_ref)] = request
+                if measuring:
+                    meta = request.meta
+                    env_ms, inference_ms, rows = env_ms + meta["env_ms"], inference_ms + meta["inference_ms"], rows + meta["rows"]
+        if consumes:
+            done, _ = ray.wait(list(consumes), num_returns=len(consumes), timeout=0)
+            for ref in done:
+                delivered = ray.get(ref)  # the learner's receipt: counts, not fragment data
+                request = consumes.pop(ref)
+                pool.release([request])
+                if measuring:
+                    steps += delivered["steps"]
+                    fragments += delivered["fragments"]
+                    fragment_bytes = delivered["bytes"]
+        if measuring:
+            max_store_mb = max(max_store_mb, farm.object_store_stats()["used_mb"])
+    elapsed = time.perf_counter() - measure_from
+    return {
+        "env_steps_per_s": steps / elapsed,
+        "seconds": elapsed,
+        "env_steps": steps,
+        "fragments": fragments,
+        "fragment_mb": fragment_bytes / 1e6,
+        "env_step_ms": env_ms / max(rows, 1),
+        "inference_ms": inference_ms / max(rows, 1),
+        "object_store_max_mb": max_store_mb,
+        "max_inflight_seen": max_inflight,
+    }
+
+
+def rllib_sampling(env_id: str, num_runners: int, envs_per_runner: int, fragment_length: int,
+                   seconds: float, address: str | None = None) -> dict[str, float]:
+    """RLlib PPO env runners sampling `env_id`: env steps/s of `synchronous_parallel_sample`."""
+    from ray.rllib.algorithms.ppo import PPOConfig
+    from ray.rllib.execution.rollout_ops import synchronous_parallel_sample
+    from ray.tune.registry import register_env
+
+    from cluster.ray_session import start_ray
+
+    def make_env(_config: dict) -> Any:
+        import gymnasium as gym
+
+        import envs  # noqa: F401 - registers rlfarm/... ids in the env runner's process
+
+        return gym.make(env_id)
+
+    session = start_ray(address)
+    register_env("rlfarm-bench-env", make_env)
+    batch = num_runners * envs_per_runner * fragment_length
+    config = (PPOConfig()
+              .environment("rlfarm-bench-env")
+              .env_runners(num_env_runners=num_runners, num_envs_per_env_runner=envs_per_runner,
+                           rollout_fragment_length=fragment_length, num_cpus_per_env_runner=1)
+              .training(train_batch_size=batch, minibatch_size=min(batch, 4096), num_epochs=1)
+              .debugging(log_level="ERROR"))
+    algo = config.build_algo() if hasattr(config, "build_algo") else config.build()
+    try:
+        def sample() -> int:
+            episodes = synchronous_parallel_sample(worker_set=algo.env_runner_group, max_env_steps=batch,
+                                                   _uses_new_env_runners=True)
+            return sum(len(episode) for episode in episodes)
+
+        sample()  # warm-up: env creation, first forward passes
+        steps, started = 0, time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            steps += sample()
+        elapsed = time.perf_counter() - started
+    finally:
+        algo.stop()
+        session.close()
+    return {"env_steps_per_s": steps / elapsed, "seconds": elapsed, "env_steps": steps}
