@@ -8,10 +8,10 @@ cd "$(dirname "$0")/.."
 status=0
 echo "== nvidia-smi"; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true
 echo "== pytest -m cuda"
-timeout 300 python -m pytest -m cuda -q -p no:cacheprovider || status=1
+timeout 240 python -m pytest -m cuda -q -p no:cacheprovider || status=1
 echo "== learner benchmark (CUDA, batch 65536)"
-timeout 90 python -m experiments.bench_learner --batch 65536 --device cuda --repeats 10 || status=1
-timeout 60 python -m experiments.bench_learner --batch 65536 --device cuda --repeats 10 --json || status=1
+timeout 60 python -m experiments.bench_learner --batch 65536 --device cuda --repeats 20 || status=1
+timeout 45 python -m experiments.bench_learner --batch 65536 --device cuda --repeats 5 --json || status=1
 # ---- appended by the Ray farm (cluster/ray_farm.py): runner scaling with the learner on the GPU.
 # Sampling through the farm (policy inference in the runners, every fragment delivered to the
 # learner actor on the GPU and copied to the device), 1024 CartPole envs per runner.

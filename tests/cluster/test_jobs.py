@@ -56,6 +56,11 @@ def processes_under(marker: str) -> list[int]:
 @pytest.fixture(scope="module")
 def head(tmp_path_factory):
     """A real Ray head with token auth; yields (dashboard URL, env for clients)."""
+    try:
+        import aiohttp  # noqa: F401  - the dashboard and its job API need ray[default]
+        import requests  # noqa: F401
+    except ImportError as err:
+        pytest.fail(f"Ray Jobs need ray[default] ({err}): pip install -e . (pyproject lists it)")
     temp_dir = tempfile.mkdtemp(prefix="rfj-", dir="/tmp")  # short: AF_UNIX paths stay < 107 bytes
     token_file = tmp_path_factory.mktemp("auth") / "token"
     token_file.write_text(secrets.token_hex(16))
