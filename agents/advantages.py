@@ -1,6 +1,7 @@
 """Advantage estimators on [T, N] tensors: GAE(lambda) and V-trace.
 
-Both loop in reverse over T only; every step is vectorized over the N env copies.
+Both reduce to one reverse recursion over T (`discounted_reverse_sum`); every step of it is
+vectorized over the N env copies.
 
 Episode ends inside a fragment (envs autoreset in the same step, so row t+1 already
 belongs to the next episode where row t ended one) are handled by `fold_episode_ends`:
@@ -23,6 +24,18 @@ def fold_episode_ends(rewards: torch.Tensor, terminated: torch.Tensor, truncated
     return folded, discounts
 
 
+def discounted_reverse_sum(deltas: torch.Tensor, trace: torch.Tensor) -> torch.Tensor:
+    """x_t = deltas_t + trace_t * x_{t+1}, with x_T = 0: the recursion GAE and V-trace share.
+
+    A loop over T only; each step is one vectorized op over the N env copies."""
+    out = torch.empty_like(deltas)
+    running = torch.zeros_like(deltas[0])
+    for t in range(deltas.shape[0] - 1, -1, -1):
+        running = deltas[t] + trace[t] * running
+        out[t] = running
+    return out
+
+
 def gae(rewards: torch.Tensor, values: torch.Tensor, bootstrap_value: torch.Tensor,
         discounts: torch.Tensor, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Generalized advantage estimation (Schulman et al. 2016).
@@ -32,12 +45,7 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, bootstrap_value: torch.Tens
     """
     next_values = torch.cat([values[1:], bootstrap_value.unsqueeze(0)], dim=0)
     deltas = rewards + discounts * next_values - values
-    trace = discounts * lam
-    advantages = torch.empty_like(deltas)
-    running = torch.zeros_like(bootstrap_value)
-    for t in range(deltas.shape[0] - 1, -1, -1):
-        running = deltas[t] + trace[t] * running
-        advantages[t] = running
+    advantages = discounted_reverse_sum(deltas, discounts * lam)
     return advantages, advantages + values
 
 
@@ -60,13 +68,7 @@ def vtrace(behaviour_logp: torch.Tensor, target_logp: torch.Tensor, rewards: tor
         cs = lam * ratios.clamp(max=c_bar)
         next_values = torch.cat([values[1:], bootstrap_value.unsqueeze(0)], dim=0)
         deltas = rhos * (rewards + discounts * next_values - values)
-        trace = discounts * cs
-        vs_minus_v = torch.empty_like(deltas)
-        running = torch.zeros_like(bootstrap_value)
-        for t in range(deltas.shape[0] - 1, -1, -1):
-            running = deltas[t] + trace[t] * running
-            vs_minus_v[t] = running
-        vs = vs_minus_v + values
+        vs = discounted_reverse_sum(deltas, discounts * cs) + values
         next_vs = torch.cat([vs[1:], bootstrap_value.unsqueeze(0)], dim=0)
         pg_rhos = ratios.clamp(max=rho_bar if pg_rho_bar is None else pg_rho_bar)
         pg_advantages = pg_rhos * (rewards + discounts * next_vs - values)

@@ -20,11 +20,16 @@ LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 class ActionSpec:
     """What the policy head must produce: kind, per-step action shape, sizes and bounds."""
 
-    kind: str                 # "discrete" | "multidiscrete" | "box"
-    shape: tuple[int, ...]    # one action's shape: () discrete, (k,) multidiscrete, box shape
-    nvec: tuple[int, ...]     # category counts (discrete: (n,))
+    kind: str
+    """"discrete" | "multidiscrete" | "box"."""
+    shape: tuple[int, ...]
+    """One action's shape: () discrete, (k,) multidiscrete, the Box's shape."""
+    nvec: tuple[int, ...]
+    """Category counts per sub-action (discrete: (n,); box: ())."""
     low: np.ndarray | None = None
+    """Box only: the lower bounds, float32 (env_actions clips to them)."""
     high: np.ndarray | None = None
+    """Box only: the upper bounds, float32."""
 
     @classmethod
     def from_space(cls, space) -> "ActionSpec":

@@ -16,7 +16,7 @@ from agents.device import resolve_device
 from agents.distributions import ActionSpec
 from agents.fragment import Fragment
 from agents.optim import Adam
-from agents.normalizer import RunningMeanStd, batch_moments
+from agents.normalizer import RunningMeanStd, batch_moments, normalize_torch
 from agents.policy import ActorCritic
 
 
@@ -85,7 +85,7 @@ class LearnerBase:
         if self.normalizer is None:
             return obs
         mean, inv_std = self.normalizer.torch_params(self.device)
-        return ((obs - mean) * inv_std).clamp_(-self.normalizer.clip, self.normalizer.clip)
+        return normalize_torch(obs, mean, inv_std, self.normalizer.clip)
 
     def merge_obs_stats(self, raw_obs: torch.Tensor) -> None:
         """After the update: fold the batch's raw obs moments into the normalizer."""

@@ -41,8 +41,8 @@ class PPOLearner(LearnerBase):
         self.merge_obs_stats(batch.obs[:-1])
         self.version += 1
         self.env_steps_consumed += steps * envs
-        metrics = {key: float(value) for key, value in zip(LOSS_KEYS, losses.tolist())}  # one device sync
-        metrics["losses/explained_variance"] = explained_variance(old_values, returns)
+        summary = torch.cat([losses, explained_variance(old_values, returns).reshape(1)])
+        metrics = dict(zip(LOSS_KEYS + ("losses/explained_variance",), summary.tolist()))  # one device sync
         elapsed = time.perf_counter() - start
         metrics["perf/learner_update_ms"] = 1000.0 * elapsed
         metrics["perf/learner_samples_per_s"] = steps * envs / elapsed
@@ -113,7 +113,9 @@ LOSS_KEYS = ("losses/policy", "losses/value", "losses/entropy", "losses/approx_k
              "losses/clip_fraction", "losses/grad_norm")
 
 
-def explained_variance(predicted: torch.Tensor, target: torch.Tensor) -> float:
-    """1 - Var[target - predicted] / Var[target] (nan when the target is constant)."""
+def explained_variance(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """1 - Var[target - predicted] / Var[target] as a 0-d tensor on their device (nan when
+    the target is constant); a tensor, so the caller syncs once for all metrics."""
     var_target = target.var()
-    return float("nan") if var_target.item() == 0 else float(1 - (target - predicted).var() / var_target)
+    ratio = (target - predicted).var() / var_target
+    return torch.where(var_target > 0, 1 - ratio, torch.full_like(ratio, float("nan")))

@@ -2,7 +2,9 @@
 conventions (float32 obs and rewards, `infos["episode"]` every step, a dense float32
 `infos["final_obs"]` in same_step mode, `infos["env_errors"]`).
 
-Each sub-env is wrapped in `ErrorGuard`, which turns an exception inside the env's `step`
+Actions are checked like the batched envs' (envs.checks.ActionChecker, for Discrete and Box
+spaces) before they reach the sub-envs: a bad action is the caller's bug and raises, while
+an exception inside a sub-env is the env's problem. Each sub-env is wrapped in `ErrorGuard`, which turns an exception inside the env's `step`
 into a reset of that copy (reward 0, truncated) and an `env_error` flag, so one crashing
 copy neither kills the runner nor goes unnoticed. The guard runs inside async workers too.
 """
@@ -15,6 +17,9 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
+
+from envs.checks import ActionChecker, check_int
+from envs.rng import runner_seed_sequence
 
 
 class ErrorGuard(gym.Wrapper):
@@ -43,6 +48,8 @@ class ForeignVectorEnv(VectorEnv):
                  vectorization: str = "sync", runner_index: int = 0, **kwargs: Any):
         if vectorization not in ("sync", "async"):
             raise ValueError(f"vectorization: expected 'sync' or 'async', got {vectorization!r}")
+        num_envs = check_int("num_envs", num_envs, 1)
+        runner_index = check_int("runner_index", runner_index, 0)
         self.env = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode=vectorization,
                                 vector_kwargs={"autoreset_mode": autoreset_mode},
                                 wrappers=[ErrorGuard], **kwargs)
@@ -56,17 +63,19 @@ class ForeignVectorEnv(VectorEnv):
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.single_action_space = self.env.single_action_space
         self.action_space = self.env.action_space
+        space = self.single_action_space
+        self._check_actions = ActionChecker(space, num_envs) if ActionChecker.supports(space) else None
         self._returns = np.zeros(num_envs, np.float32)
         self._lengths = np.zeros(num_envs, np.int32)
         self._restarting = np.zeros(num_envs, bool)
         self.default_seed = None
 
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
+    def reset(self, *, seed: int | np.random.SeedSequence | None = None, options: dict | None = None):
         if seed is None and self.default_seed is not None:
             seed, self.default_seed = self.default_seed, None
         if seed is not None:
             # copy i of runner r gets its own seed, derived from (seed, r, i)
-            seq = np.random.SeedSequence(int(seed), spawn_key=(self.runner_index,))
+            seq = runner_seed_sequence(seed, self.runner_index)
             seed = [int(s) for s in seq.generate_state(self.num_envs, np.uint32)]
         obs, infos = self.env.reset(seed=seed, options=options)
         self._returns[:] = 0
@@ -75,6 +84,8 @@ class ForeignVectorEnv(VectorEnv):
         return np.asarray(obs, dtype=np.float32), dict(infos)
 
     def step(self, actions):
+        if self._check_actions is not None:
+            actions = self._check_actions(actions)
         obs, rewards, terminated, truncated, infos = self.env.step(actions)
         obs = np.asarray(obs, dtype=np.float32)
         rewards = np.asarray(rewards, dtype=np.float32)
@@ -110,4 +121,5 @@ class ForeignVectorEnv(VectorEnv):
         return self.env.render()
 
     def close_extras(self, **kwargs):
-        self.env.close()
+        if hasattr(self, "env"):  # absent when make_vec failed in __init__ (e.g. a bad keyword)
+            self.env.close()

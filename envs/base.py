@@ -20,9 +20,10 @@ The base class does the rest with array operations only: action checks, truncati
 - ``infos["env_errors"]`` (int), present at a step where copies went bad: those copies are
   reset, get reward 0 and ``truncated=True``.
 
-Actions: a discrete action must be an integer array of shape [N] in range; a Box action a
-float array of shape [N, *shape] without NaN. Anything else raises ValueError saying what
-was expected and what came. Box actions outside the bounds are clipped to them.
+Actions (checked by envs.checks.ActionChecker): a discrete action must be an integer array
+of shape [N] in range; a Box action a float array of shape [N, *shape] without NaN. Anything
+else raises ValueError saying what was expected and what came. Box actions outside the
+bounds are clipped to them.
 """
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from envs.checks import ActionChecker, check_int
 from envs.rng import CopyStreams
 
 AUTORESET_MODES = {"next_step": AutoresetMode.NEXT_STEP, "same_step": AutoresetMode.SAME_STEP}
@@ -65,16 +67,11 @@ class BatchedEnv(VectorEnv):
                  single_action_space: spaces.Space, *, max_episode_steps: int,
                  autoreset_mode: str | AutoresetMode = "next_step", runner_index: int = 0,
                  render_mode: str | None = None):
-        if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
-            raise ValueError(f"num_envs: expected an int >= 1, got {num_envs!r}")
-        if isinstance(max_episode_steps, bool) or not isinstance(max_episode_steps, (int, np.integer)) \
-                or max_episode_steps < 1:
-            raise ValueError(f"max_episode_steps: expected an int >= 1, got {max_episode_steps!r}")
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode: expected None or 'rgb_array', got {render_mode!r}")
-        self.num_envs = int(num_envs)
-        self.max_episode_steps = int(max_episode_steps)
-        self.runner_index = int(runner_index)
+        self.num_envs = check_int("num_envs", num_envs, 1)
+        self.max_episode_steps = check_int("max_episode_steps", max_episode_steps, 1)
+        self.runner_index = check_int("runner_index", runner_index, 0)
         self.render_mode = render_mode
         self.autoreset_mode = parse_autoreset_mode(autoreset_mode)
         self.metadata = {**type(self).metadata, "autoreset_mode": self.autoreset_mode}
@@ -82,7 +79,7 @@ class BatchedEnv(VectorEnv):
         self.single_action_space = single_action_space
         self.observation_space = batch_space(single_observation_space, self.num_envs)
         self.action_space = batch_space(single_action_space, self.num_envs)
-        self._setup_action_checks()
+        self._check_actions = ActionChecker(single_action_space, self.num_envs)
 
         n = self.num_envs
         self._all_copies = np.arange(n)
@@ -97,61 +94,6 @@ class BatchedEnv(VectorEnv):
         obs_shape = (n,) + single_observation_space.shape
         self._no_episode = {"r": _readonly(np.zeros(n, np.float32)), "l": _readonly(np.zeros(n, np.int32))}
         self._no_final_obs = _readonly(np.zeros(obs_shape, np.float32))
-
-    # ----------------------------------------------------------------- actions
-    def _setup_action_checks(self) -> None:
-        space = self.single_action_space
-        n = self.num_envs
-        if isinstance(space, spaces.Discrete):
-            self._discrete_n = int(space.n)
-            self._discrete_start = int(space.start)
-            self._action_shape = (n,)
-        elif isinstance(space, spaces.Box):
-            self._discrete_n = None
-            self._action_shape = (n,) + space.shape
-            self._action_low = space.low.astype(np.float32)
-            self._action_high = space.high.astype(np.float32)
-        else:
-            raise TypeError(f"unsupported action space {space}")
-
-    def _check_actions(self, actions) -> np.ndarray:
-        if not isinstance(actions, np.ndarray):
-            actions = np.asarray(actions)
-        if self._discrete_n is not None:
-            return self._check_discrete(actions)
-        return self._check_box(actions)
-
-    def _expected(self) -> str:
-        if self._discrete_n is not None:
-            lo = self._discrete_start
-            return (f"an integer array of shape {self._action_shape} with values in "
-                    f"[{lo}, {lo + self._discrete_n - 1}]")
-        return f"a float array of shape {self._action_shape} without NaN"
-
-    def _bad_action(self, actions: np.ndarray, what: str) -> ValueError:
-        return ValueError(f"actions: expected {self._expected()}, got {what} "
-                          f"(dtype {actions.dtype}, shape {actions.shape})")
-
-    def _check_discrete(self, actions: np.ndarray) -> np.ndarray:
-        if actions.shape != self._action_shape or actions.dtype.kind not in "iu":
-            raise self._bad_action(actions, "an array of the wrong shape or dtype")
-        if self._discrete_start:
-            actions = actions - self._discrete_start
-        # One unsigned reduction finds both negative and too-large actions.
-        unsigned = actions.view(np.dtype(f"u{actions.dtype.itemsize}"))
-        if unsigned.max() >= self._discrete_n:
-            worst = actions.min() if actions.min() < 0 else actions.max()
-            raise self._bad_action(actions, f"the value {worst + self._discrete_start}")
-        return actions
-
-    def _check_box(self, actions: np.ndarray) -> np.ndarray:
-        if actions.shape != self._action_shape or actions.dtype.kind not in "fiu":
-            raise self._bad_action(actions, "an array of the wrong shape or dtype")
-        clipped = np.clip(actions, self._action_low, self._action_high, dtype=np.float32,
-                          casting="unsafe")
-        if np.isnan(clipped.sum()) and np.isnan(clipped).any():
-            raise self._bad_action(actions, "NaN")
-        return clipped
 
     # ------------------------------------------------------------ reset / step
     def reset(self, *, seed: int | np.random.SeedSequence | None = None, options: dict | None = None):

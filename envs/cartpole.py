@@ -44,7 +44,7 @@ class CartPoleBatched(BatchedEnv):
         n = self.num_envs
         self.state = np.zeros((4, n), dtype=np.float32)
         self._buf = np.empty((4, n), dtype=np.float32)
-        self._cmp = np.empty(n, dtype=bool)
+        self._pole_fell = np.empty(n, dtype=bool)
         # force = action * 2F - F, in float32 without a temporary
         self._force_table = np.array([-FORCE_MAG, FORCE_MAG], dtype=np.float32)
 
@@ -89,8 +89,8 @@ class CartPoleBatched(BatchedEnv):
         theta_dot += acc
         obs = self.state.T.copy(order="K")  # [N, 4], column-major like gymnasium's
         terminated = np.abs(x, out=cos) > X_LIMIT
-        np.greater(np.abs(theta, out=cos), THETA_LIMIT, out=self._cmp)
-        terminated |= self._cmp
+        np.greater(np.abs(theta, out=cos), THETA_LIMIT, out=self._pole_fell)
+        terminated |= self._pole_fell
         rewards = np.ones(self.num_envs, dtype=np.float32)
         return obs, rewards, terminated
 

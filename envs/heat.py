@@ -30,6 +30,7 @@ import numpy as np
 from gymnasium import spaces
 
 from envs.base import BatchedEnv
+from envs.checks import check_int, check_number
 from envs.single import SingleEnvView
 
 BOUNDARIES = ("fixed", "insulated")
@@ -61,20 +62,22 @@ class HeatControlBatched(BatchedEnv):
                  method: str = "auto", max_episode_steps: int = 200,
                  autoreset_mode: str = "next_step", runner_index: int = 0,
                  render_mode: str | None = None):
-        if isinstance(grid_size, bool) or not isinstance(grid_size, int) or grid_size < 3:
-            raise ValueError(f"grid_size: expected an int >= 3, got {grid_size!r}")
-        if isinstance(num_heaters, bool) or not isinstance(num_heaters, int) or num_heaters < 1:
-            raise ValueError(f"num_heaters: expected an int >= 1, got {num_heaters!r}")
+        check_int("grid_size", grid_size, 3)
+        check_int("num_heaters", num_heaters, 1)
         if boundary not in BOUNDARIES:
             raise ValueError(f"boundary: expected one of {BOUNDARIES}, got {boundary!r}")
         if method not in ("auto", "matrix", "stencil"):
             raise ValueError(f"method: expected 'auto', 'matrix' or 'stencil', got {method!r}")
-        if not alpha > 0 or not control_dt > 0:
-            raise ValueError(f"alpha and control_dt: expected > 0, got alpha={alpha}, control_dt={control_dt}")
+        check_number("alpha", alpha, positive=True)
+        check_number("control_dt", control_dt, positive=True)
+        check_number("heater_gain", heater_gain)
+        check_number("energy_cost", energy_cost)
+        if dt is not None:
+            check_number("dt", dt, positive=True)
         n = grid_size
         dx = 1.0 / (n + 1) if boundary == "fixed" else 1.0 / n
         limit = dx * dx / (4 * alpha)
-        if dt is not None and not 0 < dt <= limit:
+        if dt is not None and dt > limit:
             raise ValueError(f"dt={dt} breaks the explicit scheme's stability limit "
                              f"0 < dt <= dx^2/(4 alpha) = {limit:.6g} (grid_size={n}, alpha={alpha}); "
                              "pass a smaller dt, or none and the env substeps")
@@ -129,7 +132,7 @@ class HeatControlBatched(BatchedEnv):
             centre *= 1 - 4 * ratio
             centre += neighbours
             centre += source
-        return centre.reshape(-1, n * n).copy()
+        return np.ascontiguousarray(centre).reshape(-1, n * n)  # centre is a view into the ghost ring
 
     @property
     def temperature(self) -> np.ndarray:

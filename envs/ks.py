@@ -24,6 +24,7 @@ import numpy as np
 from gymnasium import spaces
 
 from envs.base import BatchedEnv
+from envs.checks import check_int, check_number
 from envs.single import SingleEnvView
 
 
@@ -50,13 +51,12 @@ class KuramotoSivashinskyBatched(BatchedEnv):
                  render_mode: str | None = None):
         for name, value, low in (("grid_points", grid_points, 8), ("num_actuators", num_actuators, 1),
                                  ("num_sensors", num_sensors, 1), ("substeps", substeps, 1)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{name}: expected an int >= {low}, got {value!r}")
+            check_int(name, value, low)
         if grid_points % 2 or num_sensors > grid_points:
             raise ValueError(f"grid_points: expected an even int >= num_sensors ({num_sensors}), "
                              f"got {grid_points}")
-        if not length > 0 or not dt > 0 or not actuator_width > 0:
-            raise ValueError(f"length, dt, actuator_width: expected > 0, got {length}, {dt}, {actuator_width}")
+        for name, value in (("length", length), ("dt", dt), ("actuator_width", actuator_width)):
+            check_number(name, value, positive=True)
         obs_space = spaces.Box(-np.inf, np.inf, shape=(num_sensors,), dtype=np.float32)
         act_space = spaces.Box(-1.0, 1.0, shape=(num_actuators,), dtype=np.float32)
         super().__init__(num_envs, obs_space, act_space, max_episode_steps=max_episode_steps,
@@ -70,7 +70,7 @@ class KuramotoSivashinskyBatched(BatchedEnv):
         self._coef = tuple(c.astype(np.complex128) for c in etdrk4_coefficients(linear, dt))
         derivative = self.wavenumbers.copy()
         derivative[-1] = 0.0  # the Nyquist mode has no odd derivative
-        self._g = -0.5j * derivative  # the nonlinear term -(u^2/2)_x in Fourier space
+        self._advection_hat = -0.5j * derivative  # -(u^2/2)_x = advection_hat * F[u^2]
         centres = np.arange(num_actuators) * (length / num_actuators)
         distance = (self.x[None, :] - centres[:, None] + length / 2) % length - length / 2
         self.actuator_shapes = np.exp(-distance ** 2 / (2 * actuator_width ** 2))  # [M, n]
@@ -107,7 +107,7 @@ class KuramotoSivashinskyBatched(BatchedEnv):
         u = np.fft.irfft(v, n=self.grid_points, axis=1)
         u *= u
         out = np.fft.rfft(u, axis=1)
-        out *= self._g
+        out *= self._advection_hat
         out += forcing_hat
         return out
 

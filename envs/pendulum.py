@@ -11,6 +11,7 @@ import numpy as np
 from gymnasium import spaces
 
 from envs.base import BatchedEnv
+from envs.checks import check_number
 from envs.single import SingleEnvView
 
 MAX_SPEED = 8.0
@@ -33,7 +34,7 @@ class PendulumBatched(BatchedEnv):
                          spaces.Box(-MAX_TORQUE, MAX_TORQUE, shape=(1,), dtype=np.float32),
                          max_episode_steps=max_episode_steps, autoreset_mode=autoreset_mode,
                          runner_index=runner_index, render_mode=render_mode)
-        self.g = float(g)
+        self.g = check_number("g", g, positive=True)
         n = self.num_envs
         self.state = np.zeros((2, n), dtype=np.float64)  # theta, theta_dot
         self._buf = np.empty((3, n), dtype=np.float64)

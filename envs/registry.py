@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import gymnasium as gym
 
 from envs.base import BatchedEnv, parse_autoreset_mode
+from envs.checks import check_int
 
 NAMESPACE = "rlfarm"
 
@@ -15,11 +16,13 @@ NAMESPACE = "rlfarm"
 @dataclass(frozen=True)
 class EnvEntry:
     id: str
+    """The gymnasium id, in the `rlfarm` namespace."""
     batched: str
     """`module:Class` of the numpy-batched VectorEnv."""
     single: str
     """`module:Class` of the single-env view that `gym.make(id)` returns."""
     description: str
+    """One line for `rlfarm envs`."""
 
 
 ENTRIES: dict[str, EnvEntry] = {e.id: e for e in [
@@ -85,8 +88,7 @@ def make(env_id: str, num_envs: int, *, seed=None, runner_index: int = 0,
     stream derived from (seed, r, i). `kwargs` go to the env's constructor.
     """
     mode = parse_autoreset_mode(autoreset_mode)
-    if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
-        raise ValueError(f"num_envs: expected an int >= 1, got {num_envs!r}")
+    check_int("num_envs", num_envs, 1)
     if env_id in registered_ids():
         cls = batched_class(env_id)
         accepted = accepted_kwargs(cls)

@@ -34,17 +34,19 @@ def splitmix64(z: np.ndarray) -> np.ndarray:
     return z
 
 
-def stream_key(seed: int | np.random.SeedSequence | None, runner_index: int) -> np.ndarray:
-    """Two uint64 words that name the streams of one runner's env for one seed.
-
-    ``seed=None`` draws fresh OS entropy (a non-reproducible run)."""
+def runner_seed_sequence(seed: int | np.random.SeedSequence | None, runner_index: int) -> np.random.SeedSequence:
+    """The SeedSequence of one runner: ``seed`` (an int, a SeedSequence, or None for OS
+    entropy) with ``runner_index`` appended to its spawn key, so runners never share a stream."""
     if isinstance(seed, np.random.SeedSequence):
-        seq = np.random.SeedSequence(seed.entropy, spawn_key=tuple(seed.spawn_key) + (runner_index,))
-    else:
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
-            raise ValueError(f"seed: expected a non-negative int, a SeedSequence or None, got {seed!r}")
-        seq = np.random.SeedSequence(None if seed is None else int(seed), spawn_key=(runner_index,))
-    return seq.generate_state(2, np.uint64)
+        return np.random.SeedSequence(seed.entropy, spawn_key=tuple(seed.spawn_key) + (runner_index,))
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+        raise ValueError(f"seed: expected a non-negative int, a SeedSequence or None, got {seed!r}")
+    return np.random.SeedSequence(None if seed is None else int(seed), spawn_key=(runner_index,))
+
+
+def stream_key(seed: int | np.random.SeedSequence | None, runner_index: int) -> np.ndarray:
+    """Two uint64 words that name the streams of one runner's env for one seed."""
+    return runner_seed_sequence(seed, runner_index).generate_state(2, np.uint64)
 
 
 class CopyStreams:

@@ -34,21 +34,16 @@ def pin_to_one_core() -> int:
 
 def list_envs_main(args: argparse.Namespace) -> int:
     import envs
-    from envs.registry import ENTRIES, batched_class
+    from envs.registry import ENTRIES, accepted_kwargs, batched_class
 
     for env_id in envs.registered_ids():
         env = batched_class(env_id)(1)
         print(f"{env_id}\n    {ENTRIES[env_id].description}\n"
               f"    observation: {env.single_observation_space}\n"
               f"    action:      {env.single_action_space}\n"
-              f"    keywords:    {', '.join(_keywords(env_id))}")
+              f"    keywords:    {', '.join(accepted_kwargs(type(env)))}")
     print("\nAny other gymnasium id (e.g. Acrobot-v1) also works, vectorized by gymnasium.")
     return 0
-
-
-def _keywords(env_id: str) -> list[str]:
-    from envs.registry import accepted_kwargs, batched_class
-    return accepted_kwargs(batched_class(env_id))
 
 
 def _parse_sizes(text: str) -> list[int]:

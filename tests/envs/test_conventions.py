@@ -1,4 +1,6 @@
 """The conventions every rlfarm env follows: spaces, seeding, autoreset, infos, actions, registry."""
+import re
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -122,32 +124,57 @@ def test_truncation_is_not_termination():
     assert not np.array_equal(infos["final_obs"], obs)
 
 
-@pytest.mark.parametrize("actions, what", [
-    (np.zeros(4, dtype=np.int64), "shape"),
-    (np.zeros(3, dtype=np.float32), "dtype"),
-    (np.array([0, 1, 2]), "the value 2"),
-    (np.array([0, -1, 1]), "the value -1"),
+@pytest.mark.parametrize("actions, got", [
+    (np.zeros(4, dtype=np.int64), "got an array of the wrong shape"),
+    (np.zeros(3, dtype=np.float32), "got an array of the wrong dtype"),
+    (np.array([0, 1, 2]), "got the value 2"),
+    (np.array([0, -1, 1]), "got the value -1"),
+    (np.array([0, 1, 7], dtype=np.uint8), "got the value 7"),
 ])
-def test_bad_discrete_actions_raise_with_expected_and_got(actions, what):
+def test_bad_discrete_actions_raise_with_expected_and_got(actions, got):
     env = CartPoleBatched(3)
     env.reset(seed=0)
-    with pytest.raises(ValueError, match=r"expected an integer array of shape \(3,\) with values in \[0, 1\]") as err:
+    with pytest.raises(ValueError, match=r"^actions: expected an integer array of shape \(3,\) "
+                                         r"with values in \[0, 1\], " + got) as err:
         env.step(actions)
-    assert what in str(err.value) or "wrong shape or dtype" in str(err.value)
+    assert f"shape {actions.shape}" in str(err.value)
 
 
-def test_box_actions_nan_raises_and_out_of_bounds_is_clipped():
+@pytest.mark.parametrize("actions, got", [
+    (np.array([[0.0], [np.nan]], np.float32), "got NaN"),
+    (np.zeros((2, 2), np.float32), "got an array of the wrong shape"),
+    (np.zeros(2, np.float32), "got an array of the wrong shape"),
+    (np.zeros((2, 1), bool), "got an array of the wrong dtype"),
+])
+def test_bad_box_actions_raise_with_expected_and_got(actions, got):
     env = PendulumBatched(2)
-    with pytest.raises(ValueError, match="expected a float array of shape \\(2, 1\\).*got NaN"):
-        env.reset(seed=0)
-        env.step(np.array([[0.0], [np.nan]], np.float32))
-    with pytest.raises(ValueError, match="wrong shape"):
-        env.step(np.zeros((2, 2), np.float32))
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match=r"^actions: expected a float array of shape \(2, 1\) without NaN, " + got):
+        env.step(actions)
+
+
+def test_box_actions_out_of_bounds_are_clipped():
     outcomes = []
-    for torque in (2.0, 50.0):
+    for torque in (2.0, 50.0, 1.0):
+        env = PendulumBatched(2)
         env.reset(seed=0)
-        outcomes.append(env.step(np.full((2, 1), torque, np.float32))[0])
-    np.testing.assert_array_equal(outcomes[0], outcomes[1])
+        outcomes.append(env.step(np.full((2, 1), torque, np.float32))[:2])
+    np.testing.assert_array_equal(outcomes[0][0], outcomes[1][0])  # 50 acts as 2
+    np.testing.assert_array_equal(outcomes[0][1], outcomes[1][1])  # and costs as 2
+    assert not np.array_equal(outcomes[0][0], outcomes[2][0])
+
+
+def test_a_seed_sequence_seeds_like_its_spawn_key():
+    def first_obs(seed, runner_index=0):
+        return CartPoleBatched(8, runner_index=runner_index).reset(seed=seed)[0]
+
+    root = np.random.SeedSequence(1234)
+    np.testing.assert_array_equal(first_obs(root), first_obs(np.random.SeedSequence(1234)))
+    child_a, child_b = root.spawn(2)
+    assert not np.array_equal(first_obs(child_a), first_obs(child_b))
+    assert not np.array_equal(first_obs(root), first_obs(root, runner_index=1))
+    with pytest.raises(ValueError, match="^seed: expected a non-negative int"):
+        first_obs(-1)
 
 
 def test_step_before_reset_is_an_error():
@@ -156,12 +183,31 @@ def test_step_before_reset_is_an_error():
 
 
 def test_make_rejects_unknown_ids_and_keywords_with_the_choices():
-    with pytest.raises(ValueError, match="rlfarm/CartPole-v1"):
+    with pytest.raises(ValueError, match=r"^env_id: unknown env 'rlfarm/NoSuchEnv-v0'; rlfarm ids: .*rlfarm/CartPole-v1"):
         envs.make("rlfarm/NoSuchEnv-v0", 4)
-    with pytest.raises(ValueError, match="accepted: .*grid_size"):
+    with pytest.raises(ValueError, match=r"unknown keyword\(s\) \['grid_sise'\]; accepted: .*grid_size"):
         envs.make("rlfarm/HeatControl-v0", 4, grid_sise=8)
-    with pytest.raises(ValueError, match="autoreset_mode"):
+    with pytest.raises(ValueError, match="^autoreset_mode: expected one of"):
         envs.make("rlfarm/CartPole-v1", 4, autoreset_mode="sometimes")
+
+
+@pytest.mark.parametrize("env_id, num_envs, kwargs, message", [
+    ("rlfarm/CartPole-v1", 0, {}, "num_envs: expected an int >= 1, got 0"),
+    ("rlfarm/CartPole-v1", 2.0, {}, "num_envs: expected an int >= 1, got 2.0"),
+    ("rlfarm/CartPole-v1", 2, {"max_episode_steps": True}, "max_episode_steps: expected an int >= 1"),
+    ("rlfarm/CartPole-v1", 2, {"runner_index": -1}, "runner_index: expected an int >= 0, got -1"),
+    ("Acrobot-v1", 2, {"runner_index": -1}, "runner_index: expected an int >= 0, got -1"),
+    ("rlfarm/Pendulum-v1", 2, {"g": "x"}, "g: expected a positive number, got 'x'"),
+    ("rlfarm/HeatControl-v0", 2, {"alpha": "x"}, "alpha: expected a positive number"),
+    ("rlfarm/HeatControl-v0", 2, {"energy_cost": None}, "energy_cost: expected a finite number"),
+    ("rlfarm/HeatControl-v0", 2, {"grid_size": 2}, "grid_size: expected an int >= 3"),
+    ("rlfarm/HeatControl-v0", 2, {"boundary": "open"}, "boundary: expected one of"),
+    ("rlfarm/KuramotoSivashinsky-v0", 2, {"dt": 0}, "dt: expected a positive number"),
+    ("rlfarm/KuramotoSivashinsky-v0", 2, {"num_sensors": 100}, "grid_points: expected an even int >= num_sensors"),
+])
+def test_bad_keyword_values_name_the_keyword(env_id, num_envs, kwargs, message):
+    with pytest.raises(ValueError, match="^" + re.escape(message)):
+        envs.make(env_id, num_envs, **kwargs)
 
 
 def test_env_config_defaults_and_validation():
@@ -180,3 +226,5 @@ def test_render_gives_an_rgb_array(env_id):
     env.reset(seed=0)
     image = env.render()
     assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
+    assert len(np.unique(image.reshape(-1, 3), axis=0)) > 1  # a picture, not a blank canvas
+    assert envs.make(env_id, 2).render() is None  # no render_mode: no picture

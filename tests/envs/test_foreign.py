@@ -94,3 +94,44 @@ def test_seeds_differ_per_copy_and_runner():
 def test_unsupported_observation_space_is_refused():
     with pytest.raises(ValueError, match="Box observation space"):
         envs.make("FrozenLake-v1", 2)
+
+
+@pytest.mark.parametrize("actions, got", [
+    (np.array([0, 3, 1]), "got the value 3"),
+    (np.array([0.0, 1.0, 1.0]), "got an array of the wrong dtype"),
+    (np.zeros(2, dtype=np.int64), "got an array of the wrong shape"),
+])
+def test_bad_actions_raise_instead_of_counting_as_env_errors(actions, got):
+    env = envs.make("Acrobot-v1", 3, seed=0)
+    env.reset()
+    with pytest.raises(ValueError, match=r"^actions: expected an integer array of shape \(3,\) with values in \[0, 2\], "
+                                         + got):
+        env.step(actions)
+
+
+def test_box_actions_are_clipped_for_foreign_envs_too():
+    env = envs.make("Pendulum-v1", 2, seed=0)
+    obs = []
+    for torque in (2.0, 40.0):
+        env.reset(seed=0)
+        obs.append(env.step(np.full((2, 1), torque, np.float32))[0])
+    np.testing.assert_array_equal(obs[0], obs[1])
+    with pytest.raises(ValueError, match="got NaN"):
+        env.step(np.full((2, 1), np.nan, np.float32))
+
+
+def test_bad_keyword_for_a_foreign_id_names_it():
+    with pytest.raises(ValueError, match=r"^CartPole-v1: bad keyword arguments \['bogus'\]"):
+        envs.make("CartPole-v1", 2, bogus=1)
+
+
+def test_a_seed_sequence_seeds_foreign_envs():
+    def first_obs(seed):
+        env = envs.make("Acrobot-v1", 3)
+        obs, _ = env.reset(seed=seed)
+        env.close()
+        return obs
+
+    a, b = np.random.SeedSequence(9).spawn(2)
+    np.testing.assert_array_equal(first_obs(np.random.SeedSequence(9)), first_obs(np.random.SeedSequence(9)))
+    assert not np.array_equal(first_obs(a), first_obs(b))

@@ -48,6 +48,28 @@ def test_heaters_add_exactly_their_energy_on_an_insulated_plate():
     np.testing.assert_allclose(env.temperature.sum(axis=(1, 2)), expected, rtol=1e-5)
 
 
+def test_reward_is_minus_tracking_error_minus_energy_cost():
+    env = HeatControlBatched(3, grid_size=8, energy_cost=0.3)
+    env.reset(seed=4)
+    power = np.array([[0, 0, 0, 0], [1, 1, 1, 1], [0.2, 0.9, 0.0, 0.5]], np.float32)
+    for _ in range(3):
+        obs, rewards, *_ = env.step(power)
+    temperature, target = obs[:, 0].astype(np.float64), obs[:, 1].astype(np.float64)
+    assert np.abs(temperature).max() > 0.01 and np.abs(target).max() > 0.3  # both fields matter
+    expected = -((temperature - target) ** 2).mean(axis=(1, 2)) - 0.3 * power.mean(axis=1)
+    np.testing.assert_allclose(rewards, expected, rtol=1e-5)
+
+
+def test_each_episode_draws_its_own_target():
+    env = HeatControlBatched(2, grid_size=8, max_episode_steps=2, autoreset_mode="same_step")
+    first = env.reset(seed=0)[0][:, 1].copy()
+    assert not np.array_equal(first[0], first[1])
+    for _ in range(2):
+        obs, *_ = env.step(np.zeros((2, 4), np.float32))
+    assert not np.array_equal(obs[:, 1], first)  # the second episodes track new targets
+    assert np.all(obs[:, 0] == 0)  # and start cold
+
+
 def test_matrix_and_stencil_agree():
     runs = []
     for method in METHODS:

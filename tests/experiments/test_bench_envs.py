@@ -19,6 +19,7 @@ def test_envs_lists_every_rlfarm_env_with_its_spaces():
                    "rlfarm/KuramotoSivashinsky-v0"):
         assert env_id in out.stdout
     assert "Discrete(2)" in out.stdout and "(2, 16, 16)" in out.stdout
+    assert "grid_size" in out.stdout and "num_actuators" in out.stdout  # the accepted keywords
 
 
 @pytest.mark.slow
