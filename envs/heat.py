@@ -143,6 +143,13 @@ class HeatControlBatched(BatchedEnv):
     def target(self) -> np.ndarray:
         return self._target.reshape(-1, self.grid_size, self.grid_size)
 
+    def proportional_action(self, obs: np.ndarray, gain: float) -> np.ndarray:
+        """The baseline controller: heater k's power is clip(gain * mean over its patch of
+        (target - temperature), 0, 1), computed from a batch of observations [N, 2, n, n]."""
+        error = obs[:, 1] - obs[:, 0]
+        per_heater = np.einsum("nij,kij->nk", error, self.patches) / self.patches.sum(axis=(1, 2))
+        return np.clip(gain * per_heater, 0.0, 1.0).astype(np.float32)
+
     def _reset_copies(self, copies, unit):
         amplitudes = unit.copy()
         amplitudes[:, 0] = 0.3 + 0.7 * amplitudes[:, 0]  # the (1, 1) mode sets the level

@@ -102,9 +102,8 @@ def test_proportional_controller_beats_zero_action():
         return total.mean()
 
     def proportional(env, gain=5.0):
-        error = env.target - env.temperature  # [N, n, n]
-        per_heater = np.einsum("nij,kij->nk", error, env.patches) / env.patches.sum(axis=(1, 2))
-        return np.clip(gain * per_heater, 0, 1).astype(np.float32)
+        obs = np.stack([env.temperature, env.target], axis=1)
+        return env.proportional_action(obs, gain)
 
     zero = episode_return(lambda env: np.zeros((16, 4), np.float32))
     controlled = episode_return(proportional)

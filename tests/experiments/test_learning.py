@@ -65,13 +65,8 @@ def heat_rollout_return(env_kwargs: dict, controller, episodes=EVAL_EPISODES, se
 
 
 def proportional(gain: float):
-    """a_k = clip(gain * mean over heater k's patch of (target - temperature), 0, 1).
-
-    TODO(envs): use the envs layer's proportional controller once it ships one."""
-    def act(obs, env):
-        error = np.einsum("nij,kij->nk", obs[:, 1] - obs[:, 0], env.patches) / env.patches.sum(axis=(1, 2))
-        return np.clip(gain * error, 0.0, 1.0).astype(np.float32)
-    return act
+    """The envs layer's proportional controller at this gain."""
+    return lambda obs, env: env.proportional_action(obs, gain)
 
 
 def test_ppo_heat_control_beats_zero_action_and_the_best_proportional_controller(runs_dir, train):
