@@ -172,9 +172,10 @@ class LearnerActor:
                        backend=ddp.pick_backend(self.device))
         learner = self.worker.learner
         ddp.broadcast_tensors_(learner.model.parameters())
+        ddp.broadcast_tensors_(learner.model.buffers())
         # agents/ calls these hooks inside update(): after backward (before the grad clip),
         # and before the batch's obs moments join the normalizer.
-        learner.grad_sync = lambda model: ddp.average_gradients(model.parameters())
+        learner.grad_sync = ddp.average_gradients  # called with the list of parameters
         learner.moments_sync = lambda mean, var, count: ddp.merge_moments(mean, var, count, self.device)
         self._in_group = True
         return True

@@ -73,6 +73,21 @@ def cpu_demand(farm_cfg) -> float:
     return farm_cfg.num_runners * runner + farm_cfg.num_learners * learner
 
 
+def check_total_cpus(farm_cfg) -> None:
+    """Fail early when all actors together need more CPUs than the cluster has: Ray would
+    otherwise leave the last ones pending forever and the farm would wait on them."""
+    import ray
+
+    demand = cpu_demand(farm_cfg)
+    have = ray.cluster_resources().get("CPU", 0.0)
+    if demand > have + 1e-9:
+        raise ValueError(
+            f"farm: {farm_cfg.num_runners} runners and {farm_cfg.num_learners} learner(s) need {demand:g} CPUs "
+            f"(farm.runner_resources.num_cpus x num_runners + farm.learner_resources.num_cpus x "
+            f"num_learners) but the Ray cluster has {have:g}; lower num_runners or the num_cpus "
+            f"per actor (fractions such as 0.5 are allowed)")
+
+
 def node_placement() -> dict[str, Any]:
     """Where the calling actor runs: node id, node ip, pid, and the GPUs Ray assigned it."""
     import os

@@ -32,7 +32,7 @@ from cluster import ddp
 from cluster.actors import LearnerActor, rss_mb
 from cluster.config import FarmConfig
 from cluster.farm_base import Farm
-from cluster.placement import actor_options, check_fits, cpu_demand
+from cluster.placement import actor_options, check_fits, check_total_cpus, cpu_demand
 from cluster.ray_session import ObjectStoreGauge, start_ray
 from cluster.runner_pool import Request, RunnerPool
 
@@ -62,6 +62,7 @@ class RayFarm(Farm):
         self._closed = False
         self._ready: deque[Request] = deque()  # arrived, not yet in a batch
         self._gauge = ObjectStoreGauge()
+        check_total_cpus(farm_cfg)
         runner_opts = check_fits(actor_options(farm_cfg.runner_resources, "farm.runner_resources"),
                                  "farm.runner_resources")
         self.pool = RunnerPool(env_cfg, policy_cfg, farm_cfg, seed, runner_opts)
