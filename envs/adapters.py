@@ -34,6 +34,16 @@ class ErrorGuard(gym.Wrapper):
             return obs, 0.0, False, True, info
 
 
+def _pop_env_errors(infos: dict) -> int:
+    """Count and remove ErrorGuard's flags. In same_step mode gymnasium moves the failing
+    step's info under infos["final_info"], so the caller looks there too."""
+    if "env_error" not in infos:
+        return 0
+    count = int(np.sum(infos.pop("env_error")[infos.pop("_env_error")]))
+    infos.pop("env_error_message", None), infos.pop("_env_error_message", None)
+    return count
+
+
 def _float32_box(space: gym.Space, env_id: str) -> spaces.Box:
     if not isinstance(space, spaces.Box):
         raise ValueError(f"env_id {env_id!r}: rlfarm needs a Box observation space, got {space}")
@@ -101,9 +111,9 @@ class ForeignVectorEnv(VectorEnv):
         infos["episode"] = {"r": np.where(done, self._returns, 0).astype(np.float32),
                             "l": np.where(done, self._lengths, 0).astype(np.int32)}
         infos["_episode"] = done
-        if "env_error" in infos:
-            infos["env_errors"] = int(np.sum(infos.pop("env_error")[infos.pop("_env_error")]))
-            infos.pop("env_error_message", None), infos.pop("_env_error_message", None)
+        env_errors = _pop_env_errors(infos) + _pop_env_errors(infos.get("final_info", {}))
+        if env_errors:
+            infos["env_errors"] = env_errors
         if self.autoreset_mode is AutoresetMode.SAME_STEP:
             mask = np.asarray(infos.pop("_final_obs", np.zeros(self.num_envs, bool)), dtype=bool)
             final_obs = np.zeros_like(obs)

@@ -69,8 +69,9 @@ def test_next_step_mode_counts_episodes_like_ours():
     assert len(ended) > 5 and all(8 <= length <= 20 for length in ended)
 
 
-def test_a_crashing_copy_is_reset_and_counted():
-    env = envs.make("rlfarm_test/CrashAtStep3-v0", 2, seed=0)
+@pytest.mark.parametrize("autoreset_mode", ["next_step", "same_step"])
+def test_a_crashing_copy_is_reset_and_counted(autoreset_mode):
+    env = envs.make("rlfarm_test/CrashAtStep3-v0", 2, seed=0, autoreset_mode=autoreset_mode)
     env.reset()
     errors = []
     for _ in range(4):
