@@ -32,12 +32,44 @@ TAGS: dict[str, str] = {
     "losses/explained_variance": "1 - Var(returns - values) / Var(returns)",
     "system/rss_mb": "resident memory of the driver process (VmRSS)",
     "system/cpu_s_per_million_steps": "driver CPU seconds (user + system) per million env steps",
-    "farm/runner_restarts": "runners replaced after dying (cumulative)",
-    "farm/dropped_fragments": "fragments dropped as too stale (cumulative)",
-    "farm/env_errors": "env copies reset after a bad state or an exception (cumulative)",
+    "perf/runner_restarts": "runners replaced after dying (cumulative)",
+    "perf/dropped_fragments": "fragments dropped as too stale (cumulative)",
+    "perf/env_errors": "env copies reset after a bad state or an exception (cumulative)",
+    "losses/grad_norm": "gradient norm before clipping",
+    "learner/lr": "the learning rate of the last update (annealed when algo.anneal_lr)",
+    "perf/runner_env_steps_per_s": "env steps per second of a runner's own env-step time",
+    "perf/runner_inference_ms_per_fragment": "policy inference time per fragment in the runners",
+    # Written by the Ray farm (cluster/ray_farm.py) only:
+    "perf/env_steps_sampled_per_s": "env steps the runners delivered per second (consumed or not)",
+    "perf/env_step_ms": "env step time per env row, mean over runners (per runner: .../runner_<i>)",
+    "perf/inference_ms": "policy inference time per env row, mean over runners (per runner: .../runner_<i>)",
+    "perf/env_step_ms/runner_<i>": "env step time per env row in runner i",
+    "perf/inference_ms/runner_<i>": "policy inference time per env row in runner i",
+    "perf/inflight_fragments": "fragments requested and not yet consumed or dropped, at the update",
+    "perf/inflight_fragments_max": "the most fragments in flight at once so far (bound: runners x max_inflight)",
+    "perf/policy_lag_mean": "mean policy versions between a batch's fragments and the learner",
+    "perf/policy_lag_max": "largest policy lag in the batch",
+    "perf/lost_fragments": "fragments lost with a dead runner or node (cumulative)",
+    "perf/fragment_mb": "size of one fragment in the object store",
+    "perf/object_store_mb": "object store memory in use, cluster-wide",
+    "perf/object_store_spilled_mb": "object store bytes spilled to disk, cluster-wide (should stay 0)",
+    "perf/learner_update_ms": "time of one learner update inside the learner actor",
+    "system/rss_mb/driver": "resident memory of the driver without shared memory (RssAnon + RssFile)",
+    "system/rss_mb/runner_<i>": "the same for runner i's actor",
+    "system/rss_mb/learner_<rank>": "the same for learner rank's actor",
+    "system/gpu_mem_gb": "peak GPU memory allocated by learner 0 (CUDA only)",
+    "system/gpu_joules_per_million_steps": "learner 0's GPU energy per million env steps (CUDA with nvidia-ml-py)",
 }
-"""Stable TensorBoard scalar tags (the README quotes this list). Learner metrics beyond these
-(e.g. losses/grad_norm, perf/policy_lag_mean for APPO) are written under their own names."""
+"""Stable TensorBoard scalar tags (the README quotes this list); `<i>` stands for an index.
+Metrics a learner adds beyond these are written under their own names."""
+
+
+def documented(tag: str) -> bool:
+    """True when `tag` is in TAGS, reading `<i>` and `<rank>` there as any index."""
+    import re
+
+    return any(re.fullmatch(re.escape(known).replace(re.escape("<i>"), r"\d+")
+                            .replace(re.escape("<rank>"), r"\d+"), tag) for known in TAGS)
 
 TEXT_TAGS: dict[str, str] = {"config": "the resolved config.yaml of the run"}
 
@@ -135,7 +167,7 @@ class Monitor:
             scalars["charts/episode_length_mean"] = float(np.mean(self.lengths))
         scalars["system/rss_mb"] = rss_mb()
         for name, value in self.counters.items():
-            scalars[f"farm/{name}"] = float(value)
+            scalars[f"perf/{name}"] = float(value)  # the latest count, not a mean
         for tag, value in scalars.items():
             if math.isfinite(value):
                 self.writer.add_scalar(tag, value, step)

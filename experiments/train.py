@@ -43,7 +43,12 @@ def main(args: argparse.Namespace) -> int:
     run_dir = args.resume or args.run_dir or new_run_dir(cfg)
     if not args.resume and os.path.exists(run_dir) and os.listdir(run_dir):
         raise ConfigError(f"--run-dir: {run_dir} exists and is not empty; use --resume {run_dir} to continue it")
-    return Training(cfg, run_dir, resume_checkpoint, process_start_s).run()
+    training = Training(cfg, run_dir, resume_checkpoint, process_start_s)
+    if cfg.farm.mode == "ray":
+        # Ray's start (~4-5 s, mostly waiting on its processes) and the actors' torch imports
+        # overlap the driver's own imports (torch, TensorBoard's writer) from here on.
+        training.start_farm_in_background()
+    return training.run()
 
 
 class Training:
@@ -55,17 +60,47 @@ class Training:
         self.process_start_s = process_start_s
         self.last_checkpoint: str | None = resume_checkpoint
         self.stop_signal: str | None = None
+        self._farm_builder: Any = None
+
+    def _segment_seed(self) -> int:
+        seed = self.cfg.seed
+        if self.resume_checkpoint:  # fresh env streams for the new segment, not a replay
+            resumed_steps = int(_CHECKPOINT_RE.search(self.resume_checkpoint).group(1))
+            seed += _SEGMENT_SEED_STRIDE * (1 + resumed_steps % 2**30)
+        return seed
+
+    def start_farm_in_background(self) -> None:
+        """Build the farm on a thread; run() picks it up (or its config error) when it needs it.
+
+        The thread stays alive until the process ends: Ray's processes die with the thread
+        that started them (PR_SET_PDEATHSIG follows the thread, not the process).
+        """
+        import threading
+        from concurrent.futures import Future
+
+        self._farm_builder = Future()
+        seed = self._segment_seed()
+
+        def build() -> None:
+            try:
+                self._farm_builder.set_result(self._make_farm(seed))
+            except BaseException as err:  # noqa: BLE001 - re-raised in run()
+                self._farm_builder.set_exception(err)
+            threading.Event().wait()  # keep Ray's parent thread; a daemon ends with the process
+
+        threading.Thread(target=build, name="rlfarm-farm-start", daemon=True).start()
 
     def run(self) -> int:
         import torch
 
         torch.set_num_threads(int(os.environ.get("RLFARM_TORCH_THREADS", "1")))
+        from experiments.monitor import Monitor  # imports TensorBoard's writer while Ray starts
+
         extra: dict[str, Any] = {}
-        seed = self.cfg.seed
-        if self.resume_checkpoint:  # fresh env streams for the new segment, not a replay
-            resumed_steps = int(_CHECKPOINT_RE.search(self.resume_checkpoint).group(1))
-            seed += _SEGMENT_SEED_STRIDE * (1 + resumed_steps % 2**30)
-        farm = self._make_farm(seed)
+        if self._farm_builder is not None:
+            farm = self._farm_builder.result()  # re-raises a ConfigError from the thread
+        else:
+            farm = self._make_farm(self._segment_seed())
         try:
             if self.resume_checkpoint:
                 extra = self._restore(farm)
@@ -74,8 +109,6 @@ class Training:
             config_text = dump_config(self.cfg)
             with open(os.path.join(self.run_dir, "config.yaml"), "w", encoding="utf-8") as stream:
                 stream.write(config_text)
-            from experiments.monitor import Monitor
-
             monitor = Monitor(
                 self.run_dir, config_text=config_text, report_interval_s=self.cfg.log.report_interval_s,
                 return_window=self.cfg.log.return_window, total_env_steps=self.cfg.stop.env_steps,

@@ -91,6 +91,10 @@ def test_two_runners_solve_cartpole(ray_local, cartpole, algo):
                 "perf/runner_restarts", "perf/object_store_mb", "perf/learner_update_ms",
                 "system/rss_mb/runner_0", "system/rss_mb/runner_1", "system/rss_mb/learner_0"):
         assert key in result and np.isfinite(result[key]), key
+    from experiments.monitor import documented
+
+    undocumented = [key for key in result if "/" in key and not documented(key)]
+    assert not undocumented, f"add these tags to experiments.monitor.TAGS: {undocumented}"
 
 
 def test_fragments_reach_the_learner_without_the_driver_reading_them(ray_local, cartpole, monkeypatch):

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from experiments.monitor import TAGS, read_scalars
+from experiments.monitor import TAGS, documented, read_scalars
 
 from .conftest import only_run_dir, read_summary
 
 REQUIRED = ("charts/episode_return_mean", "charts/episode_length_mean", "perf/env_steps_per_s",
             "perf/learner_samples_per_s", "losses/policy", "losses/value", "losses/entropy",
-            "losses/approx_kl", "system/rss_mb", "system/cpu_s_per_million_steps")
+            "losses/approx_kl", "system/rss_mb", "system/cpu_s_per_million_steps",
+            "perf/runner_restarts", "perf/dropped_fragments", "perf/env_errors")
 
 
 def test_required_tags_are_documented():
@@ -23,6 +24,8 @@ def test_event_files_hold_the_required_tags_and_config(write_config, runs_dir, t
     scalars = read_scalars(str(run_dir))
     for tag in REQUIRED:
         assert scalars.get(tag), f"{tag} missing from the event files"
+    undocumented = [tag for tag in scalars if not documented(tag)]
+    assert not undocumented, f"add these tags to experiments.monitor.TAGS: {undocumented}"
     env_steps = read_summary(run_dir)["env_steps"]
     steps = [step for step, _ in scalars["perf/env_steps_per_s"]]
     assert steps == sorted(steps) and steps[-1] == env_steps  # x axis: env steps
