@@ -21,8 +21,6 @@ from typing import Any
 import numpy as np
 import ray
 
-from cluster import ddp
-
 logger = logging.getLogger(__name__)
 
 
@@ -164,10 +162,14 @@ class LearnerActor:
     # ---- data parallel -------------------------------------------------------------------
     def rendezvous_address(self) -> tuple[str, int]:
         """Rank 0's (ip, free port) for the process group."""
+        from cluster import ddp  # torch.distributed: only data-parallel learners need it
+
         return ray.util.get_node_ip_address(), ddp.free_port()
 
     def join_group(self, master_addr: str, master_port: int) -> bool:
         """Join the learners' group, copy rank 0's parameters, then average from now on."""
+        from cluster import ddp
+
         ddp.init_group(self.rank, self.world_size, master_addr, master_port,
                        backend=ddp.pick_backend(self.device))
         learner = self.worker.learner
@@ -182,6 +184,8 @@ class LearnerActor:
 
     def parameters_equal(self) -> bool:
         """All ranks hold identical parameters (a collective: call it on every rank)."""
+        from cluster import ddp
+
         return ddp.all_equal(self.worker.learner.model.parameters())
 
     # ---- training ------------------------------------------------------------------------
@@ -237,6 +241,8 @@ class LearnerActor:
 
     def close(self) -> None:
         if self._in_group:
+            from cluster import ddp
+
             ddp.destroy_group()
             self._in_group = False
 

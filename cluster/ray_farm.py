@@ -28,7 +28,6 @@ from typing import Any
 import numpy as np
 import ray
 
-from cluster import ddp
 from cluster.actors import LearnerActor, rss_mb
 from cluster.config import FarmConfig
 from cluster.farm_base import Farm
@@ -154,8 +153,13 @@ class RayFarm(Farm):
     def _update(self, batch: list[Request]) -> list[dict[str, Any]]:
         refs = [request.fragment_ref for request in batch]
         world = len(self.learners)
-        futures = [learner.update.remote(*ddp.share(refs, rank, world))
-                   for rank, learner in enumerate(self.learners)]
+        if world == 1:  # the common case: no torch import in the driver (ddp imports it)
+            futures = [self.learners[0].update.remote(*refs)]
+        else:
+            from cluster import ddp
+
+            futures = [learner.update.remote(*ddp.share(refs, rank, world))
+                       for rank, learner in enumerate(self.learners)]
         try:
             return ray.get(futures)
         except ray.exceptions.RayActorError as err:

@@ -84,6 +84,11 @@ def start_ray(address: str | None = None, *, num_cpus: int | None = None,
     # packaging is needed: that keeps start-up at Ray's own ~2 s.
     common = dict(include_dashboard=False, log_to_driver=log_to_driver,
                   configure_logging=True, logging_level=logging.WARNING)
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        # `rlfarm train` starts Ray on a thread and handles SIGTERM itself in the main thread.
+        logging.getLogger("ray._private.worker").addFilter(_NoSigtermWarning())
     started = time.perf_counter()
     if target is None:
         ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), **common)
@@ -97,6 +102,11 @@ def start_ray(address: str | None = None, *, num_cpus: int | None = None,
         embedded = False
     elapsed = time.perf_counter() - started
     return RaySession(address=_gcs_address(), owned=True, embedded=embedded, start_s=elapsed)
+
+
+class _NoSigtermWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "SIGTERM handler is not set" not in record.getMessage()
 
 
 def _gcs_address() -> str:

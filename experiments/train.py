@@ -91,10 +91,12 @@ class Training:
         threading.Thread(target=build, name="rlfarm-farm-start", daemon=True).start()
 
     def run(self) -> int:
-        import torch
+        from experiments.monitor import Monitor
 
-        torch.set_num_threads(int(os.environ.get("RLFARM_TORCH_THREADS", "1")))
-        from experiments.monitor import Monitor  # imports TensorBoard's writer while Ray starts
+        if self.cfg.farm.mode != "ray":  # a Ray-mode driver never imports torch
+            import torch
+
+            torch.set_num_threads(int(os.environ.get("RLFARM_TORCH_THREADS", "1")))
 
         extra: dict[str, Any] = {}
         if self._farm_builder is not None:
