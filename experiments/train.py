@@ -126,8 +126,13 @@ class Training:
     def _make_farm(self, seed: int) -> Any:
         from cluster import make_farm
 
+        import envs
+
         cfg = self.cfg
         try:
+            # One copy built here first: in Ray mode a bad env keyword would otherwise surface
+            # inside a runner actor, as a dead actor instead of a one-line config error.
+            envs.make(cfg.env.id, 1, **(cfg.env.kwargs or {})).close()
             return make_farm(cfg.env, cfg.model, cfg.algo, cfg.farm, seed, cfg.stop.env_steps or None)
         except ValueError as err:  # env kwargs and model/space mismatches surface here
             raise ConfigError(_name_field(str(err), cfg)) from None
@@ -270,6 +275,9 @@ def _name_field(message: str, cfg: ExperimentConfig) -> str:
         return f"env.kwargs:{message.split(':', 1)[1]}"
     if head in (cfg.env.kwargs or {}):
         return f"env.kwargs.{message}"
+    keyword = message.split("=", 1)[0].strip()  # "dt=0.01 breaks the stability limit ..."
+    if keyword in (cfg.env.kwargs or {}):
+        return f"env.kwargs.{keyword}: {message}"
     for section in ("model", "algo", "farm", "env"):
         if hasattr(getattr(cfg, section), head):
             return f"{section}.{message}"

@@ -130,8 +130,11 @@ def test_missing_config_file(tmp_path, capsys):
     assert "nope.yaml: no such config file" in capsys.readouterr().err
 
 
-def test_unknown_env_kwarg_is_named_before_anything_is_written(write_config, runs_dir, capsys):
-    path = write_config({"env": {"kwargs": {"gravity_typo": 1.0}}})
+@pytest.mark.parametrize("mode", ["serial", "ray"])
+def test_unknown_env_kwarg_is_named_before_anything_is_written(mode, write_config, runs_dir, capsys):
+    # In Ray mode the env is built in a runner actor; the keyword must still be named in the
+    # driver, before Ray starts, not surface as a dead actor.
+    path = write_config({"env": {"kwargs": {"gravity_typo": 1.0}}, "farm": {"mode": mode}})
     assert cli_main(["train", str(path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("rlfarm train: error: env.kwargs") and "gravity_typo" in err
