@@ -33,7 +33,7 @@ from cluster.config import FarmConfig
 from cluster.farm_base import Farm
 from cluster.placement import actor_options, check_fits, check_total_cpus, cpu_demand
 from cluster.ray_session import ObjectStoreGauge, start_ray
-from cluster.runner_pool import Request, RunnerPool
+from cluster.runner_pool import Request, RunnerPool, WeightsLost
 
 logger = logging.getLogger(__name__)
 
@@ -131,7 +131,11 @@ class RayFarm(Farm):
                 break
             self._request_more(still_needed=self.batch_fragments - len(batch))
             self.max_inflight_seen = max(self.max_inflight_seen, self.pool.inflight())
-            for request in self.pool.wait_arrivals():
+            try:
+                arrivals = self.pool.wait_arrivals()
+            except WeightsLost as err:
+                raise self._learner_died(err) from err
+            for request in arrivals:
                 arrived.append(request.meta)
                 self._ready.append(request)
         self.runner_restarts = self.pool.restarts
@@ -160,12 +164,7 @@ class RayFarm(Farm):
 
             futures = [learner.update.remote(*ddp.share(refs, rank, world))
                        for rank, learner in enumerate(self.learners)]
-        try:
-            return ray.get(futures)
-        except ray.exceptions.RayActorError as err:
-            where = self.last_checkpoint or "none was written yet"
-            raise LearnerDiedError(f"the learner actor died ({type(err).__name__}); "
-                                   f"last checkpoint: {where}") from err
+        return self._call_learner(futures)
 
     def _set_weights(self, published: dict[str, Any]) -> None:
         self.version = int(published["version"])
@@ -217,12 +216,15 @@ class RayFarm(Farm):
 
     # ---- checkpoints and shutdown --------------------------------------------------------
     def _call_learner(self, future: Any) -> Any:
+        """ray.get on learner futures; a dead learner ends the run naming the last checkpoint."""
         try:
             return ray.get(future)
         except ray.exceptions.RayActorError as err:
-            where = self.last_checkpoint or "none was written yet"
-            raise LearnerDiedError(f"the learner actor died ({type(err).__name__}); "
-                                   f"last checkpoint: {where}") from err
+            raise self._learner_died(err) from err
+
+    def _learner_died(self, err: Exception) -> LearnerDiedError:
+        where = self.last_checkpoint or "none was written yet"
+        return LearnerDiedError(f"the learner actor died ({type(err).__name__}); last checkpoint: {where}")
 
     def _save_learner(self, path: str, extra: dict[str, Any]) -> None:
         self._call_learner(self.learners[0].save_checkpoint.remote(os.path.abspath(path), extra))

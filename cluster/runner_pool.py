@@ -23,6 +23,17 @@ from cluster.config import FarmConfig
 logger = logging.getLogger(__name__)
 
 
+class WeightsLost(RuntimeError):
+    """A runner could not fetch the published weights because their owner, the learner
+    actor that `ray.put` them, died: the learner's failure, not the runner's."""
+
+
+def _owner_died(err: Exception) -> bool:
+    # A task error whose cause is OwnerDiedError is raised as a class deriving from both.
+    return isinstance(err, ray.exceptions.OwnerDiedError) or \
+        isinstance(getattr(err, "cause", None), ray.exceptions.OwnerDiedError)
+
+
 class RunnerRestartsExceeded(RuntimeError):
     """More runner deaths than `farm.max_runner_restarts` allows."""
 
@@ -125,6 +136,8 @@ class RunnerPool:
             try:
                 request.meta = ray.get(ref)
             except ray.exceptions.RayError as err:
+                if _owner_died(err):
+                    raise WeightsLost(str(err).strip().splitlines()[0]) from err
                 self._runner_failed(request, err)
                 continue
             arrivals.append(request)
