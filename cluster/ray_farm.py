@@ -61,14 +61,20 @@ class RayFarm(Farm):
         self._closed = False
         self._ready: deque[Request] = deque()  # arrived, not yet in a batch
         self._gauge = ObjectStoreGauge()
+        world = max(1, int(farm_cfg.num_learners))
+        self.batch_fragments = math.ceil(self.batch_env_steps / self.steps_per_fragment)
+        self.batch_fragments = world * math.ceil(self.batch_fragments / world)  # equal shares
+        slots = farm_cfg.num_runners * farm_cfg.max_inflight
+        if self.batch_fragments > slots:  # a batch's fragments hold their slots until the update
+            raise ValueError(
+                f"max_inflight: a batch needs {self.batch_fragments} fragments but only num_runners x "
+                f"max_inflight = {slots} can be in flight; set farm.max_inflight >= "
+                f"{math.ceil(self.batch_fragments / farm_cfg.num_runners)} or a smaller farm.batch_size")
         check_total_cpus(farm_cfg)
         runner_opts = check_fits(actor_options(farm_cfg.runner_resources, "farm.runner_resources"),
                                  "farm.runner_resources")
         self.pool = RunnerPool(env_cfg, policy_cfg, farm_cfg, seed, runner_opts)
         self._start_learners(algo_cfg, total_env_steps)
-        world = len(self.learners)
-        self.batch_fragments = math.ceil(self.batch_env_steps / self.steps_per_fragment)
-        self.batch_fragments = world * math.ceil(self.batch_fragments / world)  # equal shares
         self._publish_weights()
         self._last_iterate = time.perf_counter()
 

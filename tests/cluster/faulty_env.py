@@ -27,6 +27,16 @@ class RaisingCartPole(CartPoleEnv):
         return super().step(action)
 
 
+def _create_once(path: str) -> bool:
+    """Create `path`; True only for the one caller that created it. Atomic (O_EXCL), because
+    both runners of a test reach their crash step at about the same time."""
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return False
+    return True
+
+
 class CrashingCartPole(CartPoleEnv):
     """CartPole that kills its own process (SIGKILL) on step `crash_at`, once per marker file.
 
@@ -40,8 +50,7 @@ class CrashingCartPole(CartPoleEnv):
 
     def step(self, action):
         self.calls += 1
-        if self.calls == self.crash_at and self.marker and not os.path.exists(self.marker):
-            open(self.marker, "w").close()
+        if self.calls == self.crash_at and self.marker and _create_once(self.marker):
             os.kill(os.getpid(), signal.SIGKILL)
         return super().step(action)
 

@@ -120,3 +120,11 @@ def test_fragments_reach_the_learner_without_the_driver_reading_them(ray_local, 
     assert fetched_types, "the spy saw no ray.get calls"
     assert agents.Fragment not in fetched_types
     assert result["env_steps"] == 3 * 2 * 32 * 64
+
+
+def test_a_batch_larger_than_the_inflight_slots_is_refused_naming_the_field(ray_local, cartpole):
+    # A batch's fragments hold their runner's slots until the update, so a batch of 4
+    # fragments can never be assembled from 1 runner x 2 slots: refuse it up front.
+    cfgs = cartpole(num_runners=1, max_inflight=2, batch_size=4 * 64 * 32)
+    with pytest.raises(ValueError, match=r"max_inflight: a batch needs 4 fragments .* = 2"):
+        RayFarm(*cfgs, seed=SEED, total_env_steps=None)
