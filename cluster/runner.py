@@ -81,7 +81,7 @@ class Runner:
             except Exception as err:  # a foreign env that raises must not kill the run
                 next_obs = self._recover(err)
                 rewards[t], terminated[t], truncated[t] = 0.0, False, True
-                final_values[t] = values[t]  # bootstrap from the last good value: neutral advantage
+                final_values[t] = values[t]  # bootstrap from the last good value: advantage (gamma-1)*V, near 0
                 obs[t + 1] = next_obs
                 env_s += time.perf_counter() - tock
                 continue
