@@ -58,6 +58,17 @@ def test_sigkilled_runner_is_replaced_and_the_run_completes(ray_with_faulty_envs
     assert runners_seen == {0, 1}
 
 
+def _iterate(cfgs, seed: int, iterations: int) -> dict:
+    """Run a Ray farm for `iterations` updates and return the last iterate() result."""
+    farm = RayFarm(*cfgs, seed=seed, total_env_steps=None)
+    try:
+        for _ in range(iterations):
+            result = farm.iterate()
+    finally:
+        farm.close()
+    return result
+
+
 def test_restarts_are_capped(ray_with_faulty_envs, cartpole):
     farm = RayFarm(*cartpole(max_runner_restarts=0), seed=3, total_env_steps=None)
     try:
@@ -74,12 +85,7 @@ def test_env_that_kills_its_runner_process_is_survived(ray_with_faulty_envs, car
     marker = tmp_path / "crashed-once"
     cfgs = cartpole(env_id="faulty_env:CrashingCartPole-v0", envs_per_runner=4, num_runners=2,
                     env_kwargs={"crash_at": 40, "marker": str(marker)})
-    farm = RayFarm(*cfgs, seed=5, total_env_steps=None)
-    try:
-        for _ in range(6):
-            result = farm.iterate()
-    finally:
-        farm.close()
+    result = _iterate(cfgs, seed=5, iterations=6)
     assert marker.exists()
     assert result["runner_restarts"] == 1
 
@@ -87,12 +93,7 @@ def test_env_that_kills_its_runner_process_is_survived(ray_with_faulty_envs, car
 def test_env_raising_on_step_is_counted_not_fatal(ray_with_faulty_envs, cartpole):
     cfgs = cartpole(env_id="faulty_env:RaisingCartPole-v0", envs_per_runner=4, num_runners=2,
                     env_kwargs={"raise_at": 10})
-    farm = RayFarm(*cfgs, seed=5, total_env_steps=None)
-    try:
-        for _ in range(3):
-            result = farm.iterate()
-    finally:
-        farm.close()
+    result = _iterate(cfgs, seed=5, iterations=3)
     # Each copy raises once, on its 10th step: 4 copies x 2 runners, all within the first fragment.
     assert result["env_errors"] == 8
     assert result["runner_restarts"] == 0
