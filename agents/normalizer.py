@@ -7,7 +7,6 @@ batch's moments. The state ships with the weights and lives in checkpoints.
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 
 def merge_moments(mean_a, var_a, count_a, mean_b, var_b, count_b):
@@ -46,6 +45,8 @@ class RunningMeanStd:
 
     def torch_params(self, device) -> tuple[torch.Tensor, torch.Tensor]:
         """float32 (mean, 1/std) on `device`, for `normalize_torch`."""
+        import torch
+
         mean = torch.as_tensor(self.mean, dtype=torch.float32, device=device)
         inv_std = torch.as_tensor(1.0 / np.sqrt(self.var + self.epsilon), dtype=torch.float32, device=device)
         return mean, inv_std
@@ -76,6 +77,8 @@ def normalize_torch(obs: torch.Tensor, mean: torch.Tensor | None, inv_std: torch
 def batch_moments(obs: torch.Tensor, feature_ndim: int) -> tuple[np.ndarray, np.ndarray, int]:
     """Mean, population variance and count of obs [..., *features] over the leading axes
     (computed on obs's device in float64, returned to the host as small arrays)."""
+    import torch
+
     flat = obs.reshape(-1, *obs.shape[obs.ndim - feature_ndim:]).double()
     var, mean = torch.var_mean(flat, dim=0, correction=0)
     return mean.cpu().numpy(), var.cpu().numpy(), flat.shape[0]

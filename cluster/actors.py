@@ -74,13 +74,14 @@ class RunnerActor:
 
     def __init__(self, env_cfg: Any, policy_cfg: Any, *, seed: int, runner_index: int,
                  fragment_length: int, artificial_lag: int = 0) -> None:
-        import torch
-
         from cluster.runner import Runner
 
-        # One torch thread per runner: runners scale by processes, and extra threads fight
-        # the env for the same core.
-        torch.set_num_threads(1)
+        # One torch thread per runner (where the policy acts in torch): runners scale by
+        # processes, and extra threads fight the env for the same core.
+        if policy_cfg.acting_backend == "torch" or not policy_cfg.numpy_acting:
+            import torch
+
+            torch.set_num_threads(1)
         self.runner = Runner(env_cfg, policy_cfg, seed=seed, runner_index=runner_index,
                              fragment_length=fragment_length, artificial_lag=artificial_lag)
         self.runner_index = runner_index
@@ -98,7 +99,8 @@ class RunnerActor:
         return node_placement()
 
     def sample(self, version: int, weights_box: list) -> tuple[dict[str, Any], Any]:
-        """One Fragment, acting with the published weights `weights_box[0]` of `version`."""
+        """One Fragment, acting with the published weights of `version`: `weights_box` holds
+        their ref, or is empty when an earlier call already carried this version."""
         if weights_box and weights_box[0] is not None and version != self._seen_version:
             weights = ray.get(weights_box[0])
             # Own copies: arrays from ray.get are read-only views that pin the object in the
@@ -129,10 +131,11 @@ class RunnerActor:
 class LearnerActor:
     """A LearnerWorker in its own process; rank `rank` of `world_size` data-parallel learners."""
 
-    def __init__(self, spaces: tuple[Any, Any], policy_cfg: Any, algo_cfg: Any, *,
+    def __init__(self, spaces_box: list, policy_cfg: Any, algo_cfg: Any, *,
                  total_env_steps: int | None, seed: int, rank: int = 0, world_size: int = 1) -> None:
-        """`spaces` = (obs_space, action_space); the farm passes runner 0's `spaces()` ref,
-        so this process starts (and imports torch) while the runners are still starting."""
+        """`spaces_box` = [ref of runner 0's `spaces()`, i.e. (obs_space, action_space)]. In a
+        list, Ray does not wait for it before calling this, so torch's import (about a second)
+        runs while the runners are still starting; the spaces are fetched after it."""
         import torch
 
         from cluster.learner import LearnerWorker
@@ -152,6 +155,7 @@ class LearnerActor:
         if total_env_steps and world_size > 1:
             # Each rank consumes its share, so its lr schedule runs on its share of the total.
             total_env_steps = total_env_steps // world_size
+        spaces = ray.get(spaces_box[0])
         self.worker = LearnerWorker(*spaces, policy_cfg, algo_cfg,
                                     total_env_steps=total_env_steps, device=device, seed=seed)
         self.rank, self.world_size = rank, world_size

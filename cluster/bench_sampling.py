@@ -30,7 +30,7 @@ def farm_sampling(env_cfg: Any, policy_cfg: Any, algo_cfg: Any, farm_cfg: Any, s
 
 def _deliver_loop(farm: RayFarm, seconds: float, warmup_s: float) -> dict[str, float]:
     pool, learner = farm.pool, farm.learners[0]
-    consumes: dict[Any, Any] = {}  # consume future -> request
+    consumes: dict[Any, list] = {}  # consume future -> the requests it delivers
     steps = fragments = 0
     fragment_bytes = 0
     env_ms = inference_ms = rows = 0.0
@@ -49,21 +49,21 @@ def _deliver_loop(farm: RayFarm, seconds: float, warmup_s: float) -> dict[str, f
         max_inflight = max(max_inflight, pool.inflight())
         ready, _ = ray.wait(list(pool.pending) + list(consumes), num_returns=1, timeout=end - now)
         if any(ref in pool.pending for ref in ready):
-            for request in pool.wait_arrivals():
-                consumes[learner.consume.remote(request.fragment_ref)] = request
-                if measuring:
-                    meta = request.meta
-                    env_ms, inference_ms, rows = env_ms + meta["env_ms"], inference_ms + meta["inference_ms"], rows + meta["rows"]
+            arrivals = pool.wait_arrivals()
+            if arrivals:  # one learner call for the fragments that arrived together
+                consumes[learner.consume.remote(*[request.fragment_ref for request in arrivals])] = arrivals
+            for request in arrivals if measuring else []:
+                meta = request.meta
+                env_ms, inference_ms, rows = env_ms + meta["env_ms"], inference_ms + meta["inference_ms"], rows + meta["rows"]
         if consumes:
             done, _ = ray.wait(list(consumes), num_returns=len(consumes), timeout=0)
             for ref in done:
                 delivered = ray.get(ref)  # the learner's receipt: counts, not fragment data
-                request = consumes.pop(ref)
-                pool.release([request])
+                pool.release(consumes.pop(ref))
                 if measuring:
                     steps += delivered["steps"]
                     fragments += delivered["fragments"]
-                    fragment_bytes = delivered["bytes"]
+                    fragment_bytes = delivered["bytes"] / max(delivered["fragments"], 1)
         if measuring:
             max_store_mb = max(max_store_mb, farm.object_store_stats()["used_mb"])
     elapsed = time.perf_counter() - measure_from

@@ -83,9 +83,9 @@ class RayFarm(Farm):
         options = check_fits(actor_options(self.farm_cfg.learner_resources, "farm.learner_resources"),
                              "farm.learner_resources")
         world = max(1, int(self.farm_cfg.num_learners))
-        spaces_ref = self.pool.actors[0].spaces.remote()  # resolved by Ray, not waited on here
+        spaces_ref = self.pool.actors[0].spaces.remote()  # fetched by the learner, after its imports
         remote = ray.remote(LearnerActor).options(max_restarts=0, **options)
-        self.learners = [remote.remote(spaces_ref, self.policy_cfg, algo_cfg,
+        self.learners = [remote.remote([spaces_ref], self.policy_cfg, algo_cfg,
                                        total_env_steps=total_env_steps, seed=self.seed,
                                        rank=rank, world_size=world)
                          for rank in range(world)]

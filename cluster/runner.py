@@ -2,7 +2,8 @@
 
 A plain class: the serial farm calls it directly, the Ray farm wraps it as an actor. The
 hot loop is T iterations of (policy.act on N obs, env.step on N actions, row writes into
-preallocated T x N arrays); nothing loops over env copies in Python.
+preallocated T x N arrays); nothing loops over env copies in Python. MLP policies act in
+numpy (agents/numpy_acting.py), so such a runner never imports torch.
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ class Runner:
         # The policy's sampling stream is derived from (seed, runner), like the env copies' streams.
         policy_seed = None if seed is None else int(
             np.random.SeedSequence(int(seed), spawn_key=(int(runner_index), 1)).generate_state(1)[0])
-        self.policy = agents.ActingPolicy(*self.spaces, policy_cfg, seed=policy_seed)
+        self.policy = agents.make_acting_policy(*self.spaces, policy_cfg, seed=policy_seed)
         # artificial_lag k: act with the weights published k versions ago (tests V-trace).
         self._weights_history: collections.deque = collections.deque(maxlen=int(artificial_lag) + 1)
         self.env_errors = 0

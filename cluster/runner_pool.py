@@ -67,12 +67,14 @@ class RunnerPool:
         count = int(farm_cfg.num_runners)
         self.generation = [0] * count
         self.holds = [0] * count
+        self.sent_version: list[int | None] = [None] * count  # weights version each actor was sent
         self.actors = [self._spawn(index) for index in range(count)]
         self.pending: dict[Any, Request] = {}  # meta_ref -> request not yet arrived
         self.restarts = 0
         self.lost_fragments = 0
 
     def _spawn(self, index: int) -> Any:
+        self.sent_version[index] = None  # a fresh actor has no weights yet
         return self._remote.remote(self.env_cfg, self.policy_cfg, seed=self.seed, runner_index=index,
                                    fragment_length=self.farm_cfg.fragment_length,
                                    artificial_lag=self.farm_cfg.artificial_lag)
@@ -110,10 +112,14 @@ class RunnerPool:
         return submitted
 
     def _submit(self, index: int, version: int, weights_ref: Any) -> None:
-        # The weights ref travels inside a list so Ray does not resolve it on every call;
-        # the runner fetches it only when `version` is new to it.
-        meta_ref, fragment_ref = self.actors[index].sample.options(num_returns=2).remote(
-            version, [weights_ref])
+        # The weights ref travels inside a list so Ray does not resolve it on every call, and
+        # only to an actor that was not sent this version yet: a ref passed to a task makes
+        # the actor a borrower, which costs RPCs with the ref's owner on every call. An
+        # actor runs its calls in order, so the call that carries the weights installs them
+        # before the calls that follow it.
+        box = [] if self.sent_version[index] == version else [weights_ref]
+        self.sent_version[index] = version
+        meta_ref, fragment_ref = self.actors[index].sample.options(num_returns=2).remote(version, box)
         self.pending[meta_ref] = Request(index, self.generation[index], version, meta_ref, fragment_ref)
         self.holds[index] += 1
 

@@ -43,19 +43,22 @@ def test_sigkilled_runner_is_replaced_and_the_run_completes(ray_with_faulty_envs
             farm.iterate()
         old_pids = farm.pool.pids()
         os.kill(old_pids[0], signal.SIGKILL)
-        runners_seen = set()
-        for _ in range(8):
+        # Runner 1 carries the run while the replacement starts (a second or so); go on
+        # until the replacement has delivered, and at least 8 more updates.
+        updates, replacement_delivered, deadline = 0, False, time.monotonic() + 120
+        while (updates < 8 or not replacement_delivered) and time.monotonic() < deadline:
             result = farm.iterate()
-            runners_seen.update(int(k.rsplit("_", 1)[1]) for k in result if k.startswith("system/rss_mb/runner_"))
+            updates += 1
+            replacement_delivered |= "system/rss_mb/runner_0" in result
         new_pids = farm.pool.pids()
     finally:
         farm.close()
+    assert replacement_delivered, "the replacement of runner 0 delivered no fragment in 120 s"
     assert result["runner_restarts"] == 1
     assert result["perf/runner_restarts"] == 1
     assert 1 <= result["perf/lost_fragments"] <= max_inflight  # at most that runner's in-flight ones
     assert new_pids[0] != old_pids[0] and new_pids[1] == old_pids[1]
-    assert result["env_steps"] == 11 * 2 * 32 * 64  # every update got a full batch
-    assert runners_seen == {0, 1}
+    assert result["env_steps"] == (3 + updates) * 2 * 32 * 64  # every update got a full batch
 
 
 def _iterate(cfgs, seed: int, iterations: int) -> dict:

@@ -1,4 +1,4 @@
-"""A long-ish APPO run through the Ray farm: no object spilling, bounded store, flat RSS."""
+"""A long-ish APPO run through the Ray farm: no object spilling, a bounded and flat store, flat RSS."""
 from __future__ import annotations
 
 import time
@@ -9,7 +9,7 @@ ray = pytest.importorskip("ray")
 
 from cluster.ray_farm import RayFarm  # noqa: E402
 
-SOAK_S = 90.0
+SOAK_S = 150.0
 
 
 @pytest.mark.slow
@@ -27,20 +27,31 @@ def test_soak_no_spilling_and_flat_rss(ray_local, cartpole):
         store = farm.object_store_stats(force=True)
     finally:
         farm.close()
-    assert len(samples) >= 20, f"only {len(samples)} iterations in {SOAK_S} s"
+    assert len(samples) >= 100, f"only {len(samples)} iterations in {SOAK_S} s"
     assert store["spilled_mb"] == 0 and store["spilled_objects"] == 0
     assert all(r["perf/object_store_spilled_mb"] == 0 for _, r in samples)
     fragment_mb = samples[-1][1]["perf/fragment_mb"]
-    # Live fragments are bounded by runners x max_inflight; Ray frees plasma memory a little
-    # after the last reference goes, hence the factor of 4.
-    bound_mb = 4 * runners * max_inflight * fragment_mb + 10.0
-    assert max(r["perf/object_store_mb"] for _, r in samples) <= bound_mb
+    live_mb = runners * max_inflight * fragment_mb  # what backpressure lets exist at once
+    store_mb = [(t, r["perf/object_store_mb"]) for t, r in samples]
+    # Absolute: the store also holds weights and Ray's own objects, and plasma frees memory a
+    # little after the last reference goes; a leak of one fragment per iteration would pass
+    # this bound within a few dozen of the hundreds of iterations.
+    assert max(mb for _, mb in store_mb) <= 8 * live_mb + 20.0, store_mb[::10]
+    # Flat: the last third of the run holds no more than the first third did.
+    first = max(mb for t, mb in store_mb if t < SOAK_S / 3)
+    last = max(mb for t, mb in store_mb if t >= 2 * SOAK_S / 3)
+    assert last <= first + live_mb, f"object store grew from {first:.1f} MB to {last:.1f} MB"
     assert max(r["perf/inflight_fragments_max"] for _, r in samples) <= runners * max_inflight
 
-    # RSS: compare the last third of the run with the end of the first third (after warm-up).
-    warm = [r for t, r in samples if t >= SOAK_S / 3][0]
+    # RSS: each actor's last reading by the end of the first third (after warm-up) against
+    # its last reading of the run. An iteration reports the runners whose fragments it got.
+    def last_reading(key: str, until_s: float) -> float:
+        return [r[key] for t, r in samples if t <= until_s and key in r][-1]
+
+    keys = {k for _, r in samples for k in r if k.startswith("system/rss_mb/")}
+    assert {"system/rss_mb/driver", "system/rss_mb/learner_0", "system/rss_mb/runner_1"} <= keys
+    for key in sorted(keys):
+        warm, end = last_reading(key, SOAK_S / 3), last_reading(key, SOAK_S)
+        assert end - warm <= max(30.0, 0.10 * warm), f"{key}: {warm:.0f} -> {end:.0f} MB"
     last = samples[-1][1]
-    for key in [k for k in last if k.startswith("system/rss_mb/")]:
-        growth = last[key] - warm[key]
-        assert growth <= max(30.0, 0.10 * warm[key]), f"{key}: {warm[key]:.0f} -> {last[key]:.0f} MB"
     assert last["runner_restarts"] == 0
