@@ -61,6 +61,7 @@ class RayFarm(Farm):
         self._closed = False
         self._ready: deque[Request] = deque()  # arrived, not yet in a batch
         self._gauge = ObjectStoreGauge()
+        self._runner_gauges: dict[int, dict[str, float]] = {}  # runner -> its latest per-runner gauges
         world = max(1, int(farm_cfg.num_learners))
         self.batch_fragments = math.ceil(self.batch_env_steps / self.steps_per_fragment)
         self.batch_fragments = world * math.ceil(self.batch_fragments / world)  # equal shares
@@ -206,9 +207,12 @@ class RayFarm(Farm):
         out["perf/object_store_spilled_mb"] = store["spilled_mb"]
         for meta in arrived or metas:
             runner = meta["runner_id"]
-            out[f"perf/env_step_ms/runner_{runner}"] = meta["env_ms"] / meta["rows"]
-            out[f"perf/inference_ms/runner_{runner}"] = meta["inference_ms"] / meta["rows"]
-            out[f"system/rss_mb/runner_{runner}"] = meta["rss_mb"]
+            self._runner_gauges[runner] = {
+                f"perf/env_step_ms/runner_{runner}": meta["env_ms"] / meta["rows"],
+                f"perf/inference_ms/runner_{runner}": meta["inference_ms"] / meta["rows"],
+                f"system/rss_mb/runner_{runner}": meta["rss_mb"]}
+        for gauges in self._runner_gauges.values():  # every runner's latest reading, each report
+            out.update(gauges)
         sampled = arrived or metas
         out["perf/env_step_ms"] = float(np.mean([m["env_ms"] / m["rows"] for m in sampled]))
         out["perf/inference_ms"] = float(np.mean([m["inference_ms"] / m["rows"] for m in sampled]))
