@@ -31,7 +31,7 @@ def make_acting_policy(obs_space, action_space, policy_cfg: PolicyConfig | None 
     """The runner's inference copy: a NumpyActingPolicy or a torch ActingPolicy, per
     `policy_cfg.acting_backend` ("auto" takes numpy where the network allows it)."""
     policy_cfg = policy_cfg or PolicyConfig()
-    if policy_cfg.acting_backend == "torch" or not policy_cfg.numpy_acting:
+    if policy_cfg.acts_in_torch:
         from agents.acting import ActingPolicy as acting_class
     else:
         from agents.numpy_acting import NumpyActingPolicy as acting_class

@@ -97,6 +97,11 @@ class PolicyConfig:
         """Whether runners can act through the numpy forward (agents/numpy_acting.py)."""
         return self.trunk == "mlp" and self.activation in NUMPY_ACTIVATIONS
 
+    @property
+    def acts_in_torch(self) -> bool:
+        """Whether runners act through torch: asked for, or the network needs it."""
+        return self.acting_backend == "torch" or not self.numpy_acting
+
 
 @dataclass
 class AlgoConfig:

@@ -78,7 +78,7 @@ class RunnerActor:
 
         # One torch thread per runner (where the policy acts in torch): runners scale by
         # processes, and extra threads fight the env for the same core.
-        if policy_cfg.acting_backend == "torch" or not policy_cfg.numpy_acting:
+        if policy_cfg.acts_in_torch:
             import torch
 
             torch.set_num_threads(1)

@@ -52,9 +52,10 @@ def _deliver_loop(farm: RayFarm, seconds: float, warmup_s: float) -> dict[str, f
             arrivals = pool.wait_arrivals()
             if arrivals:  # one learner call for the fragments that arrived together
                 consumes[learner.consume.remote(*[request.fragment_ref for request in arrivals])] = arrivals
-            for request in arrivals if measuring else []:
-                meta = request.meta
-                env_ms, inference_ms, rows = env_ms + meta["env_ms"], inference_ms + meta["inference_ms"], rows + meta["rows"]
+            if measuring:
+                env_ms += sum(request.meta["env_ms"] for request in arrivals)
+                inference_ms += sum(request.meta["inference_ms"] for request in arrivals)
+                rows += sum(request.meta["rows"] for request in arrivals)
         if consumes:
             done, _ = ray.wait(list(consumes), num_returns=len(consumes), timeout=0)
             for ref in done:

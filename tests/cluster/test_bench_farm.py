@@ -1,0 +1,22 @@
+"""`rlfarm bench --farm`'s measurement: fragments sampled by the runners reach the learner actor."""
+from __future__ import annotations
+
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from cluster.bench_sampling import farm_sampling  # noqa: E402
+
+
+def test_farm_sampling_counts_what_the_learner_received(ray_local, cartpole):
+    env_cfg, policy_cfg, algo_cfg, farm_cfg = cartpole(algo="appo", envs_per_runner=128, max_inflight=2)
+    report = farm_sampling(env_cfg, policy_cfg, algo_cfg, farm_cfg, seed=0, seconds=2.0, warmup_s=0.5)
+    steps_per_fragment = 128 * 32
+    assert report["fragments"] >= 2
+    assert report["env_steps"] == report["fragments"] * steps_per_fragment
+    assert report["env_steps_per_s"] == pytest.approx(report["env_steps"] / report["seconds"])
+    assert 1.9 <= report["seconds"] <= 4.0
+    assert report["max_inflight_seen"] <= 2 * 2  # runners x max_inflight
+    assert report["fragment_mb"] > 0 and report["env_step_ms"] > 0 and report["inference_ms"] > 0
+    # the store never held more than the live fragments plus Ray's own small objects
+    assert report["object_store_max_mb"] <= 4 * report["fragment_mb"] + 10.0
