@@ -122,7 +122,7 @@ def _without_usage_stats_server():
 
     With the dashboard off, Ray still starts that process with one module, UsageStatsHead
     (`--modules-to-load=UsageStatsHead`: no Jobs, no State API), and `ray.init` waits for it
-    before it starts the raylet: 1-1.7 s of a 3-4 s start on our 2-core machine. Private
+    before it starts the raylet: 0.8-1.7 s of a 3-4 s start on our 2-core machine. Private
     API: if `Node.start_api_server` moves, Ray starts it as usual.
     """
     try:
