@@ -14,11 +14,11 @@ import math
 
 import numpy as np
 
-from agents.config import PolicyConfig
+from agents.config import NUMPY_ACTIVATIONS, PolicyConfig
 from agents.normalizer import RunningMeanStd
 from agents.spaces import ActionSpec
 
-ACTIVATIONS = {
+ACTIVATIONS = {  # keyed as agents.config.NUMPY_ACTIVATIONS (config imports no numpy)
     "tanh": lambda x: np.tanh(x, out=x),
     "relu": lambda x: np.maximum(x, 0.0, out=x),
     "elu": lambda x: np.where(x > 0.0, x, np.expm1(np.minimum(x, 0.0))),
@@ -69,7 +69,7 @@ class NumpyActingPolicy:
         self.cfg = policy_cfg or PolicyConfig()
         if not self.cfg.numpy_acting:
             raise ValueError(f"policy: the numpy acting path needs trunk mlp and an activation in "
-                             f"{', '.join(ACTIVATIONS)}; got trunk {self.cfg.trunk}, activation {self.cfg.activation}")
+                             f"{', '.join(NUMPY_ACTIVATIONS)}; got trunk {self.cfg.trunk}, activation {self.cfg.activation}")
         self.obs_shape = tuple(int(s) for s in obs_space.shape)
         self.obs_dim = int(np.prod(self.obs_shape))
         self.action_spec = ActionSpec.from_space(action_space)

@@ -127,11 +127,9 @@ def _without_usage_stats_server():
     """
     try:
         from ray._private.node import Node
-    except ImportError:
-        yield
-        return
-    original = getattr(Node, "start_api_server", None)
-    if original is None:
+
+        original = Node.start_api_server
+    except (ImportError, AttributeError):
         yield
         return
     Node.start_api_server = lambda self, **kwargs: None

@@ -109,6 +109,9 @@ def test_version_and_weights_that_do_not_fit():
 
 
 def test_backend_choice_and_config_errors():
+    from agents import config, numpy_acting
+
+    assert set(numpy_acting.ACTIVATIONS) == set(config.NUMPY_ACTIVATIONS)
     mlp = agents.make_acting_policy(OBS, spaces.Discrete(2), agents.PolicyConfig(), seed=0)
     assert isinstance(mlp, NumpyActingPolicy)
     gelu = agents.make_acting_policy(OBS, spaces.Discrete(2), agents.PolicyConfig(activation="gelu"), seed=0)
