@@ -47,24 +47,24 @@ def _deliver_loop(farm: RayFarm, seconds: float, warmup_s: float) -> dict[str, f
             steps = fragments = 0
         pool.top_up(farm.version, farm.weights_ref)
         max_inflight = max(max_inflight, pool.inflight())
-        ready, _ = ray.wait(list(pool.pending) + list(consumes), num_returns=1, timeout=end - now)
-        if any(ref in pool.pending for ref in ready):
-            arrivals = pool.wait_arrivals()
-            if arrivals:  # one learner call for the fragments that arrived together
-                consumes[learner.consume.remote(*[request.fragment_ref for request in arrivals])] = arrivals
+        waiting = list(pool.pending) + list(consumes)
+        if not ray.wait(waiting, num_returns=1, timeout=end - now)[0]:
+            continue
+        ready, _ = ray.wait(waiting, num_returns=len(waiting), timeout=0)  # all that are there
+        arrivals = pool.collect([ref for ref in ready if ref in pool.pending])
+        if arrivals:  # one learner call for the fragments that arrived together
+            consumes[learner.consume.remote(*[request.fragment_ref for request in arrivals])] = arrivals
             if measuring:
                 env_ms += sum(request.meta["env_ms"] for request in arrivals)
                 inference_ms += sum(request.meta["inference_ms"] for request in arrivals)
                 rows += sum(request.meta["rows"] for request in arrivals)
-        if consumes:
-            done, _ = ray.wait(list(consumes), num_returns=len(consumes), timeout=0)
-            for ref in done:
-                delivered = ray.get(ref)  # the learner's receipt: counts, not fragment data
-                pool.release(consumes.pop(ref))
-                if measuring:
-                    steps += delivered["steps"]
-                    fragments += delivered["fragments"]
-                    fragment_bytes = delivered["bytes"] / max(delivered["fragments"], 1)
+        done = [ref for ref in ready if ref in consumes]
+        for ref, delivered in zip(done, ray.get(done) if done else []):  # the learner's receipts: counts, not data
+            pool.release(consumes.pop(ref))
+            if measuring:
+                steps += delivered["steps"]
+                fragments += delivered["fragments"]
+                fragment_bytes = delivered["bytes"] / max(delivered["fragments"], 1)
         if measuring:
             max_store_mb = max(max_store_mb, farm.object_store_stats()["used_mb"])
     elapsed = time.perf_counter() - measure_from

@@ -24,15 +24,17 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
 AUTH_MODE_ENV_VAR = "RAY_AUTH_MODE"
-EMBEDDED_SYSTEM_CONFIG = {"free_objects_period_milliseconds": 100}
+EMBEDDED_SYSTEM_CONFIG = {"free_objects_period_milliseconds": 100, "enable_metrics_collection": False}
 """Ray frees released objects in batches, by default once a second: at 2M env steps/s that
 keeps some 35 consumed fragments (100 MB) in the store beside the 4 live ones. A 100 ms
 period keeps the store at the backpressure bound (measured: 11.2 MB for 4 fragments of
-2.8 MB, against 50-115 MB with Ray's default)."""
+2.8 MB, against 50-115 MB with Ray's default). Metrics collection is off: nothing scrapes
+the embedded Ray's metrics, and collecting them costs every Ray process CPU on every task."""
 
 
 @dataclass
@@ -101,9 +103,9 @@ def start_ray(address: str | None = None, *, num_cpus: int | None = None,
         logging.getLogger("ray._private.worker").addFilter(_NoSigtermWarning())
     started = time.perf_counter()
     if target is None:
-        with _without_usage_stats_server():
+        with _lean_embedded_start():
             ray.init(address="local", num_cpus=num_cpus or os.cpu_count(),
-                     _system_config=EMBEDDED_SYSTEM_CONFIG, **common)
+                     _system_config=dict(EMBEDDED_SYSTEM_CONFIG), **common)  # ray.init adds to it
         embedded = True
     else:
         if os.environ.get(AUTH_MODE_ENV_VAR) is None and _token_available():
@@ -117,26 +119,67 @@ def start_ray(address: str | None = None, *, num_cpus: int | None = None,
 
 
 @contextlib.contextmanager
-def _without_usage_stats_server():
-    """Start the embedded Ray without its API-server process.
+def _lean_embedded_start():
+    """Start the embedded Ray without what a one-run private cluster never uses, and
+    without waiting longer than its processes take to come up.
 
-    With the dashboard off, Ray still starts that process with one module, UsageStatsHead
-    (`--modules-to-load=UsageStatsHead`: no Jobs, no State API), and `ray.init` waits for it
-    before it starts the raylet: 0.8-1.7 s of a 3-4 s start on our 2-core machine. Private
-    API: if `Node.start_api_server` moves, Ray starts it as usual.
+    - The API-server process. With the dashboard off, Ray still starts it with one module,
+      UsageStatsHead (`--modules-to-load=UsageStatsHead`: no Jobs, no State API), and
+      `ray.init` waits for it before it starts the raylet: 0.8-1.7 s of a 3-4 s start on
+      our 2-core machine.
+    - The dashboard agent's full mode. `ray.init` decides it by importing the dashboard's
+      optional dependencies in the driver (aiohttp, OpenTelemetry: 0.4-0.7 s of CPU), and
+      the raylet waits for the agent before it registers. The minimal agent (Ray's mode
+      for an install without them) imports less and exports no metrics; nothing here
+      scrapes them.
+    - The wait for the raylet to register. `ray.init` asks the GCS for the node with a
+      call that retries about once a second: the raylet registered 0.8 s before
+      `ray.init` noticed, in one traced start. We poll the node table every 20 ms first.
+
+    Private APIs: whichever of these moves, Ray does that part as usual.
     """
     try:
+        from ray._private import services
+        from ray._private import utils as ray_utils
         from ray._private.node import Node
 
-        original = Node.start_api_server
+        patches = [(Node, "start_api_server", lambda self, **kwargs: None),
+                   (ray_utils, "get_dashboard_dependency_error",
+                    lambda: ImportError("rlfarm's embedded Ray runs the minimal dashboard agent")),
+                   (services, "get_node", _polling_get_node(services.get_node))]
+        originals = [(owner, name, getattr(owner, name)) for owner, name, _ in patches]
     except (ImportError, AttributeError):
         yield
         return
-    Node.start_api_server = lambda self, **kwargs: None
+    for owner, name, replacement in patches:
+        setattr(owner, name, replacement)
     try:
         yield
     finally:
-        Node.start_api_server = original
+        for owner, name, original in originals:
+            setattr(owner, name, original)
+
+
+def _polling_get_node(get_node: Any) -> Any:
+    """`services.get_node`, called once the node table shows the node alive."""
+
+    def polled(gcs_address: str, node_id: str, *args: Any, **kwargs: Any) -> Any:
+        try:
+            from ray._private import services
+            from ray._private.state import GlobalState
+
+            state = GlobalState()
+            state._initialize_global_state(services._get_gcs_client_options(gcs_address))
+            deadline = time.monotonic() + 30.0
+            while time.monotonic() < deadline and not any(
+                    node["NodeID"] == node_id and node["Alive"] for node in state.node_table()):
+                time.sleep(0.02)
+            state.disconnect()
+        except Exception as err:  # noqa: BLE001 - a private API: fall back to Ray's own wait
+            logger.debug("node table poll failed, waiting the Ray way: %s", err)
+        return get_node(gcs_address, node_id, *args, **kwargs)
+
+    return polled
 
 
 def _kill_autoscaler_monitor() -> None:

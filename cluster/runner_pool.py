@@ -134,20 +134,31 @@ class RunnerPool:
                                f"{len(self.actors)} runners ({len(refs)} requests in flight); is the "
                                "cluster short of the resources in farm.runner_resources?")
         ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)  # everything already there
-        arrivals = []
-        for ref in ready:
-            request = self.pending.pop(ref, None)
-            if request is None:  # dropped by a restart handled earlier in this loop
-                continue
-            try:
-                request.meta = ray.get(ref)
-            except ray.exceptions.RayError as err:
-                if _owner_died(err):
-                    raise WeightsLost(str(err).strip().splitlines()[0]) from err
-                self._runner_failed(request, err)
-                continue
-            arrivals.append(request)
-        return arrivals
+        return self.collect(ready)
+
+    def collect(self, ready_refs: list[Any]) -> list[Request]:
+        """The requests behind `ready_refs` (meta refs that `ray.wait` found ready), with their
+        metadata read in one `ray.get`; a failed request is handled as its runner's death."""
+        requests = [self.pending.pop(ref) for ref in ready_refs if ref in self.pending]
+        if not requests:
+            return []
+        try:
+            metas = ray.get([request.meta_ref for request in requests])
+        except ray.exceptions.RayError:  # find which ones failed, one by one
+            return [request for request in requests if self._read_meta(request)]
+        for request, meta in zip(requests, metas):
+            request.meta = meta
+        return requests
+
+    def _read_meta(self, request: Request) -> bool:
+        try:
+            request.meta = ray.get(request.meta_ref)
+            return True
+        except ray.exceptions.RayError as err:
+            if _owner_died(err):
+                raise WeightsLost(str(err).strip().splitlines()[0]) from err
+            self._runner_failed(request, err)
+            return False
 
     def release(self, requests: list[Request]) -> None:
         """The learner consumed these fragments, or they were dropped: free their slots."""

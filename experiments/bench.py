@@ -7,5 +7,9 @@ import importlib
 
 
 def main(args: argparse.Namespace) -> int:
+    from experiments.errors import ConfigError
+
+    if getattr(args, "runners", None) and not args.farm:
+        raise ConfigError("--runners: weak scaling measures the farm; add --farm CONFIG")
     module = "experiments.bench_farm" if args.farm else "experiments.bench_envs"
     return int(importlib.import_module(module).main(args) or 0)

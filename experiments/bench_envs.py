@@ -13,7 +13,7 @@ import os
 import sys
 import time
 
-from experiments.errors import ConfigError
+from experiments.errors import ConfigError, positive_ints
 
 #: rlfarm id -> (gymnasium id, vectorization mode, what to call it)
 REFERENCES = {
@@ -44,16 +44,6 @@ def list_envs_main(args: argparse.Namespace) -> int:
               f"    keywords:    {', '.join(accepted_kwargs(type(env)))}")
     print("\nAny other gymnasium id (e.g. Acrobot-v1) also works, vectorized by gymnasium.")
     return 0
-
-
-def _parse_sizes(text: str) -> list[int]:
-    try:
-        sizes = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        sizes = []
-    if not sizes or min(sizes) < 1:
-        raise ConfigError(f"--num-envs: expected comma-separated positive ints like 64,1024,4096, got {text!r}")
-    return sizes
 
 
 def steps_per_second(env, seconds: float, repeats: int = 3) -> float:
@@ -114,7 +104,7 @@ def main(args: argparse.Namespace) -> int:
     core = pin_to_one_core()
     import envs
 
-    sizes = _parse_sizes(args.num_envs)
+    sizes = positive_ints("--num-envs", args.num_envs, "64,1024,4096")
     env_ids = args.env_ids or envs.registered_ids()
     unknown = [env_id for env_id in env_ids if env_id not in envs.registered_ids()]
     if unknown:

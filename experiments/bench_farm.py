@@ -2,17 +2,23 @@
 included, fragments delivered to the learner process), optionally against RLlib.
 
     rlfarm bench --farm experiments/configs/bench_farm.yaml --seconds 10 --vs-rllib
+    rlfarm bench --farm experiments/configs/bench_farm.yaml --seconds 8 --runners 1,2 --repeat 5
 
 The runners, envs per runner and fragment length come from CONFIG (and --set overrides);
 the learner actor receives every fragment and discards it, so the figure is the farm's
-sampling and delivery speed, not training speed.
+sampling and delivery speed, not training speed. `--runners` measures weak scaling (envs per
+runner fixed, runners varied): the counts take turns, round after round, so a machine whose
+speed drifts (a shared VM) drifts under all of them alike.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 from typing import Any
+
+from experiments.errors import ConfigError, positive_ints
 
 
 def main(args: argparse.Namespace) -> int:
@@ -23,6 +29,8 @@ def main(args: argparse.Namespace) -> int:
     if args.address:
         cfg.farm.address = args.address
     seconds = args.seconds if args.seconds is not None else 10.0
+    if args.runners:
+        return _weak_scaling(args, cfg, seconds)
     setup = {"config": args.farm, "env": cfg.env.id, "num_runners": cfg.farm.num_runners,
              "envs_per_runner": cfg.env.envs_per_runner, "fragment_length": cfg.farm.fragment_length,
              "max_inflight": cfg.farm.max_inflight, "seconds": seconds}
@@ -48,6 +56,53 @@ def main(args: argparse.Namespace) -> int:
     else:
         _print_table(report)
     return 0
+
+
+def _weak_scaling(args: argparse.Namespace, cfg: Any, seconds: float) -> int:
+    from cluster.bench_sampling import farm_sampling
+
+    counts = positive_ints("--runners", args.runners, "1,2")
+    if args.repeat < 1:
+        raise ConfigError(f"--repeat: expected a number of rounds >= 1; got {args.repeat}")
+    if args.vs_rllib:
+        raise ConfigError("--vs-rllib: not with --runners; compare with RLlib at one runner count")
+    rounds: list[dict[int, float]] = []
+    for round_index in range(args.repeat):
+        rounds.append({})
+        for count in counts:
+            cfg.farm.num_runners = count
+            figure = farm_sampling(cfg.env, cfg.model, cfg.algo, cfg.farm, cfg.seed, seconds)["env_steps_per_s"]
+            rounds[-1][count] = figure
+            if not args.json:
+                print(f"round {round_index + 1}/{args.repeat}: {count} runners x {cfg.env.envs_per_runner} "
+                      f"envs  {figure / 1e6:.3f} M env steps/s", file=sys.stderr, flush=True)
+    report = weak_scaling_report(rounds, counts)
+    report.update(config=args.farm, env=cfg.env.id, envs_per_runner=cfg.env.envs_per_runner,
+                  fragment_length=cfg.farm.fragment_length, seconds=seconds)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        for count in counts:
+            row = report["runners"][str(count)]
+            print(f"{count:3d} runners  median {row['median'] / 1e6:.3f} M env steps/s  "
+                  f"(range {row['min'] / 1e6:.3f}-{row['max'] / 1e6:.3f}; x{row['speedup']:.2f} the "
+                  f"{counts[0]}-runner median; per round x{row['round_speedup_median']:.2f})")
+    return 0
+
+
+def weak_scaling_report(rounds: list[dict[int, float]], counts: list[int]) -> dict[str, Any]:
+    """Per runner count: median, range, the ratio of its median to the first count's median,
+    and the median of the same ratio taken within each round (robust to drift between rounds)."""
+    base = statistics.median(r[counts[0]] for r in rounds)
+    runners = {}
+    for count in counts:
+        figures = [r[count] for r in rounds]
+        runners[str(count)] = {
+            "median": statistics.median(figures), "min": min(figures), "max": max(figures),
+            "speedup": statistics.median(figures) / base,
+            "round_speedup_median": statistics.median(r[count] / r[counts[0]] for r in rounds),
+            "env_steps_per_s": figures}
+    return {"rounds": len(rounds), "runners": runners}
 
 
 def _print_table(report: dict[str, Any]) -> None:

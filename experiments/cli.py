@@ -50,6 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vs-rllib", action="store_true",
                    help="with --farm: also run RLlib PPO sampling on the same env, runners and envs")
     p.add_argument("--address", default=None, help="with --farm: join this Ray cluster instead of starting one")
+    p.add_argument("--runners", default=None, metavar="N,N,...",
+                   help="with --farm: weak scaling; measure each runner count in turn (a fresh farm "
+                        "each) and report the medians and their ratio to the first count")
+    p.add_argument("--repeat", type=int, default=3, metavar="R",
+                   help="with --runners: rounds over the runner counts (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print one machine-readable JSON object")
     _add_overrides(p)
     p.set_defaults(handler="experiments.bench:main")

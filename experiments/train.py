@@ -91,7 +91,7 @@ class Training:
         threading.Thread(target=build, name="rlfarm-farm-start", daemon=True).start()
 
     def run(self) -> int:
-        from experiments.monitor import Monitor
+        from experiments.monitor import Monitor, preload_event_writer
 
         if self.cfg.farm.mode != "ray":  # a Ray-mode driver never imports torch
             import torch
@@ -100,6 +100,7 @@ class Training:
 
         extra: dict[str, Any] = {}
         if self._farm_builder is not None:
+            preload_event_writer()  # while the farm starts on its thread
             farm = self._farm_builder.result()  # re-raises a ConfigError from the thread
         else:
             farm = self._make_farm(self._segment_seed())

@@ -45,3 +45,27 @@ def test_bench_table_and_bad_arguments():
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--num-envs" in bad.stderr
     unknown = rlfarm("bench", "--env", "rlfarm/Nope-v0")
     assert unknown.returncode == 2 and "rlfarm/CartPole-v1" in unknown.stderr
+
+
+def test_weak_scaling_report_takes_medians_and_ratios():
+    from experiments.bench_farm import weak_scaling_report
+
+    rounds = [{1: 1.0e6, 2: 1.9e6}, {1: 1.2e6, 2: 2.0e6}, {1: 0.8e6, 2: 1.8e6}]
+    report = weak_scaling_report(rounds, [1, 2])
+    two = report["runners"]["2"]
+    assert report["rounds"] == 3
+    assert (two["median"], two["min"], two["max"]) == (1.9e6, 1.8e6, 2.0e6)
+    assert two["speedup"] == pytest.approx(1.9)  # 1.9M over the 1-runner median of 1.0M
+    assert two["round_speedup_median"] == pytest.approx(1.9)  # of 1.9, 1.667 and 2.25
+    assert report["runners"]["1"]["speedup"] == 1.0
+
+
+def test_weak_scaling_bad_arguments_name_the_option():
+    no_farm = rlfarm("bench", "--runners", "1,2")
+    assert no_farm.returncode == 2 and no_farm.stderr.count("\n") == 1 and "--runners" in no_farm.stderr
+    bad = rlfarm("bench", "--farm", "experiments/configs/bench_farm.yaml", "--runners", "1,two")
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--runners" in bad.stderr
+    rounds = rlfarm("bench", "--farm", "experiments/configs/bench_farm.yaml", "--runners", "1,2", "--repeat", "0")
+    assert rounds.returncode == 2 and "--repeat" in rounds.stderr
+    both = rlfarm("bench", "--farm", "experiments/configs/bench_farm.yaml", "--runners", "1,2", "--vs-rllib")
+    assert both.returncode == 2 and "--vs-rllib" in both.stderr
