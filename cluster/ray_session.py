@@ -170,11 +170,13 @@ def _polling_get_node(get_node: Any) -> Any:
 
             state = GlobalState()
             state._initialize_global_state(services._get_gcs_client_options(gcs_address))
-            deadline = time.monotonic() + 30.0
-            while time.monotonic() < deadline and not any(
-                    node["NodeID"] == node_id and node["Alive"] for node in state.node_table()):
-                time.sleep(0.02)
-            state.disconnect()
+            try:
+                deadline = time.monotonic() + 30.0  # Ray's own raylet_start_wait_time_s
+                while time.monotonic() < deadline and not any(
+                        node["NodeID"] == node_id and node["Alive"] for node in state.node_table()):
+                    time.sleep(0.02)
+            finally:
+                state.disconnect()
         except Exception as err:  # noqa: BLE001 - a private API: fall back to Ray's own wait
             logger.debug("node table poll failed, waiting the Ray way: %s", err)
         return get_node(gcs_address, node_id, *args, **kwargs)
