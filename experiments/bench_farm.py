@@ -74,7 +74,7 @@ def _weak_scaling(args: argparse.Namespace, cfg: Any, seconds: float) -> int:
             figure = farm_sampling(cfg.env, cfg.model, cfg.algo, cfg.farm, cfg.seed, seconds)["env_steps_per_s"]
             rounds[-1][count] = figure
             if not args.json:
-                print(f"round {round_index + 1}/{args.repeat}: {count} runners x {cfg.env.envs_per_runner} "
+                print(f"round {round_index + 1}/{args.repeat}: {_runners(count)} x {cfg.env.envs_per_runner} "
                       f"envs  {figure / 1e6:.3f} M env steps/s", file=sys.stderr, flush=True)
     report = weak_scaling_report(rounds, counts)
     report.update(config=args.farm, env=cfg.env.id, envs_per_runner=cfg.env.envs_per_runner,
@@ -84,10 +84,14 @@ def _weak_scaling(args: argparse.Namespace, cfg: Any, seconds: float) -> int:
     else:
         for count in counts:
             row = report["runners"][str(count)]
-            print(f"{count:3d} runners  median {row['median'] / 1e6:.3f} M env steps/s  "
+            print(f"{_runners(count):>10}  median {row['median'] / 1e6:.3f} M env steps/s  "
                   f"(range {row['min'] / 1e6:.3f}-{row['max'] / 1e6:.3f}; x{row['speedup']:.2f} the "
                   f"{counts[0]}-runner median; per round x{row['round_speedup_median']:.2f})")
     return 0
+
+
+def _runners(count: int) -> str:
+    return f"{count} runner" + ("s" if count != 1 else "")
 
 
 def weak_scaling_report(rounds: list[dict[int, float]], counts: list[int]) -> dict[str, Any]:
