@@ -1,6 +1,7 @@
 """A long-ish APPO run through the Ray farm: no object spilling, a bounded and flat store, flat RSS."""
 from __future__ import annotations
 
+import statistics
 import time
 
 import pytest
@@ -43,15 +44,17 @@ def test_soak_no_spilling_and_flat_rss(ray_local, cartpole):
     assert last <= first + live_mb, f"object store grew from {first:.1f} MB to {last:.1f} MB"
     assert max(r["perf/inflight_fragments_max"] for _, r in samples) <= runners * max_inflight
 
-    # RSS: each actor's last reading by the end of the first third (after warm-up) against
-    # its last reading of the run. An iteration reports the runners whose fragments it got.
-    def last_reading(key: str, until_s: float) -> float:
-        return [r[key] for t, r in samples if t <= until_s and key in r][-1]
+    # RSS: each actor's median reading over the last third of the run against its median over
+    # the second sixth (after warm-up). A single reading swings by tens of MB with where it
+    # falls between the learner's heap trims (343-418 MB within one local run, no trend); a
+    # leak raises the median. One leaked set of weights per update would add ~100 MB here.
+    def median_reading(key: str, since_s: float, until_s: float) -> float:
+        return statistics.median(r[key] for t, r in samples if since_s < t <= until_s and key in r)
 
     keys = {k for _, r in samples for k in r if k.startswith("system/rss_mb/")}
     assert {"system/rss_mb/driver", "system/rss_mb/learner_0", "system/rss_mb/runner_1"} <= keys
     for key in sorted(keys):
-        warm, end = last_reading(key, SOAK_S / 3), last_reading(key, SOAK_S)
-        assert end - warm <= max(30.0, 0.10 * warm), f"{key}: {warm:.0f} -> {end:.0f} MB"
+        warm, end = median_reading(key, SOAK_S / 6, SOAK_S / 3), median_reading(key, 2 * SOAK_S / 3, SOAK_S)
+        assert end - warm <= max(30.0, 0.10 * warm), f"{key}: median {warm:.0f} -> {end:.0f} MB"
     last = samples[-1][1]
     assert last["runner_restarts"] == 0
