@@ -1,5 +1,6 @@
 """`rlfarm envs` and `rlfarm bench` (env-only), run as the CLI runs them, in a subprocess
-(the benchmark pins its process to one core)."""
+(the benchmark pins its process to one core); also `rlfarm bench --farm --runners`'s report
+and option errors, which need no Ray (its measurement is tests/cluster/test_bench_farm.py)."""
 import json
 import subprocess
 import sys
