@@ -114,7 +114,8 @@ def _print_table(report: dict[str, Any]) -> None:
     print(f"rlfarm  {ours['env_steps_per_s'] / 1e6:8.3f} M env steps/s  "
           f"({ours['env_steps']:,} steps in {ours['seconds']:.1f} s; env step {ours['env_step_ms']:.2f} ms, "
           f"inference {ours['inference_ms']:.2f} ms per batched step; fragment {ours['fragment_mb']:.1f} MB; "
-          f"object store max {ours['object_store_max_mb']:.1f} MB)")
+          f"object store max {ours['object_store_max_mb']:.1f} MB; "
+          f"{ours['fragments_per_delivery']:.1f} fragments per learner call)")
     if "rllib" in report:
         print(f"rllib   {report['rllib']['env_steps_per_s'] / 1e6:8.3f} M env steps/s  "
               f"({report['rllib']['env_steps']:,} steps in {report['rllib']['seconds']:.1f} s)")

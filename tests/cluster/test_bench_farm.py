@@ -5,7 +5,7 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from cluster.bench_sampling import farm_sampling  # noqa: E402
+from cluster.bench_sampling import deliver_now, farm_sampling  # noqa: E402
 
 
 def test_farm_sampling_counts_what_the_learner_received(ray_local, cartpole):
@@ -17,6 +17,17 @@ def test_farm_sampling_counts_what_the_learner_received(ray_local, cartpole):
     assert report["env_steps_per_s"] == pytest.approx(report["env_steps"] / report["seconds"])
     assert 1.9 <= report["seconds"] <= 4.0
     assert report["max_inflight_seen"] <= 2 * 2  # runners x max_inflight
+    assert 1.0 <= report["fragments_per_delivery"] <= 2 * 2
     assert report["fragment_mb"] > 0 and report["env_step_ms"] > 0 and report["inference_ms"] > 0
     # the store never held more than the live fragments plus Ray's own small objects
     assert report["object_store_max_mb"] <= 4 * report["fragment_mb"] + 10.0
+
+
+def test_deliveries_group_one_fragment_per_runner_unless_a_runner_would_idle():
+    assert deliver_now(waiting=1, num_runners=1, sampling={0})  # one runner: every fragment
+    assert not deliver_now(waiting=1, num_runners=2, sampling={0, 1})  # both busy: wait for the other
+    assert deliver_now(waiting=2, num_runners=2, sampling={0, 1})
+    assert deliver_now(waiting=3, num_runners=2, sampling={0, 1})
+    # runner 1 has no request left: its slots free up only when the learner consumes
+    assert deliver_now(waiting=1, num_runners=2, sampling={0})
+    assert deliver_now(waiting=1, num_runners=4, sampling={0, 1, 3})
