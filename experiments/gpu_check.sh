@@ -1,26 +1,42 @@
 #!/usr/bin/env bash
 # The one script to run on a lent GPU machine (finishes within 8 minutes):
 #   1. the CUDA-marked tests;
-#   2. the learner's samples/s on CUDA for the default MLP at batch 65536 (goal: >= 5M/s).
-# Later sections (e.g. the Ray farm's GPU checks) may be appended below.
+#   2. the learner's samples/s on CUDA for the default MLP at batch 65536 (goal: >= 5M/s);
+#   3. the Ray farm's runner scaling with the learner on the GPU.
+# The machines' image has CUDA torch but no Ray or gymnasium, and fetches nothing. First,
+# here: `bash experiments/gpu_deps.sh` (packs them into .gpu_deps/); then run this script
+# there with .gpu_deps carried. Where rlfarm is installed, it runs as it is.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if ! "$PY" -c "import ray, gymnasium" 2>/dev/null; then
+  if [ ! -f .gpu_deps/site.tar.xz ]; then
+    echo "gpu_check: $PY has no ray/gymnasium; run experiments/gpu_deps.sh first and carry .gpu_deps" >&2
+    exit 2
+  fi
+  # Python's own tarfile: the image may have no xz program.
+  "$PY" -c "import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2], filter='fully_trusted')" \
+    .gpu_deps/site.tar.xz /tmp/rlfarm-site || exit 2
+  export PYTHONPATH=/tmp/rlfarm-site${PYTHONPATH:+:$PYTHONPATH}
+fi
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}  # rlfarm's packages, here and in Ray's workers
+RLFARM=("$PY" -m experiments.cli)
 status=0
 echo "== nvidia-smi"; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true
+"$PY" -c "import sys, torch, ray, gymnasium; print('python', sys.version.split()[0], 'torch', torch.__version__, 'ray', ray.__version__, 'gymnasium', gymnasium.__version__, 'cuda', torch.cuda.is_available())" || status=1
 echo "== pytest -m cuda"
-timeout 240 python -m pytest -m cuda -q -p no:cacheprovider || status=1
+timeout 240 "$PY" -m pytest -m cuda -q -p no:cacheprovider || status=1
 echo "== learner benchmark (CUDA, batch 65536)"
-timeout 60 python -m experiments.bench_learner --batch 65536 --device cuda --repeats 20 || status=1
-timeout 45 python -m experiments.bench_learner --batch 65536 --device cuda --repeats 5 --json || status=1
-# ---- appended by the Ray farm (cluster/ray_farm.py): runner scaling with the learner on the GPU.
+timeout 60 "$PY" -m experiments.bench_learner --batch 65536 --device cuda --repeats 20 || status=1
+timeout 45 "$PY" -m experiments.bench_learner --batch 65536 --device cuda --repeats 5 --json || status=1
 # Sampling through the farm (policy inference in the runners, every fragment delivered to the
 # learner actor on the GPU and copied to the device), 1024 CartPole envs per runner.
 echo "== Ray farm: runner scaling 1,2,4,8,14 (learner on the GPU), env steps/s"
 for runners in 1 2 4 8 14; do
-  timeout 60 rlfarm bench --farm experiments/configs/bench_farm.yaml --seconds 6 --json \
+  timeout 45 "${RLFARM[@]}" bench --farm experiments/configs/bench_farm.yaml --seconds 5 --json \
     --set farm.num_runners=$runners --set farm.learner_resources.num_gpus=1 \
-    --set algo.device=cuda 2>/dev/null | tail -n 1 \
-    | python -c "import json,sys; r=json.load(sys.stdin); print(f'runners={r[\"num_runners\"]:2d}  {r[\"rlfarm\"][\"env_steps_per_s\"]/1e6:7.3f} M env steps/s')" \
-    || { echo "runners=$runners: failed"; status=1; }
+    --set algo.device=cuda 2>/tmp/rlfarm-bench.err | tail -n 1 \
+    | "$PY" -c "import json,sys; r=json.load(sys.stdin); f=r['rlfarm']; print(f'runners={r[\"num_runners\"]:2d}  {f[\"env_steps_per_s\"]/1e6:7.3f} M env steps/s  ({f[\"fragments_per_delivery\"]:.1f} fragments per learner call)')" \
+    || { echo "runners=$runners: failed:"; tail -n 5 /tmp/rlfarm-bench.err; status=1; }
 done
 exit $status
