@@ -6,7 +6,8 @@
   CPUs, no dashboard, and Ray's token authentication left as Ray sets it (Ray 2.60 turns
   it on by default for a new local cluster and writes ~/.ray/auth_token; we never disable it).
   Two of Ray's processes that cost seconds and do nothing for a one-process run are left
-  out: the usage-stats API server at start, the autoscaler monitor's 1 s grace at shutdown.
+  out: the usage-stats API server at start, the autoscaler monitor's 1 s grace at shutdown;
+  the log and autoscaler monitors run at nice 19 (see `_lean_embedded_start`).
 - an address (argument or $RAY_ADDRESS): join that cluster. Ray only auto-enables token
   auth for `address="auto"`, so when a token is present and RAY_AUTH_MODE is unset we set
   RAY_AUTH_MODE=token ourselves; a cluster started with `ray start --head` (token mode by
@@ -135,6 +136,11 @@ def _lean_embedded_start():
     - The wait for the raylet to register. `ray.init` asks the GCS for the node with a
       call that retries about once a second: the raylet registered 0.8 s before
       `ray.init` noticed, in one traced start. We poll the node table every 20 ms first.
+    - The CPU for what the raylet waits on. The raylet registers once its dashboard agent
+      and runtime-env agent are up, and those two start beside Ray's log monitor and
+      autoscaler monitor, four Python processes on our two cores. The two monitors run at
+      the lowest priority (nice 19) from their start: nothing waits for them, and they
+      need little CPU later (forwarding worker logs; nothing to scale on one node).
 
     Private APIs: whichever of these moves, Ray does that part as usual.
     """
@@ -146,7 +152,9 @@ def _lean_embedded_start():
         patches = [(Node, "start_api_server", lambda self, **kwargs: None),
                    (ray_utils, "get_dashboard_dependency_error",
                     lambda: ImportError("rlfarm's embedded Ray runs the minimal dashboard agent")),
-                   (services, "get_node", _polling_get_node(services.get_node))]
+                   (services, "get_node", _polling_get_node(services.get_node)),
+                   (services, "start_log_monitor", _lowest_priority(services.start_log_monitor)),
+                   (services, "start_monitor", _lowest_priority(services.start_monitor))]
         originals = [(owner, name, getattr(owner, name)) for owner, name, _ in patches]
     except (ImportError, AttributeError):
         yield
@@ -158,6 +166,20 @@ def _lean_embedded_start():
     finally:
         for owner, name, original in originals:
             setattr(owner, name, original)
+
+
+def _lowest_priority(start_process: Any) -> Any:
+    """`start_process` (returning Ray's ProcessInfo), with the process it starts at nice 19."""
+
+    def started_nice(*args: Any, **kwargs: Any) -> Any:
+        info = start_process(*args, **kwargs)
+        try:
+            os.setpriority(os.PRIO_PROCESS, info.process.pid, 19)
+        except (AttributeError, OSError) as err:  # not POSIX, or the process already gone
+            logger.debug("could not lower a Ray process's priority: %s", err)
+        return info
+
+    return started_nice
 
 
 def _polling_get_node(get_node: Any) -> Any:

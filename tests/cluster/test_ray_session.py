@@ -36,7 +36,8 @@ def embedded():
     from ray._private import utils as ray_utils
     from ray._private.node import Node
 
-    before = (Node.start_api_server, ray_utils.get_dashboard_dependency_error, services.get_node)
+    before = (Node.start_api_server, ray_utils.get_dashboard_dependency_error, services.get_node,
+              services.start_log_monitor, services.start_monitor)
     session = ray_session.start_ray(num_cpus=2)
     yield session, before
     session.close()
@@ -88,7 +89,25 @@ def test_start_puts_rays_own_functions_back(embedded):
     from ray._private.node import Node
 
     _, before = embedded
-    assert (Node.start_api_server, ray_utils.get_dashboard_dependency_error, services.get_node) == before
+    assert (Node.start_api_server, ray_utils.get_dashboard_dependency_error, services.get_node,
+            services.start_log_monitor, services.start_monitor) == before
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads niceness from /proc (Linux)")
+def test_rays_monitors_run_at_the_lowest_priority(embedded):
+    """The raylet waits for its agents, not for the log and autoscaler monitors: those two
+    yield the CPU to the agents while Ray starts."""
+    from ray._private import ray_constants, worker
+
+    processes = worker._global_node.all_processes
+    monitors = [info.process.pid for kind in (ray_constants.PROCESS_TYPE_LOG_MONITOR,
+                                              ray_constants.PROCESS_TYPE_MONITOR)
+                for info in processes.get(kind, [])]
+    assert len(monitors) == 2
+    for pid in monitors:
+        assert os.getpriority(os.PRIO_PROCESS, pid) == 19
+    raylet = processes[ray_constants.PROCESS_TYPE_RAYLET][0].process.pid
+    assert os.getpriority(os.PRIO_PROCESS, raylet) == os.getpriority(os.PRIO_PROCESS, 0)
 
 
 def test_polling_get_node_returns_rays_answer(embedded):
