@@ -5,8 +5,8 @@ delivered to the learner actor, which receives it from the object store and disc
 The count is env steps delivered to the learner process per second of wall time.
 Deliveries are grouped as a training batch groups fragments: one learner call per fragment
 from each runner, sooner only where waiting would leave a runner with nothing to sample
-(`deliver_now`). Each Ray call costs CPU the runners share on a small machine: grouping
-halved the learner's CPU with 2 runners (0.06 to 0.04 of a core).
+(`deliver_now`). Each Ray call costs CPU the runners share on a small machine: grouping cut
+the learner's CPU with 2 runners by a third (0.06 to 0.04 of a core).
 
 RLlib's: PPO's env runners (same number of runners, envs per runner and fragment length)
 sample through `synchronous_parallel_sample`, the call PPO's training step makes; no
