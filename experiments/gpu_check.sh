@@ -25,7 +25,8 @@ status=0
 echo "== nvidia-smi"; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true
 "$PY" -c "import sys, torch, ray, gymnasium; print('python', sys.version.split()[0], 'torch', torch.__version__, 'ray', ray.__version__, 'gymnasium', gymnasium.__version__, 'cuda', torch.cuda.is_available())" || status=1
 echo "== pytest -m cuda"
-timeout 240 "$PY" -m pytest -m cuda -q -p no:cacheprovider || status=1
+# Collection errors elsewhere (a module the image lacks) must not stop the CUDA tests.
+timeout 240 "$PY" -m pytest -m cuda -q -p no:cacheprovider --continue-on-collection-errors || status=1
 echo "== learner benchmark (CUDA, batch 65536)"
 timeout 60 "$PY" -m experiments.bench_learner --batch 65536 --device cuda --repeats 20 || status=1
 timeout 45 "$PY" -m experiments.bench_learner --batch 65536 --device cuda --repeats 5 --json || status=1
