@@ -56,7 +56,7 @@ def _deliver_loop(farm: RayFarm, seconds: float, warmup_s: float) -> dict[str, f
         if not ray.wait(waiting, num_returns=1, timeout=end - now)[0]:
             continue
         ready, _ = ray.wait(waiting, num_returns=len(waiting), timeout=0)  # all that are there
-        arrivals = pool.collect([ref for ref in ready if ref in pool.pending])
+        arrivals = pool.collect(ready)  # the receipts among them are not requests: skipped
         undelivered += arrivals
         sampling = {request.runner_index for request in pool.pending.values()}
         if undelivered and deliver_now(len(undelivered), len(pool.actors), sampling):
