@@ -27,12 +27,12 @@ def fold_episode_ends(rewards: torch.Tensor, terminated: torch.Tensor, truncated
 def discounted_reverse_sum(deltas: torch.Tensor, trace: torch.Tensor) -> torch.Tensor:
     """x_t = deltas_t + trace_t * x_{t+1}, with x_T = 0: the recursion GAE and V-trace share.
 
-    A loop over T only; each step is one vectorized op over the N env copies."""
+    A loop over T only; each step is one vectorized op over the N env copies. The sum is
+    written straight into its row of the output: on a GPU each step costs kernel launches."""
     out = torch.empty_like(deltas)
     running = torch.zeros_like(deltas[0])
     for t in range(deltas.shape[0] - 1, -1, -1):
-        running = deltas[t] + trace[t] * running
-        out[t] = running
+        running = torch.add(deltas[t], trace[t] * running, out=out[t])
     return out
 
 

@@ -165,13 +165,17 @@ class AlgoConfig:
     device: str = "auto"
     """auto (CUDA where present) | cpu | cuda."""
 
+    cuda_graphs: bool = True
+    """On CUDA, replay each minibatch step as one captured CUDA graph (the same math; a small
+    network's step is otherwise bound by kernel launches). false runs it eagerly, for debugging."""
+
     def __post_init__(self) -> None:
         self.validate()
 
     def validate(self) -> None:
         _check(self.name in ALGOS, "name", f"must be one of {', '.join(ALGOS)}, got {self.name!r}")
         _check(self.device in DEVICES, "device", f"must be one of {', '.join(DEVICES)}, got {self.device!r}")
-        for name in ("anneal_lr", "clip_vloss", "normalize_adv", "normalize_obs", "vtrace"):
+        for name in ("anneal_lr", "clip_vloss", "cuda_graphs", "normalize_adv", "normalize_obs", "vtrace"):
             value = getattr(self, name)
             _check(isinstance(value, bool), name, f"must be true or false, got {value!r}")
         for name in ("epochs", "minibatches"):

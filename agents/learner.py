@@ -56,6 +56,7 @@ class LearnerBase:
         self.version = 0
         self.env_steps_consumed = 0
         self.stage = DeviceStager(self.device)
+        self.graphs = None  # captured minibatch steps on CUDA (agents.cuda_graph.GraphCache)
         self.grad_sync: Callable[[list[torch.nn.Parameter]], None] | None = None
         self.moments_sync: Callable | None = None
 

@@ -4,7 +4,8 @@
 update(fragments):
   1. the whole batch goes to the device in one copy; obs are normalized with frozen stats;
   2. `targets` computes advantages and value targets (GAE here; APPO overrides it);
-  3. `optimize` runs epochs x minibatches (index permutations on the device);
+  3. `optimize` runs epochs x minibatches (index permutations on the device; on CUDA each
+     minibatch step is one replayed CUDA graph, see cuda_graph.py);
   4. the batch's obs moments join the normalizer and the version goes up by one.
 """
 from __future__ import annotations
@@ -67,20 +68,46 @@ class PPOLearner(LearnerBase):
     def optimize(self, obs, actions, old_logp, advantages, returns, old_values) -> torch.Tensor:
         """Epochs x minibatches of the clipped-surrogate loss; returns the mean of LOSS_KEYS."""
         cfg = self.algo_cfg
+        inputs = (obs, actions, old_logp, advantages, returns, old_values)
         num_samples = obs.shape[0]
         minibatch_size = -(-num_samples // cfg.minibatches)
+        graphed = self.graphed_step(inputs, minibatch_size)
         sums = torch.zeros(len(LOSS_KEYS), device=self.device)
         count = 0
         for _ in range(cfg.epochs):
             order = torch.randperm(num_samples, device=self.device, generator=self.generator)
             for index in order.split(minibatch_size):
-                stats = self.minibatch_step(obs[index], actions[index], old_logp[index],
-                                            advantages[index], returns[index], old_values[index])
+                if graphed is not None:
+                    stats = graphed(index, inputs)
+                    self.optimizer.steps += 1  # the graph's Adam counts on the device
+                else:
+                    stats = self.minibatch_step(*(x[index] for x in inputs))
                 sums += stats
                 count += 1
         return sums / count
 
-    def minibatch_step(self, obs, actions, old_logp, advantages, returns, old_values) -> torch.Tensor:
+    def graphed_step(self, inputs, minibatch_size: int):
+        """The minibatch step as a CUDA graph (agents/cuda_graph.py), or None to run eagerly:
+        off CUDA, with `algo.cuda_graphs: false`, with data-parallel learners (their gradient
+        all-reduce stays eager), and for batches that do not split into equal minibatches."""
+        if (self.device.type != "cuda" or not self.algo_cfg.cuda_graphs or self.grad_sync is not None
+                or inputs[0].shape[0] % minibatch_size):
+            return None
+        if self.graphs is None:
+            from agents.cuda_graph import GraphCache
+            self.graphs = GraphCache()
+        examples = [x[:minibatch_size] for x in inputs]
+        state = list(self.model.parameters()) + self.optimizer.state_tensors()
+        self.optimizer.load_device_scalars()
+        graphed = self.graphs.get(lambda *minibatch: self.minibatch_step(*minibatch, device_adam=True),
+                                  examples, state)
+        self.optimizer.load_device_scalars()  # again: a capture's warm-up steps counted on the device
+        return graphed
+
+    def minibatch_step(self, obs, actions, old_logp, advantages, returns, old_values,
+                       device_adam: bool = False) -> torch.Tensor:
+        """One SGD step on one minibatch; returns the LOSS_KEYS stats as one tensor.
+        `device_adam` takes Adam's step without host scalars, as a CUDA graph needs."""
         cfg = self.algo_cfg
         new_logp, entropy, new_values = self.model.evaluate(obs, actions)
         log_ratio = new_logp - old_logp
@@ -101,7 +128,10 @@ class PPOLearner(LearnerBase):
         if self.grad_sync is not None:
             self.grad_sync(self.optimizer.params)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
-        self.optimizer.step()
+        if device_adam:
+            self.optimizer.step_on_device()
+        else:
+            self.optimizer.step()
         with torch.no_grad():
             approx_kl = ((ratio - 1) - log_ratio).mean()  # the k3 estimator (Schulman's blog)
             clip_fraction = ((ratio - 1).abs() > cfg.clip_coef).float().mean()

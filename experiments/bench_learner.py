@@ -1,11 +1,12 @@
 """Learner throughput: samples/s through one PPO epoch for the default MLP on CartPole-shaped data.
 
-    python -m experiments.bench_learner [--batch 65536] [--device auto|cpu|cuda] [--json]
+    python -m experiments.bench_learner [--batch 65536] [--device auto|cpu|cuda] [--eager] [--json]
 
 The batch is one update's worth of fragments (T=64 steps x batch/64 envs, obs of 4 floats,
 2 discrete actions). Each timed update includes the host->device copy, GAE, one epoch of
 minibatch SGD (AlgoConfig's default minibatches) and the normalizer merge, exactly as
-`learner.update` does in training. Prints the median over --repeats updates after a warm-up.
+`learner.update` does in training. Prints the median over --repeats updates after a warm-up
+(on CUDA the warm-up also captures the minibatch step's CUDA graph; --eager runs without).
 """
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--minibatches", type=int, default=None, help="minibatches per epoch (default: AlgoConfig's)")
     parser.add_argument("--repeats", type=int, default=5, help="timed updates (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: %(default)s)")
+    parser.add_argument("--eager", action="store_true",
+                        help="on CUDA, launch every kernel from Python (algo.cuda_graphs: false)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
 
@@ -58,7 +61,7 @@ def measure(args) -> dict:
     import agents
 
     torch.set_num_threads(args.threads)
-    algo = agents.AlgoConfig(epochs=args.epochs, device=args.device,
+    algo = agents.AlgoConfig(epochs=args.epochs, device=args.device, cuda_graphs=not args.eager,
                              **({"minibatches": args.minibatches} if args.minibatches else {}))
     obs_space = spaces.Box(-np.inf, np.inf, (4,), np.float32)
     learner = agents.make_learner(obs_space, spaces.Discrete(2), agents.PolicyConfig(), algo, seed=0)
@@ -76,6 +79,7 @@ def measure(args) -> dict:
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({args.threads} thread(s))",
         "batch": samples, "epochs": algo.epochs, "minibatches": algo.minibatches,
+        "cuda_graphs": device.type == "cuda" and algo.cuda_graphs,
         "policy": "MLP 64x64 tanh, separate actor/critic, obs 4, Discrete(2)",
         "update_ms_median": 1000 * median, "update_ms_best": 1000 * min(times),
         "samples_per_s": samples / median, "samples_per_s_best": samples / min(times),
@@ -96,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result))
     else:
         print(f"learner on {result['device_name']}: batch {result['batch']}, {result['epochs']} epoch x "
-              f"{result['minibatches']} minibatches, {result['policy']}")
+              f"{result['minibatches']} minibatches, {result['policy']}"
+              f"{', CUDA graphs' if result['cuda_graphs'] else ''}")
         print(f"  {result['samples_per_s'] / 1e6:.2f}M samples/s (median of {args.repeats}; "
               f"best {result['samples_per_s_best'] / 1e6:.2f}M), {result['update_ms_median']:.1f} ms per update")
     return 0

@@ -11,6 +11,7 @@ def test_bench_learner_json_on_cpu(capsys):
     result = json.loads(capsys.readouterr().out)
     assert result["batch"] == 2048 and result["device"] == "cpu" and result["epochs"] == 1
     assert result["samples_per_s"] > 0 and result["update_ms_median"] > 0
+    assert result["cuda_graphs"] is False  # graphs are a CUDA path only
 
 
 def test_bench_learner_rejects_bad_batch(capsys):

@@ -79,3 +79,58 @@ def test_large_batch_update_on_cuda():
     learner = agents.make_learner(OBS, spaces.Discrete(2), device="cuda", seed=0)
     metrics = learner.update(fragments(count=4, steps=64, envs=1024))
     assert metrics["perf/learner_samples_per_s"] > 0 and np.isfinite(metrics["losses/value"])
+
+
+def graphed_and_eager(name="ppo", seed=5, **algo):
+    """Two CUDA learners with the same seed: one replays CUDA graphs, the other runs eagerly."""
+    return [agents.make_learner(OBS, spaces.Discrete(2), agents.PolicyConfig(),
+                                agents.AlgoConfig(name=name, cuda_graphs=graphs, **algo), device="cuda", seed=seed)
+            for graphs in (True, False)]
+
+
+def assert_same_weights(graphed, eager):
+    ours, theirs = graphed.get_weights(), eager.get_weights()
+    for param in theirs["params"]:
+        np.testing.assert_allclose(ours["params"][param], theirs["params"][param], rtol=1e-4, atol=1e-5)
+    assert graphed.optimizer.steps == eager.optimizer.steps
+
+
+@pytest.mark.parametrize("name", ["ppo", "appo"])
+def test_cuda_graph_update_matches_eager(name):
+    # 3 fragments of 16 x (32+33+34) envs = 1584 samples: 4 equal minibatches of 396
+    graphed, eager = graphed_and_eager(name, epochs=2, minibatches=4)
+    for seed in range(3):
+        batch = fragments(seed=seed)
+        metrics = {"graphed": graphed.update(batch), "eager": eager.update(batch)}
+        for key in ("losses/policy", "losses/value", "losses/approx_kl", "losses/grad_norm"):
+            assert metrics["graphed"][key] == pytest.approx(metrics["eager"][key], rel=1e-3, abs=1e-5)
+    assert len(graphed.graphs.graphs) == 1 and eager.graphs is None
+    assert_same_weights(graphed, eager)
+
+
+def test_cuda_graphs_per_batch_size_and_eager_for_uneven_minibatches():
+    graphed, eager = graphed_and_eager("appo", epochs=1, minibatches=2)
+    # 1584, 1040 and 1584 samples (two graphs, the first one reused); then 3 samples, which
+    # do not split into 2 equal minibatches, run eagerly
+    batches = [fragments(seed=1, count=3), fragments(seed=2, count=2), fragments(seed=3, count=3),
+               fragments(seed=4, count=1, envs=1, steps=3)]
+    for batch in batches:
+        graphed.update(batch)
+        eager.update(batch)
+    assert len(graphed.graphs.graphs) == 2
+    assert_same_weights(graphed, eager)
+
+
+def test_cuda_graph_follows_a_loaded_checkpoint():
+    # Loading copies into the tensors the graph holds: updates after a load use the loaded state.
+    graphed, eager = graphed_and_eager("ppo", epochs=1, minibatches=4)
+    graphed.update(fragments(seed=0))  # captures the graph
+    donor = agents.make_learner(OBS, spaces.Discrete(2), agents.PolicyConfig(),
+                                agents.AlgoConfig(name="ppo", epochs=1, minibatches=4, cuda_graphs=False),
+                                device="cuda", seed=11)
+    for seed in range(3):
+        donor.update(fragments(seed=seed + 1))
+    for learner in (graphed, eager):
+        learner.load_state_dict(donor.state_dict())
+        learner.update(fragments(seed=7))
+    assert_same_weights(graphed, eager)
