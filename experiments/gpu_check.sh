@@ -53,4 +53,14 @@ timeout 90 "${RLFARM[@]}" train experiments/configs/cartpole_ppo.yaml --set log.
   --set farm.learner_resources.num_gpus=1 --set algo.device=cuda 2>&1 | grep -E "^rlfarm|Error|error" \
   || status=1
 echo "whole process: $(( ($(date +%s%N) - start_ns) / 1000000 )) ms"
+echo "== that run's GPU tags in TensorBoard"
+"$PY" - <<'PYEOF' || status=1
+import glob
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+events = EventAccumulator(sorted(glob.glob("/tmp/rlfarm-runs/*/"))[-1])
+events.Reload()
+for tag in ("system/gpu_mem_gb", "system/gpu_joules_per_million_steps", "perf/learner_update_ms"):
+    values = [event.value for event in events.Scalars(tag)] if tag in events.Tags()["scalars"] else []
+    print(f"{tag}: " + (f"last {values[-1]:.4g} ({len(values)} points)" if values else "not written"))
+PYEOF
 exit $status
