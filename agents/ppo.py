@@ -15,6 +15,7 @@ from typing import Sequence
 
 import torch
 
+from agents import cuda_graph
 from agents.advantages import fold_episode_ends, gae
 from agents.batch import Batch
 from agents.fragment import Fragment
@@ -90,12 +91,11 @@ class PPOLearner(LearnerBase):
         """The minibatch step as a CUDA graph (agents/cuda_graph.py), or None to run eagerly:
         off CUDA, with `algo.cuda_graphs: false`, with data-parallel learners (their gradient
         all-reduce stays eager), and for batches that do not split into equal minibatches."""
-        if (self.device.type != "cuda" or not self.algo_cfg.cuda_graphs or self.grad_sync is not None
-                or inputs[0].shape[0] % minibatch_size):
+        if (self.device.type not in cuda_graph.CAPTURE_DEVICE_TYPES or not self.algo_cfg.cuda_graphs
+                or self.grad_sync is not None or inputs[0].shape[0] % minibatch_size):
             return None
         if self.graphs is None:
-            from agents.cuda_graph import GraphCache
-            self.graphs = GraphCache()
+            self.graphs = cuda_graph.GraphCache()
         examples = [x[:minibatch_size] for x in inputs]
         state = list(self.model.parameters()) + self.optimizer.state_tensors()
         self.optimizer.load_device_scalars()

@@ -1,4 +1,10 @@
-"""The learner on CUDA: same math as on CPU, one host->device copy, portable checkpoints."""
+"""The learner on CUDA: same math as on CPU, one host->device copy, portable checkpoints,
+and minibatch steps replayed as CUDA graphs with the same results as eager steps.
+
+The graph tests also run on CPU with the capture emulated (a replay runs the step function
+again on the static inputs, which is what the graph's kernels do): that checks, without a GPU,
+everything around the capture (warm-up restore, Adam's device scalars, the step count,
+the cache by batch shape, the eager fallbacks)."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,9 +13,10 @@ import torch
 from gymnasium import spaces
 
 import agents
+from agents import cuda_graph
 from agents.batch import DeviceStager
 
-pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 OBS = spaces.Box(-np.inf, np.inf, (4,), np.float32)
 
@@ -32,6 +39,8 @@ def fragments(seed=0, count=3, steps=16, envs=32, action_space=spaces.Discrete(2
     return out
 
 
+@pytest.mark.cuda
+@needs_cuda
 def test_stager_one_copy_matches_concatenation():
     frags = fragments()
     batch = DeviceStager(torch.device("cuda"))(frags)
@@ -44,6 +53,8 @@ def test_stager_one_copy_matches_concatenation():
     assert len({getattr(batch, n).untyped_storage().data_ptr() for n in ("obs", "rewards", "terminated")}) == 1
 
 
+@pytest.mark.cuda
+@needs_cuda
 @pytest.mark.parametrize("name", ["ppo", "appo"])
 @pytest.mark.parametrize("action_space", [spaces.Discrete(2), spaces.Box(-1, 1, (2,), np.float32)])
 def test_cuda_update_matches_cpu(name, action_space):
@@ -60,6 +71,8 @@ def test_cuda_update_matches_cpu(name, action_space):
     np.testing.assert_allclose(cuda["normalizer"]["mean"], cpu["normalizer"]["mean"], rtol=1e-6)
 
 
+@pytest.mark.cuda
+@needs_cuda
 def test_auto_picks_cuda_and_checkpoint_moves_to_cpu(tmp_path):
     learner = agents.make_learner(OBS, spaces.Discrete(2), seed=0)
     assert learner.device.type == "cuda"
@@ -75,16 +88,41 @@ def test_auto_picks_cuda_and_checkpoint_moves_to_cpu(tmp_path):
     np.testing.assert_allclose(policy.value(obs), expected.numpy(), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.cuda
+@needs_cuda
 def test_large_batch_update_on_cuda():
     learner = agents.make_learner(OBS, spaces.Discrete(2), device="cuda", seed=0)
     metrics = learner.update(fragments(count=4, steps=64, envs=1024))
     assert metrics["perf/learner_samples_per_s"] > 0 and np.isfinite(metrics["losses/value"])
 
 
-def graphed_and_eager(name="ppo", seed=5, **algo):
-    """Two CUDA learners with the same seed: one replays CUDA graphs, the other runs eagerly."""
+class EmulatedGraphedStep(cuda_graph.GraphedStep):
+    """Capture emulated on CPU: a replay runs the step function on the static inputs again."""
+
+    def warm_up(self) -> None:
+        for _ in range(cuda_graph.WARMUP_STEPS):
+            self.step_fn(*self.inputs)
+
+    def capture(self) -> None:
+        return None
+
+    def replay(self) -> torch.Tensor:
+        return self.step_fn(*self.inputs)
+
+
+@pytest.fixture(params=[pytest.param("cuda", marks=[pytest.mark.cuda, needs_cuda]), "cpu"])
+def graph_device(request, monkeypatch):
+    """"cuda": real CUDA graphs; "cpu": the same tests with the capture emulated."""
+    if request.param == "cpu":
+        monkeypatch.setattr(cuda_graph, "CAPTURE_DEVICE_TYPES", ("cpu",))
+        monkeypatch.setattr(cuda_graph, "GraphedStep", EmulatedGraphedStep)
+    return request.param
+
+
+def graphed_and_eager(device, name="ppo", seed=5, **algo):
+    """Two learners with the same seed: one replays CUDA graphs, the other runs eagerly."""
     return [agents.make_learner(OBS, spaces.Discrete(2), agents.PolicyConfig(),
-                                agents.AlgoConfig(name=name, cuda_graphs=graphs, **algo), device="cuda", seed=seed)
+                                agents.AlgoConfig(name=name, cuda_graphs=graphs, **algo), device=device, seed=seed)
             for graphs in (True, False)]
 
 
@@ -96,9 +134,9 @@ def assert_same_weights(graphed, eager):
 
 
 @pytest.mark.parametrize("name", ["ppo", "appo"])
-def test_cuda_graph_update_matches_eager(name):
+def test_cuda_graph_update_matches_eager(name, graph_device):
     # 3 fragments of 16 x (32+33+34) envs = 1584 samples: 4 equal minibatches of 396
-    graphed, eager = graphed_and_eager(name, epochs=2, minibatches=4)
+    graphed, eager = graphed_and_eager(graph_device, name, epochs=2, minibatches=4)
     for seed in range(3):
         batch = fragments(seed=seed)
         metrics = {"graphed": graphed.update(batch), "eager": eager.update(batch)}
@@ -108,8 +146,8 @@ def test_cuda_graph_update_matches_eager(name):
     assert_same_weights(graphed, eager)
 
 
-def test_cuda_graphs_per_batch_size_and_eager_for_uneven_minibatches():
-    graphed, eager = graphed_and_eager("appo", epochs=1, minibatches=2)
+def test_cuda_graphs_per_batch_size_and_eager_for_uneven_minibatches(graph_device):
+    graphed, eager = graphed_and_eager(graph_device, "appo", epochs=1, minibatches=2)
     # 1584, 1040 and 1584 samples (two graphs, the first one reused); then 3 samples, which
     # do not split into 2 equal minibatches, run eagerly
     batches = [fragments(seed=1, count=3), fragments(seed=2, count=2), fragments(seed=3, count=3),
@@ -121,13 +159,13 @@ def test_cuda_graphs_per_batch_size_and_eager_for_uneven_minibatches():
     assert_same_weights(graphed, eager)
 
 
-def test_cuda_graph_follows_a_loaded_checkpoint():
+def test_cuda_graph_follows_a_loaded_checkpoint(graph_device):
     # Loading copies into the tensors the graph holds: updates after a load use the loaded state.
-    graphed, eager = graphed_and_eager("ppo", epochs=1, minibatches=4)
+    graphed, eager = graphed_and_eager(graph_device, "ppo", epochs=1, minibatches=4)
     graphed.update(fragments(seed=0))  # captures the graph
     donor = agents.make_learner(OBS, spaces.Discrete(2), agents.PolicyConfig(),
                                 agents.AlgoConfig(name="ppo", epochs=1, minibatches=4, cuda_graphs=False),
-                                device="cuda", seed=11)
+                                device=graph_device, seed=11)
     for seed in range(3):
         donor.update(fragments(seed=seed + 1))
     for learner in (graphed, eager):
