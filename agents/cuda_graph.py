@@ -3,9 +3,10 @@
 For the small networks RL uses, a minibatch step on a GPU is about 150 tiny kernels, and
 launching them one by one from Python takes longer than running them: on an H100 the
 default MLP's PPO epoch at batch 65536 ran at 3.0-3.4M samples/s eagerly, every kernel
-launch-bound, and at 9.0-9.9M as graphs. A graph launches the whole step at once. Its inputs are static buffers that
-`__call__` fills with one `index_select` per field; Adam reads its lr and step count from
-device tensors (`Adam.step_on_device`), so a replay needs nothing from the host.
+launch-bound, and at 9.0-13.0M as graphs. A graph launches the whole step at once. Its
+inputs are static buffers that `__call__` fills with one `index_select` per field; Adam
+reads its lr and step count from device tensors (`Adam.step_on_device`), so a replay needs
+nothing from the host.
 
 Capture runs the step twice on a side stream first (cuBLAS and autograd set up their state
 there, as torch's docs require); those warm-up steps change the weights and Adam's moments,
@@ -40,6 +41,7 @@ class GraphedStep:
         self.stats = self.capture()
 
     def warm_up(self) -> None:
+        """Run the step WARMUP_STEPS times on a side stream (the caller restores the state)."""
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         try:
@@ -50,6 +52,7 @@ class GraphedStep:
             torch.cuda.current_stream().wait_stream(side)
 
     def capture(self) -> torch.Tensor:
+        """Record the step's kernels once; returns its stats tensor, which each replay rewrites."""
         self.graph = torch.cuda.CUDAGraph()
         # thread_local: a CUDA call from another thread of the process cannot break the capture.
         with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
@@ -69,7 +72,7 @@ class GraphedStep:
 
 class GraphCache:
     """Captured steps by input shapes and dtypes; the oldest goes when `capacity` are held
-    (APPO's batch size varies with the number of fragments per update)."""
+    (a learner fed batches of several sizes keeps one graph per minibatch shape)."""
 
     def __init__(self, capacity: int = 8):
         self.capacity = capacity
