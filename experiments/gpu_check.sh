@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The one script to run on a lent GPU machine (finishes within 8 minutes, about 4 typically):
+# The one script to run on a lent GPU machine (within 8 minutes; 154-172 s on an H100 machine):
 #   1. the CUDA-marked tests;
 #   2. the learner's samples/s on CUDA for the default MLP at batch 65536 (goal: >= 5M/s),
 #      with the minibatch step as a CUDA graph and eagerly;
