@@ -122,11 +122,11 @@ def limit_blas_threads(environ: MutableMapping[str, str] = os.environ) -> None:
     """One thread for numpy's OpenBLAS unless the user chose a count (OPENBLAS_ or OMP_NUM_THREADS).
 
     In rlfarm numpy's BLAS runs only the runners' small matmuls (a 64-wide MLP over the env
-    copies), which were no faster on 2 threads; but OpenBLAS's idle threads spin, and two
-    processes each running a runner with default threads on our 2-core machine sampled 9-25x
-    slower than with one thread each (two serial trainings side by side: 2x slower). It must
-    be set before numpy loads, which no subcommand has done when `main` runs. Ray's workers get
-    OMP_NUM_THREADS from Ray already.
+    copies), which were no faster on 2 threads. But OpenBLAS's idle threads spin: on our
+    2-core machine two processes each running a runner sampled 8-27x slower with default
+    threads than with one thread each, and two serial trainings side by side ran 2x slower.
+    It must be set before numpy loads, which no subcommand has done when `main` runs. Ray's
+    workers get OMP_NUM_THREADS from Ray already.
     """
     if "OPENBLAS_NUM_THREADS" not in environ and "OMP_NUM_THREADS" not in environ:
         environ["OPENBLAS_NUM_THREADS"] = "1"

@@ -11,7 +11,7 @@ from experiments.cli import limit_blas_threads
 
 # In a fresh process: run the CLI, then ask the OpenBLAS that numpy loaded how many threads it uses.
 PROBE = """
-import ctypes, sys
+import ctypes
 from experiments.cli import main
 main(["envs"])
 path = next((line.split()[-1] for line in open("/proc/self/maps") if "openblas" in line), None)
