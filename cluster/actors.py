@@ -214,9 +214,12 @@ class LearnerActor:
         if self.device == "cuda":
             import torch
 
-            for fragment in fragments:
-                for name in ("obs", "actions", "logp", "values", "rewards"):
-                    torch.as_tensor(getattr(fragment, name)).to(self.device, non_blocking=True)
+            with warnings.catch_warnings():
+                # The arrays are read-only views of the object store; the copy only reads them.
+                warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+                for fragment in fragments:
+                    for name in ("obs", "actions", "logp", "values", "rewards"):
+                        torch.as_tensor(getattr(fragment, name)).to(self.device, non_blocking=True)
             torch.cuda.synchronize()
         return {"fragments": len(fragments),
                 "steps": sum(int(f.rewards.shape[0] * f.rewards.shape[1]) for f in fragments),
