@@ -3,12 +3,15 @@ included, fragments delivered to the learner process), optionally against RLlib.
 
     rlfarm bench --farm experiments/configs/bench_farm.yaml --seconds 10 --vs-rllib
     rlfarm bench --farm experiments/configs/bench_farm.yaml --seconds 8 --runners 1,2 --repeat 5
+    rlfarm bench --farm experiments/configs/bench_farm.yaml --seconds 8 --runners 1,2 --no-ray
 
 The runners, envs per runner and fragment length come from CONFIG (and --set overrides);
 the learner actor receives every fragment and discards it, so the figure is the farm's
 sampling and delivery speed, not training speed. `--runners` measures weak scaling (envs per
 runner fixed, runners varied): the counts take turns, round after round, so a machine whose
-speed drifts (a shared VM) drifts under all of them alike.
+speed drifts (a shared VM) drifts under all of them alike. `--no-ray` runs the same runners as
+plain processes that keep their fragments (cluster/bare_sampling.py): the most the farm's
+figure can reach on this machine, and how its cores scale before Ray adds anything.
 """
 from __future__ import annotations
 
@@ -29,8 +32,13 @@ def main(args: argparse.Namespace) -> int:
     if args.address:
         cfg.farm.address = args.address
     seconds = args.seconds if args.seconds is not None else 10.0
+    if args.no_ray and (args.vs_rllib or args.address):
+        raise ConfigError(f"--no-ray: not with {'--vs-rllib' if args.vs_rllib else '--address'}; "
+                          "--no-ray runs the runners on this machine without Ray")
     if args.runners:
         return _weak_scaling(args, cfg, seconds)
+    if args.no_ray:
+        return _bare(args, cfg, seconds)
     setup = {"config": args.farm, "env": cfg.env.id, "num_runners": cfg.farm.num_runners,
              "envs_per_runner": cfg.env.envs_per_runner, "fragment_length": cfg.farm.fragment_length,
              "max_inflight": cfg.farm.max_inflight, "seconds": seconds}
@@ -58,9 +66,35 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-def _weak_scaling(args: argparse.Namespace, cfg: Any, seconds: float) -> int:
+def _bare(args: argparse.Namespace, cfg: Any, seconds: float) -> int:
+    report = {"config": args.farm, "env": cfg.env.id, "num_runners": cfg.farm.num_runners,
+              "envs_per_runner": cfg.env.envs_per_runner, "fragment_length": cfg.farm.fragment_length,
+              "seconds": seconds, "no_ray": _measure(args, cfg, seconds)}
+    if args.json:
+        print(json.dumps(report))
+    else:
+        bare = report["no_ray"]
+        each = ", ".join(f"{figure / 1e6:.3f}M" for figure in bare["per_runner_env_steps_per_s"])
+        print(f"no Ray  {bare['env_steps_per_s'] / 1e6:8.3f} M env steps/s  ({_runners(cfg.farm.num_runners)} "
+              f"x {cfg.env.envs_per_runner} {cfg.env.id} envs as plain processes, fragments kept; "
+              f"per runner {each}; env step {bare['env_step_ms']:.2f} ms, inference "
+              f"{bare['inference_ms']:.2f} ms per batched step)")
+    return 0
+
+
+def _measure(args: argparse.Namespace, cfg: Any, seconds: float) -> dict[str, Any]:
+    """One measurement at cfg.farm.num_runners: bare processes with --no-ray, else the farm."""
+    if args.no_ray:
+        from cluster.bare_sampling import bare_sampling
+
+        return bare_sampling(cfg.env, cfg.model, fragment_length=cfg.farm.fragment_length,
+                             num_runners=cfg.farm.num_runners, seed=cfg.seed, seconds=seconds)
     from cluster.bench_sampling import farm_sampling
 
+    return farm_sampling(cfg.env, cfg.model, cfg.algo, cfg.farm, cfg.seed, seconds)
+
+
+def _weak_scaling(args: argparse.Namespace, cfg: Any, seconds: float) -> int:
     counts = positive_ints("--runners", args.runners, "1,2")
     if args.repeat < 1:
         raise ConfigError(f"--repeat: expected a number of rounds >= 1; got {args.repeat}")
@@ -71,14 +105,14 @@ def _weak_scaling(args: argparse.Namespace, cfg: Any, seconds: float) -> int:
         rounds.append({})
         for count in counts:
             cfg.farm.num_runners = count
-            figure = farm_sampling(cfg.env, cfg.model, cfg.algo, cfg.farm, cfg.seed, seconds)["env_steps_per_s"]
+            figure = _measure(args, cfg, seconds)["env_steps_per_s"]
             rounds[-1][count] = figure
             if not args.json:
                 print(f"round {round_index + 1}/{args.repeat}: {_runners(count)} x {cfg.env.envs_per_runner} "
                       f"envs  {figure / 1e6:.3f} M env steps/s", file=sys.stderr, flush=True)
     report = weak_scaling_report(rounds, counts)
     report.update(config=args.farm, env=cfg.env.id, envs_per_runner=cfg.env.envs_per_runner,
-                  fragment_length=cfg.farm.fragment_length, seconds=seconds)
+                  fragment_length=cfg.farm.fragment_length, seconds=seconds, no_ray=bool(args.no_ray))
     if args.json:
         print(json.dumps(report))
     else:

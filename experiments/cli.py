@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runners", default=None, metavar="N,N,...",
                    help="with --farm: weak scaling; measure each runner count in turn (a fresh farm "
                         "each) and report the medians and their ratio to the first count")
+    p.add_argument("--no-ray", action="store_true",
+                   help="with --farm: run the runners as plain processes without Ray, keeping their "
+                        "fragments: the most the farm's figure can reach on this machine")
     p.add_argument("--repeat", type=int, default=3, metavar="R",
                    help="with --runners: rounds over the runner counts (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print one machine-readable JSON object")

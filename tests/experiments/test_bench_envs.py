@@ -1,6 +1,7 @@
 """`rlfarm envs` and `rlfarm bench` (env-only), run as the CLI runs them, in a subprocess
 (the benchmark pins its process to one core); also `rlfarm bench --farm --runners`'s report
-and option errors, which need no Ray (its measurement is tests/cluster/test_bench_farm.py)."""
+and option errors, and `--no-ray`, which need no Ray (the farm's measurement is
+tests/cluster/test_bench_farm.py)."""
 import json
 import subprocess
 import sys
@@ -70,3 +71,19 @@ def test_weak_scaling_bad_arguments_name_the_option():
     assert rounds.returncode == 2 and "--repeat" in rounds.stderr
     both = rlfarm("bench", "--farm", "experiments/configs/bench_farm.yaml", "--runners", "1,2", "--vs-rllib")
     assert both.returncode == 2 and "--vs-rllib" in both.stderr
+
+
+def test_no_ray_weak_scaling_reports_every_runner_count():
+    out = rlfarm("bench", "--farm", "experiments/configs/bench_farm.yaml", "--no-ray", "--runners", "1,2",
+                 "--repeat", "1", "--seconds", "0.2", "--set", "env.envs_per_runner=64", "--json")
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["no_ray"] is True and report["rounds"] == 1
+    assert report["runners"]["1"]["median"] > 0 and report["runners"]["2"]["median"] > 0
+
+
+def test_no_ray_bad_arguments_name_the_option():
+    no_farm = rlfarm("bench", "--no-ray")
+    assert no_farm.returncode == 2 and no_farm.stderr.count("\n") == 1 and "--no-ray" in no_farm.stderr
+    rllib = rlfarm("bench", "--farm", "experiments/configs/bench_farm.yaml", "--no-ray", "--vs-rllib")
+    assert rllib.returncode == 2 and "--no-ray" in rllib.stderr and "--vs-rllib" in rllib.stderr
