@@ -37,11 +37,12 @@ def main(args: argparse.Namespace) -> int:
                           "--no-ray runs the runners on this machine without Ray")
     if args.runners:
         return _weak_scaling(args, cfg, seconds)
-    if args.no_ray:
-        return _bare(args, cfg, seconds)
     setup = {"config": args.farm, "env": cfg.env.id, "num_runners": cfg.farm.num_runners,
              "envs_per_runner": cfg.env.envs_per_runner, "fragment_length": cfg.farm.fragment_length,
-             "max_inflight": cfg.farm.max_inflight, "seconds": seconds}
+             "seconds": seconds}
+    if args.no_ray:
+        return _bare(args, cfg, setup)
+    setup["max_inflight"] = cfg.farm.max_inflight
     if not args.json:
         print(f"rlfarm bench --farm: {cfg.farm.num_runners} runners x {cfg.env.envs_per_runner} "
               f"{cfg.env.id} envs, fragments of {cfg.farm.fragment_length} steps, {seconds:g} s ...",
@@ -66,10 +67,8 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bare(args: argparse.Namespace, cfg: Any, seconds: float) -> int:
-    report = {"config": args.farm, "env": cfg.env.id, "num_runners": cfg.farm.num_runners,
-              "envs_per_runner": cfg.env.envs_per_runner, "fragment_length": cfg.farm.fragment_length,
-              "seconds": seconds, "no_ray": _measure(args, cfg, seconds)}
+def _bare(args: argparse.Namespace, cfg: Any, setup: dict[str, Any]) -> int:
+    report = {**setup, "no_ray": _measure(args, cfg, setup["seconds"])}
     if args.json:
         print(json.dumps(report))
     else:
