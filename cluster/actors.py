@@ -108,9 +108,10 @@ class RunnerActor:
             weights["params"] = {name: np.array(value) for name, value in weights["params"].items()}
             self.runner.set_weights(weights)
             self._seen_version = version
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.thread_time()
         fragment = self.runner.sample()
         sample_ms = 1000.0 * (time.perf_counter() - started)
+        sample_cpu_ms = 1000.0 * (time.thread_time() - started_cpu)
         meta = {
             "runner_id": self.runner_index,
             "policy_version": int(fragment.policy_version),
@@ -122,6 +123,7 @@ class RunnerActor:
             "inference_ms": float(fragment.inference_ms),
             "env_errors": int(fragment.env_errors),
             "sample_ms": sample_ms,
+            "sample_cpu_ms": sample_cpu_ms,  # this thread's CPU in Runner.sample: the bench's accounting
             "fragment_bytes": int(fragment.nbytes),
             "rss_mb": rss_mb(),
         }

@@ -59,7 +59,8 @@ def bare_sampling(env_cfg: Any, policy_cfg: Any, *, fragment_length: int, num_ru
     return {"env_steps_per_s": sum(per_runner), "env_steps": sum(r["env_steps"] for r in reports),
             "seconds": max(r["seconds"] for r in reports), "per_runner_env_steps_per_s": per_runner,
             "env_step_ms": sum(r["env_step_ms"] for r in reports) / len(reports),
-            "inference_ms": sum(r["inference_ms"] for r in reports) / len(reports)}
+            "inference_ms": sum(r["inference_ms"] for r in reports) / len(reports),
+            "sampling_cpu_ms_per_fragment": sum(r["sampling_cpu_ms_per_fragment"] for r in reports) / len(reports)}
 
 
 def _send(process: subprocess.Popen, line: str) -> None:
@@ -123,19 +124,21 @@ def _child() -> int:
 
 
 def _sample_for(runner: Any, seconds: float) -> dict[str, float]:
-    """Whole fragments until `seconds` have passed: env steps, seconds, and the env step's and
-    inference's ms per batched step (as the farm's runners report them)."""
-    steps = rows = 0
+    """Whole fragments until `seconds` have passed: env steps, seconds, the env step's and
+    inference's ms per batched step (as the farm's runners report them), and the CPU ms per
+    fragment (as the farm bench's accounting counts the runners' sampling)."""
+    steps = rows = fragments = 0
     env_ms = inference_ms = 0.0
-    started = time.perf_counter()
+    started, started_cpu = time.perf_counter(), time.thread_time()
     while True:
         fragment = runner.sample()
-        steps, rows = steps + fragment.num_steps, rows + fragment.horizon
+        steps, rows, fragments = steps + fragment.num_steps, rows + fragment.horizon, fragments + 1
         env_ms, inference_ms = env_ms + fragment.env_ms, inference_ms + fragment.inference_ms
         elapsed = time.perf_counter() - started
         if elapsed >= seconds:
             return {"env_steps": steps, "seconds": elapsed, "env_step_ms": env_ms / rows,
-                    "inference_ms": inference_ms / rows}
+                    "inference_ms": inference_ms / rows,
+                    "sampling_cpu_ms_per_fragment": 1000.0 * (time.thread_time() - started_cpu) / fragments}
 
 
 if __name__ == "__main__":

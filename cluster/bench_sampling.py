@@ -8,6 +8,14 @@ from each runner, sooner only where waiting would leave a runner with nothing to
 (`deliver_now`). Each Ray call costs CPU the runners share on a small machine: grouping cut
 the learner's CPU with 2 runners by a third (0.06 to 0.04 of a core).
 
+Where the embedded Ray runs as this process's descendants (cluster/proc_cpu.py), the report
+also accounts for the CPU the whole farm used over the window: the runners' sampling (their
+main thread's CPU inside `Runner.sample`) and the rest, Ray's work per fragment in every
+process (the fragment into the store and out again, the calls, the driver and the learner).
+That second figure, per fragment, is what a fragment costs beyond its sampling; with as many
+runners as cores it comes out of the runners' CPU, which is what limits scaling on a small
+machine.
+
 RLlib's: PPO's env runners (same number of runners, envs per runner and fragment length)
 sample through `synchronous_parallel_sample`, the call PPO's training step makes; no
 learner update. Both run on the same Ray with the same env id.
@@ -19,6 +27,7 @@ from typing import Any
 
 import ray
 
+from cluster.proc_cpu import SessionCpu
 from cluster.ray_farm import RayFarm
 
 
@@ -43,6 +52,7 @@ def _deliver_loop(farm: RayFarm, seconds: float, warmup_s: float) -> dict[str, f
     started = time.perf_counter()
     measure_from, end = started + warmup_s, started + warmup_s + seconds
     measuring = False
+    cpu_window, sampling_cpu_ms, sampled = None, 0.0, 0
     while True:
         now = time.perf_counter()
         if now >= end:
@@ -50,6 +60,7 @@ def _deliver_loop(farm: RayFarm, seconds: float, warmup_s: float) -> dict[str, f
         if not measuring and now >= measure_from:
             measuring, measure_from = True, now
             steps = fragments = deliveries = 0
+            cpu_window = SessionCpu.start()
         pool.top_up(farm.version, farm.weights_ref)
         max_inflight = max(max_inflight, pool.inflight())
         waiting = list(pool.pending) + list(consumes)
@@ -66,6 +77,8 @@ def _deliver_loop(farm: RayFarm, seconds: float, warmup_s: float) -> dict[str, f
             env_ms += sum(request.meta["env_ms"] for request in arrivals)
             inference_ms += sum(request.meta["inference_ms"] for request in arrivals)
             rows += sum(request.meta["rows"] for request in arrivals)
+            sampling_cpu_ms += sum(request.meta["sample_cpu_ms"] for request in arrivals)
+            sampled += len(arrivals)
         done = [ref for ref in ready if ref in consumes]
         for ref, delivered in zip(done, ray.get(done) if done else []):  # the learner's receipts: counts, not data
             pool.release(consumes.pop(ref))
@@ -77,6 +90,7 @@ def _deliver_loop(farm: RayFarm, seconds: float, warmup_s: float) -> dict[str, f
         if measuring:
             max_store_mb = max(max_store_mb, farm.object_store_stats()["used_mb"])
     elapsed = time.perf_counter() - measure_from
+    used = cpu_window.stop() if cpu_window is not None else None
     return {
         "env_steps_per_s": steps / elapsed,
         "seconds": elapsed,
@@ -88,7 +102,21 @@ def _deliver_loop(farm: RayFarm, seconds: float, warmup_s: float) -> dict[str, f
         "object_store_max_mb": max_store_mb,
         "max_inflight_seen": max_inflight,
         "fragments_per_delivery": fragments / max(deliveries, 1),
+        **_cpu_accounting(used, pool.pids(), elapsed, sampling_cpu_ms, sampled),
     }
+
+
+def _cpu_accounting(used: dict[str, float] | None, runner_pids: list[int], elapsed: float,
+                    sampling_cpu_ms: float, sampled: int) -> dict[str, float]:
+    """Cores the farm's processes used (`used`: CPU seconds per pid over the window), and CPU
+    ms per fragment sampled in it: the runners' sampling, and everything else (Ray's)."""
+    if used is None or sampled == 0:
+        return {}
+    all_s = sum(used.values())
+    runners_s = sum(used.get(str(pid), 0.0) for pid in runner_pids)
+    return {"cpu_cores": all_s / elapsed, "runner_cores": runners_s / elapsed,
+            "sampling_cpu_ms_per_fragment": sampling_cpu_ms / sampled,
+            "ray_cpu_ms_per_fragment": (1000.0 * all_s - sampling_cpu_ms) / sampled}
 
 
 def deliver_now(waiting: int, num_runners: int, sampling: set[int]) -> bool:

@@ -77,7 +77,8 @@ def _bare(args: argparse.Namespace, cfg: Any, setup: dict[str, Any]) -> int:
         print(f"no Ray  {bare['env_steps_per_s'] / 1e6:8.3f} M env steps/s  ({_runners(cfg.farm.num_runners)} "
               f"x {cfg.env.envs_per_runner} {cfg.env.id} envs as plain processes, fragments kept; "
               f"per runner {each}; env step {bare['env_step_ms']:.2f} ms, inference "
-              f"{bare['inference_ms']:.2f} ms per batched step)")
+              f"{bare['inference_ms']:.2f} ms per batched step; sampling "
+              f"{bare['sampling_cpu_ms_per_fragment']:.1f} ms CPU per fragment)")
     return 0
 
 
@@ -100,16 +101,23 @@ def _weak_scaling(args: argparse.Namespace, cfg: Any, seconds: float) -> int:
     if args.vs_rllib:
         raise ConfigError("--vs-rllib: not with --runners; compare with RLlib at one runner count")
     rounds: list[dict[int, float]] = []
+    ray_cpu: dict[int, list[float]] = {count: [] for count in counts}  # Ray's CPU ms per fragment
     for round_index in range(args.repeat):
         rounds.append({})
         for count in counts:
             cfg.farm.num_runners = count
-            figure = _measure(args, cfg, seconds)["env_steps_per_s"]
+            measured = _measure(args, cfg, seconds)
+            figure = measured["env_steps_per_s"]
             rounds[-1][count] = figure
+            if "ray_cpu_ms_per_fragment" in measured:
+                ray_cpu[count].append(measured["ray_cpu_ms_per_fragment"])
             if not args.json:
                 print(f"round {round_index + 1}/{args.repeat}: {_runners(count)} x {cfg.env.envs_per_runner} "
-                      f"envs  {figure / 1e6:.3f} M env steps/s", file=sys.stderr, flush=True)
+                      f"envs  {figure / 1e6:.3f} M env steps/s{_cpu_note(measured)}", file=sys.stderr, flush=True)
     report = weak_scaling_report(rounds, counts)
+    for count, figures in ray_cpu.items():
+        if figures:
+            report["runners"][str(count)]["ray_cpu_ms_per_fragment"] = figures
     report.update(config=args.farm, env=cfg.env.id, envs_per_runner=cfg.env.envs_per_runner,
                   fragment_length=cfg.farm.fragment_length, seconds=seconds, no_ray=bool(args.no_ray))
     if args.json:
@@ -125,6 +133,18 @@ def _weak_scaling(args: argparse.Namespace, cfg: Any, seconds: float) -> int:
 
 def _runners(count: int) -> str:
     return f"{count} runner" + ("s" if count != 1 else "")
+
+
+def _cpu_note(measured: dict[str, Any], lead: str = "  (") -> str:
+    """The farm's CPU accounting (cluster/proc_cpu.py) in words, where it was measured."""
+    if "ray_cpu_ms_per_fragment" not in measured:  # --no-ray, or a joined cluster
+        if "sampling_cpu_ms_per_fragment" in measured:
+            return f"  (sampling {measured['sampling_cpu_ms_per_fragment']:.1f} ms CPU per fragment)"
+        return ""
+    note = (f"{lead} {measured['cpu_cores']:.2f} cores, of which runners {measured['runner_cores']:.2f}; "
+            f"CPU per fragment: sampling {measured['sampling_cpu_ms_per_fragment']:.1f} ms, "
+            f"Ray {measured['ray_cpu_ms_per_fragment']:.1f} ms")
+    return note + (")" if lead.endswith("(") else "")
 
 
 def weak_scaling_report(rounds: list[dict[int, float]], counts: list[int]) -> dict[str, Any]:
@@ -148,7 +168,7 @@ def _print_table(report: dict[str, Any]) -> None:
           f"({ours['env_steps']:,} steps in {ours['seconds']:.1f} s; env step {ours['env_step_ms']:.2f} ms, "
           f"inference {ours['inference_ms']:.2f} ms per batched step; fragment {ours['fragment_mb']:.1f} MB; "
           f"object store max {ours['object_store_max_mb']:.1f} MB; "
-          f"{ours['fragments_per_delivery']:.1f} fragments per learner call)")
+          f"{ours['fragments_per_delivery']:.1f} fragments per learner call{_cpu_note(ours, ';')})")
     if "rllib" in report:
         print(f"rllib   {report['rllib']['env_steps_per_s'] / 1e6:8.3f} M env steps/s  "
               f"({report['rllib']['env_steps']:,} steps in {report['rllib']['seconds']:.1f} s)")

@@ -16,6 +16,9 @@ def test_bare_runners_sample_whole_fragments_side_by_side(cartpole):
     assert report["env_steps_per_s"] == pytest.approx(sum(report["per_runner_env_steps_per_s"]))
     assert 0.3 <= report["seconds"] < 10.0
     assert report["env_step_ms"] > 0 and report["inference_ms"] > 0
+    # a runner's CPU per fragment is more than nothing and no more than its wall time per fragment
+    wall_ms_per_fragment = max(1000.0 * 8 * 64 / rate for rate in report["per_runner_env_steps_per_s"])
+    assert 0 < report["sampling_cpu_ms_per_fragment"] <= 1.1 * wall_ms_per_fragment
 
 
 def test_a_runner_that_fails_is_named_with_its_error(cartpole):

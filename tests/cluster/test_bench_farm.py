@@ -1,6 +1,8 @@
 """`rlfarm bench --farm`'s measurement: fragments sampled by the runners reach the learner actor."""
 from __future__ import annotations
 
+import os
+
 import pytest
 
 ray = pytest.importorskip("ray")
@@ -21,6 +23,12 @@ def test_farm_sampling_counts_what_the_learner_received(ray_local, cartpole):
     assert report["fragment_mb"] > 0 and report["env_step_ms"] > 0 and report["inference_ms"] > 0
     # the store never held more than the live fragments plus Ray's own small objects
     assert report["object_store_max_mb"] <= 4 * report["fragment_mb"] + 10.0
+    # CPU accounting (the fixture's Ray runs below this process): the runners are part of the
+    # farm's CPU, their sampling part of theirs, and Ray's work per fragment is not nothing
+    assert 0 < report["runner_cores"] <= report["cpu_cores"] <= os.cpu_count() + 0.1
+    sampling_cores = report["sampling_cpu_ms_per_fragment"] * report["fragments"] / report["seconds"] / 1000
+    assert 0 < sampling_cores <= report["runner_cores"] * 1.25 + 0.05  # slack: fragments at the window's edges
+    assert report["ray_cpu_ms_per_fragment"] > 0
 
 
 def test_deliveries_group_one_fragment_per_runner_unless_a_runner_would_idle():
