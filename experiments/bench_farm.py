@@ -12,6 +12,10 @@ runner fixed, runners varied): the counts take turns, round after round, so a ma
 speed drifts (a shared VM) drifts under all of them alike. `--no-ray` runs the same runners as
 plain processes that keep their fragments (cluster/bare_sampling.py): the most the farm's
 figure can reach on this machine, and how its cores scale before Ray adds anything.
+
+Where the farm's Ray is embedded, each figure comes with its CPU accounting: the cores the
+farm used, the runners' share, and per fragment the runners' sampling CPU and Ray's (all the
+rest); see cluster/bench_sampling.py.
 """
 from __future__ import annotations
 
@@ -141,7 +145,7 @@ def _cpu_note(measured: dict[str, Any], lead: str = "  (") -> str:
         if "sampling_cpu_ms_per_fragment" in measured:
             return f"  (sampling {measured['sampling_cpu_ms_per_fragment']:.1f} ms CPU per fragment)"
         return ""
-    note = (f"{lead} {measured['cpu_cores']:.2f} cores, of which runners {measured['runner_cores']:.2f}; "
+    note = (f"{lead}{measured['cpu_cores']:.2f} cores, of which runners {measured['runner_cores']:.2f}; "
             f"CPU per fragment: sampling {measured['sampling_cpu_ms_per_fragment']:.1f} ms, "
             f"Ray {measured['ray_cpu_ms_per_fragment']:.1f} ms")
     return note + (")" if lead.endswith("(") else "")
@@ -168,7 +172,7 @@ def _print_table(report: dict[str, Any]) -> None:
           f"({ours['env_steps']:,} steps in {ours['seconds']:.1f} s; env step {ours['env_step_ms']:.2f} ms, "
           f"inference {ours['inference_ms']:.2f} ms per batched step; fragment {ours['fragment_mb']:.1f} MB; "
           f"object store max {ours['object_store_max_mb']:.1f} MB; "
-          f"{ours['fragments_per_delivery']:.1f} fragments per learner call{_cpu_note(ours, ';')})")
+          f"{ours['fragments_per_delivery']:.1f} fragments per learner call{_cpu_note(ours, '; ')})")
     if "rllib" in report:
         print(f"rllib   {report['rllib']['env_steps_per_s'] / 1e6:8.3f} M env steps/s  "
               f"({report['rllib']['env_steps']:,} steps in {report['rllib']['seconds']:.1f} s)")
