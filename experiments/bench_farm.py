@@ -81,8 +81,7 @@ def _bare(args: argparse.Namespace, cfg: Any, setup: dict[str, Any]) -> int:
         print(f"no Ray  {bare['env_steps_per_s'] / 1e6:8.3f} M env steps/s  ({_runners(cfg.farm.num_runners)} "
               f"x {cfg.env.envs_per_runner} {cfg.env.id} envs as plain processes, fragments kept; "
               f"per runner {each}; env step {bare['env_step_ms']:.2f} ms, inference "
-              f"{bare['inference_ms']:.2f} ms per batched step; sampling "
-              f"{bare['sampling_cpu_ms_per_fragment']:.1f} ms CPU per fragment)")
+              f"{bare['inference_ms']:.2f} ms per batched step; {_cpu_note(bare)})")
     return 0
 
 
@@ -117,7 +116,8 @@ def _weak_scaling(args: argparse.Namespace, cfg: Any, seconds: float) -> int:
                 ray_cpu[count].append(measured["ray_cpu_ms_per_fragment"])
             if not args.json:
                 print(f"round {round_index + 1}/{args.repeat}: {_runners(count)} x {cfg.env.envs_per_runner} "
-                      f"envs  {figure / 1e6:.3f} M env steps/s{_cpu_note(measured)}", file=sys.stderr, flush=True)
+                      f"envs  {figure / 1e6:.3f} M env steps/s{_in_parentheses(_cpu_note(measured))}",
+                      file=sys.stderr, flush=True)
     report = weak_scaling_report(rounds, counts)
     for count, figures in ray_cpu.items():
         if figures:
@@ -139,16 +139,20 @@ def _runners(count: int) -> str:
     return f"{count} runner" + ("s" if count != 1 else "")
 
 
-def _cpu_note(measured: dict[str, Any], lead: str = "  (") -> str:
-    """The farm's CPU accounting (cluster/proc_cpu.py) in words, where it was measured."""
-    if "ray_cpu_ms_per_fragment" not in measured:  # --no-ray, or a joined cluster
-        if "sampling_cpu_ms_per_fragment" in measured:
-            return f"  (sampling {measured['sampling_cpu_ms_per_fragment']:.1f} ms CPU per fragment)"
-        return ""
-    note = (f"{lead}{measured['cpu_cores']:.2f} cores, of which runners {measured['runner_cores']:.2f}; "
-            f"CPU per fragment: sampling {measured['sampling_cpu_ms_per_fragment']:.1f} ms, "
-            f"Ray {measured['ray_cpu_ms_per_fragment']:.1f} ms")
-    return note + (")" if lead.endswith("(") else "")
+def _cpu_note(measured: dict[str, Any]) -> str:
+    """The CPU accounting of one measurement in words ("" where it was not measured): the
+    farm's cores and CPU per fragment (cluster/bench_sampling.py), or --no-ray's sampling CPU."""
+    if "ray_cpu_ms_per_fragment" in measured:
+        return (f"{measured['cpu_cores']:.2f} cores, of which runners {measured['runner_cores']:.2f}; "
+                f"CPU per fragment: sampling {measured['sampling_cpu_ms_per_fragment']:.1f} ms, "
+                f"Ray {measured['ray_cpu_ms_per_fragment']:.1f} ms")
+    if "sampling_cpu_ms_per_fragment" in measured:
+        return f"sampling {measured['sampling_cpu_ms_per_fragment']:.1f} ms CPU per fragment"
+    return ""
+
+
+def _in_parentheses(note: str) -> str:
+    return f"  ({note})" if note else ""
 
 
 def weak_scaling_report(rounds: list[dict[int, float]], counts: list[int]) -> dict[str, Any]:
@@ -168,11 +172,13 @@ def weak_scaling_report(rounds: list[dict[int, float]], counts: list[int]) -> di
 
 def _print_table(report: dict[str, Any]) -> None:
     ours = report["rlfarm"]
+    cpu = _cpu_note(ours)
     print(f"rlfarm  {ours['env_steps_per_s'] / 1e6:8.3f} M env steps/s  "
           f"({ours['env_steps']:,} steps in {ours['seconds']:.1f} s; env step {ours['env_step_ms']:.2f} ms, "
           f"inference {ours['inference_ms']:.2f} ms per batched step; fragment {ours['fragment_mb']:.1f} MB; "
           f"object store max {ours['object_store_max_mb']:.1f} MB; "
-          f"{ours['fragments_per_delivery']:.1f} fragments per learner call{_cpu_note(ours, '; ')})")
+          f"{ours['fragments_per_delivery']:.1f} fragments per learner call"
+          f"{'; ' + cpu if cpu else ''})")
     if "rllib" in report:
         print(f"rllib   {report['rllib']['env_steps_per_s'] / 1e6:8.3f} M env steps/s  "
               f"({report['rllib']['env_steps']:,} steps in {report['rllib']['seconds']:.1f} s)")
