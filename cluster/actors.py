@@ -4,7 +4,8 @@ Ray stays at this edge: the classes in runner.py / learner.py know nothing of it
 
 - `RunnerActor.sample` returns two objects (`num_returns=2`): a tiny metadata dict the
   driver reads (policy version, steps, episode stats, timings) and the Fragment, which the
-  driver only passes on, by reference, to the learner.
+  driver only passes on, by reference, to the learner. Its arrays over 1 MiB travel in
+  1 MiB chunks and arrive as views of the store all the same (cluster/wire.py).
 - Weights travel as an ObjectRef wrapped in a list (so Ray does not resolve it on every
   call): a runner fetches it only when the version is newer than the one it acts with.
 - `LearnerActor.update(*fragment_refs)` gets the fragments resolved by Ray straight from
@@ -74,8 +75,10 @@ class RunnerActor:
 
     def __init__(self, env_cfg: Any, policy_cfg: Any, *, seed: int, runner_index: int,
                  fragment_length: int, artificial_lag: int = 0) -> None:
+        from cluster import wire
         from cluster.runner import Runner
 
+        wire.register()  # the fragments this actor returns travel in 1 MiB chunks
         # One torch thread per runner (where the policy acts in torch): runners scale by
         # processes, and extra threads fight the env for the same core.
         if policy_cfg.acts_in_torch:

@@ -9,6 +9,7 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
+from cluster import wire  # noqa: E402
 from cluster.actors import RunnerActor  # noqa: E402
 from cluster.learner import LearnerWorker  # noqa: E402
 from cluster.ray_farm import RayFarm  # noqa: E402
@@ -18,8 +19,9 @@ from cluster.serial import SerialFarm  # noqa: E402
 SEED = 7
 
 
-def test_runner_actor_first_fragment_equals_the_plain_runner(ray_local, cartpole):
-    env_cfg, policy_cfg, algo_cfg, farm_cfg = cartpole(envs_per_runner=16, num_runners=1)
+@pytest.mark.parametrize("envs_per_runner", [16, 2048])  # 2048: obs over 1 MiB, sent in chunks (wire.py)
+def test_runner_actor_first_fragment_equals_the_plain_runner(ray_local, cartpole, envs_per_runner):
+    env_cfg, policy_cfg, algo_cfg, farm_cfg = cartpole(envs_per_runner=envs_per_runner, num_runners=1)
     plain = Runner(env_cfg, policy_cfg, seed=SEED, runner_index=0, fragment_length=farm_cfg.fragment_length)
     weights = LearnerWorker(*plain.spaces, policy_cfg, algo_cfg, seed=SEED).get_weights()
     plain.set_weights(weights)
@@ -33,6 +35,11 @@ def test_runner_actor_first_fragment_equals_the_plain_runner(ray_local, cartpole
     assert meta["policy_version"] == expected.policy_version == weights["version"]
     assert meta["steps"] == expected.rewards.size
     assert meta["fragment_bytes"] == expected.nbytes
+    root = fragment.obs
+    while isinstance(root.base, np.ndarray):
+        root = root.base
+    assert not root.flags.owndata  # a view of the object store, chunked or not: no copy on arrival
+    assert isinstance(root.base, wire._Span) == (expected.obs.nbytes > wire.CHUNK_BYTES)
 
 
 def test_first_update_matches_the_serial_farm(ray_local, cartpole):
