@@ -7,6 +7,7 @@ import pickle
 import numpy as np
 import pytest
 
+from agents.fragment import Fragment
 from cluster import wire
 
 
@@ -38,8 +39,6 @@ def test_large_arrays_travel_in_chunks_and_rejoin(shape, dtype):
 
 
 def test_small_arrays_and_fragment_fields_pass_as_they_are():
-    from agents.fragment import Fragment
-
     small = np.arange(10, dtype=np.float32)
     assert wire.split_array(small) is small
     fragment = Fragment.allocate(64, 1024, (4,), runner_id=3, env_ms=1.5)
