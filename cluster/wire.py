@@ -5,7 +5,8 @@ over 1 MiB, which it copies with six threads that it creates for that one copy a
 (MEMCOPY_THREADS in Ray's serialization code, fixed when Ray is built). A 64-step CartPole
 fragment's obs (65 x 1024 x 4 float32) is just over 1 MiB, so every fragment spawned six
 threads. On a machine where every core runs a runner they preempt the other runners: on our
-2-core machine a put cost 0.5-0.8 ms more CPU, and the farm left 0.03 of its 2 cores idle.
+2-core machine a put cost 0.5-0.8 ms more CPU, and the farm left 0.04-0.06 of its 2 cores
+idle (0.01-0.03 with chunks).
 
 Registered by each runner actor (`register`), an array over `CHUNK_BYTES` is sent as
 consecutive 1 MiB slices of its bytes, each copied with one memcpy. Ray places out-of-band
