@@ -7,21 +7,21 @@ from __future__ import annotations
 
 import importlib
 
-from agents.config import AlgoConfig, PolicyConfig
-from agents.fragment import Fragment
+from rlfarm.agents.config import AlgoConfig, PolicyConfig
+from rlfarm.agents.fragment import Fragment
 
 _LAZY = {
-    "ActingPolicy": "agents.acting",
-    "NumpyActingPolicy": "agents.numpy_acting",
-    "ActorCritic": "agents.policy",
-    "ActionSpec": "agents.spaces",
-    "RunningMeanStd": "agents.normalizer",
-    "PPOLearner": "agents.ppo",
-    "APPOLearner": "agents.appo",
-    "save_checkpoint": "agents.checkpoint",
-    "load_checkpoint": "agents.checkpoint",
-    "CheckpointError": "agents.checkpoint",
-    "resolve_device": "agents.device",
+    "ActingPolicy": "rlfarm.agents.acting",
+    "NumpyActingPolicy": "rlfarm.agents.numpy_acting",
+    "ActorCritic": "rlfarm.agents.policy",
+    "ActionSpec": "rlfarm.agents.spaces",
+    "RunningMeanStd": "rlfarm.agents.normalizer",
+    "PPOLearner": "rlfarm.agents.ppo",
+    "APPOLearner": "rlfarm.agents.appo",
+    "save_checkpoint": "rlfarm.agents.checkpoint",
+    "load_checkpoint": "rlfarm.agents.checkpoint",
+    "CheckpointError": "rlfarm.agents.checkpoint",
+    "resolve_device": "rlfarm.agents.device",
 }
 
 __all__ = ["AlgoConfig", "PolicyConfig", "Fragment", "make_acting_policy", "make_learner", *_LAZY]
@@ -32,16 +32,16 @@ def make_acting_policy(obs_space, action_space, policy_cfg: PolicyConfig | None 
     `policy_cfg.acting_backend` ("auto" takes numpy where the network allows it)."""
     policy_cfg = policy_cfg or PolicyConfig()
     if policy_cfg.acts_in_torch:
-        from agents.acting import ActingPolicy as acting_class
+        from rlfarm.agents.acting import ActingPolicy as acting_class
     else:
-        from agents.numpy_acting import NumpyActingPolicy as acting_class
+        from rlfarm.agents.numpy_acting import NumpyActingPolicy as acting_class
     return acting_class(obs_space, action_space, policy_cfg, seed=seed)
 
 
 def __getattr__(name: str):
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'agents' has no attribute {name!r}")
+    raise AttributeError(f"module 'rlfarm.agents' has no attribute {name!r}")
 
 
 def make_learner(obs_space, action_space, policy_cfg: PolicyConfig | None = None,
@@ -55,7 +55,7 @@ def make_learner(obs_space, action_space, policy_cfg: PolicyConfig | None = None
     """
     algo_cfg = algo_cfg or AlgoConfig()
     if algo_cfg.name == "ppo":
-        from agents.ppo import PPOLearner as learner_class
+        from rlfarm.agents.ppo import PPOLearner as learner_class
     else:
-        from agents.appo import APPOLearner as learner_class
+        from rlfarm.agents.appo import APPOLearner as learner_class
     return learner_class(obs_space, action_space, policy_cfg, algo_cfg, total_env_steps, device, seed)

@@ -4,10 +4,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from agents.config import PolicyConfig
-from agents.distributions import ActionSpec
-from agents.normalizer import RunningMeanStd, normalize_torch
-from agents.policy import ActorCritic
+from rlfarm.agents.config import PolicyConfig
+from rlfarm.agents.distributions import ActionSpec
+from rlfarm.agents.normalizer import RunningMeanStd, normalize_torch
+from rlfarm.agents.policy import ActorCritic
 
 
 class ActingPolicy:

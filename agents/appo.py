@@ -16,10 +16,10 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from agents.advantages import fold_episode_ends, gae, vtrace
-from agents.batch import Batch
-from agents.fragment import Fragment
-from agents.ppo import PPOLearner
+from rlfarm.agents.advantages import fold_episode_ends, gae, vtrace
+from rlfarm.agents.batch import Batch
+from rlfarm.agents.fragment import Fragment
+from rlfarm.agents.ppo import PPOLearner
 
 
 class APPOLearner(PPOLearner):

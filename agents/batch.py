@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from agents.fragment import STEP_FIELDS, Fragment
+from rlfarm.agents.fragment import STEP_FIELDS, Fragment
 
 FIELDS = ("obs",) + STEP_FIELDS
 ALIGN = 8

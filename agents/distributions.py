@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from agents.spaces import ActionSpec  # noqa: F401  (re-exported: the spec belongs with the math)
+from rlfarm.agents.spaces import ActionSpec  # noqa: F401  (re-exported: the spec belongs with the math)
 
 LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 

@@ -10,14 +10,14 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from agents.batch import DeviceStager
-from agents.config import AlgoConfig, PolicyConfig
-from agents.device import resolve_device
-from agents.distributions import ActionSpec
-from agents.fragment import Fragment
-from agents.optim import Adam
-from agents.normalizer import RunningMeanStd, batch_moments, normalize_torch
-from agents.policy import ActorCritic
+from rlfarm.agents.batch import DeviceStager
+from rlfarm.agents.config import AlgoConfig, PolicyConfig
+from rlfarm.agents.device import resolve_device
+from rlfarm.agents.distributions import ActionSpec
+from rlfarm.agents.fragment import Fragment
+from rlfarm.agents.optim import Adam
+from rlfarm.agents.normalizer import RunningMeanStd, batch_moments, normalize_torch
+from rlfarm.agents.policy import ActorCritic
 
 
 class LearnerBase:

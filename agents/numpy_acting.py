@@ -14,9 +14,9 @@ import math
 
 import numpy as np
 
-from agents.config import NUMPY_ACTIVATIONS, PolicyConfig
-from agents.normalizer import RunningMeanStd
-from agents.spaces import ActionSpec
+from rlfarm.agents.config import NUMPY_ACTIVATIONS, PolicyConfig
+from rlfarm.agents.normalizer import RunningMeanStd
+from rlfarm.agents.spaces import ActionSpec
 
 ACTIVATIONS = {  # keyed as agents.config.NUMPY_ACTIVATIONS (config imports no numpy)
     "tanh": lambda x: np.tanh(x, out=x),

@@ -11,9 +11,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from agents import distributions
-from agents.config import PolicyConfig
-from agents.distributions import ActionSpec
+from rlfarm.agents import distributions
+from rlfarm.agents.config import PolicyConfig
+from rlfarm.agents.distributions import ActionSpec
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "gelu": nn.GELU, "silu": nn.SiLU}
 

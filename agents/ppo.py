@@ -15,11 +15,11 @@ from typing import Sequence
 
 import torch
 
-from agents import cuda_graph
-from agents.advantages import fold_episode_ends, gae
-from agents.batch import Batch
-from agents.fragment import Fragment
-from agents.learner import LearnerBase
+from rlfarm.agents import cuda_graph
+from rlfarm.agents.advantages import fold_episode_ends, gae
+from rlfarm.agents.batch import Batch
+from rlfarm.agents.fragment import Fragment
+from rlfarm.agents.learner import LearnerBase
 
 
 class PPOLearner(LearnerBase):

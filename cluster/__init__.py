@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from cluster.config import FarmConfig
+from rlfarm.cluster.config import FarmConfig
 
 if TYPE_CHECKING:  # pragma: no cover
-    from cluster.farm_base import Farm
-    from cluster.learner import LearnerWorker
-    from cluster.runner import Runner
+    from rlfarm.cluster.farm_base import Farm
+    from rlfarm.cluster.learner import LearnerWorker
+    from rlfarm.cluster.runner import Runner
 
 __all__ = ["FarmConfig", "Runner", "LearnerWorker", "Farm", "make_farm"]
 
@@ -24,22 +24,22 @@ def make_farm(env_cfg: Any, policy_cfg: Any, algo_cfg: Any, farm_cfg: FarmConfig
               seed: int, total_env_steps: int | None) -> "Farm":
     """Build the farm that `farm_cfg.mode` names; `rlfarm train` drives it the same way either way."""
     if farm_cfg.mode == "serial":
-        from cluster.serial import SerialFarm
+        from rlfarm.cluster.serial import SerialFarm
         return SerialFarm(env_cfg, policy_cfg, algo_cfg, farm_cfg, seed, total_env_steps)
     if farm_cfg.mode == "ray":
-        from cluster.ray_farm import RayFarm  # imports ray; only the Ray path pays for it
+        from rlfarm.cluster.ray_farm import RayFarm  # imports ray; only the Ray path pays for it
         return RayFarm(env_cfg, policy_cfg, algo_cfg, farm_cfg, seed, total_env_steps)
     raise ValueError(f"farm.mode: must be one of {', '.join(FARM_MODES)}, got {farm_cfg.mode!r}")
 
 
 def __getattr__(name: str) -> Any:
     if name == "Runner":
-        from cluster.runner import Runner
+        from rlfarm.cluster.runner import Runner
         return Runner
     if name == "LearnerWorker":
-        from cluster.learner import LearnerWorker
+        from rlfarm.cluster.learner import LearnerWorker
         return LearnerWorker
     if name == "Farm":
-        from cluster.farm_base import Farm
+        from rlfarm.cluster.farm_base import Farm
         return Farm
     raise AttributeError(f"module 'cluster' has no attribute {name!r}")

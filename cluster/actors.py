@@ -75,8 +75,8 @@ class RunnerActor:
 
     def __init__(self, env_cfg: Any, policy_cfg: Any, *, seed: int, runner_index: int,
                  fragment_length: int, artificial_lag: int = 0) -> None:
-        from cluster import wire
-        from cluster.runner import Runner
+        from rlfarm.cluster import wire
+        from rlfarm.cluster.runner import Runner
 
         wire.register()  # the fragments this actor returns travel in 1 MiB chunks
         # One torch thread per runner (where the policy acts in torch): runners scale by
@@ -97,7 +97,7 @@ class RunnerActor:
         return os.getpid()
 
     def placement(self) -> dict[str, Any]:
-        from cluster.placement import node_placement
+        from rlfarm.cluster.placement import node_placement
 
         return node_placement()
 
@@ -143,7 +143,7 @@ class LearnerActor:
         runs while the runners are still starting; the spaces are fetched after it."""
         import torch
 
-        from cluster.learner import LearnerWorker
+        from rlfarm.cluster.learner import LearnerWorker
 
         torch.set_num_threads(int(os.environ.get("RLFARM_TORCH_THREADS", "1")))
         device = getattr(algo_cfg, "device", "auto")
@@ -171,13 +171,13 @@ class LearnerActor:
     # ---- data parallel -------------------------------------------------------------------
     def rendezvous_address(self) -> tuple[str, int]:
         """Rank 0's (ip, free port) for the process group."""
-        from cluster import ddp  # torch.distributed: only data-parallel learners need it
+        from rlfarm.cluster import ddp  # torch.distributed: only data-parallel learners need it
 
         return ray.util.get_node_ip_address(), ddp.free_port()
 
     def join_group(self, master_addr: str, master_port: int) -> bool:
         """Join the learners' group, copy rank 0's parameters, then average from now on."""
-        from cluster import ddp
+        from rlfarm.cluster import ddp
 
         ddp.init_group(self.rank, self.world_size, master_addr, master_port,
                        backend=ddp.pick_backend(self.device))
@@ -193,7 +193,7 @@ class LearnerActor:
 
     def parameters_equal(self) -> bool:
         """All ranks hold identical parameters (a collective: call it on every rank)."""
-        from cluster import ddp
+        from rlfarm.cluster import ddp
 
         return ddp.all_equal(self.worker.learner.model.parameters())
 
@@ -247,13 +247,13 @@ class LearnerActor:
         return os.getpid()
 
     def placement(self) -> dict[str, Any]:
-        from cluster.placement import node_placement
+        from rlfarm.cluster.placement import node_placement
 
         return {**node_placement(), "device": self.device}
 
     def close(self) -> None:
         if self._in_group:
-            from cluster import ddp
+            from rlfarm.cluster import ddp
 
             ddp.destroy_group()
             self._in_group = False

@@ -36,7 +36,7 @@ def bare_sampling(env_cfg: Any, policy_cfg: Any, *, fragment_length: int, num_ru
     """Env steps/s of `num_runners` Runner processes sampling side by side (no delivery)."""
     env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
     logs = [tempfile.TemporaryFile(mode="w+") for _ in range(num_runners)]  # stderr, read on a failure
-    processes = [subprocess.Popen([sys.executable, "-m", "cluster.bare_sampling"], env=env, text=True,
+    processes = [subprocess.Popen([sys.executable, "-m", "rlfarm.cluster.bare_sampling"], env=env, text=True,
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log)
                  for log in logs]
     try:
@@ -109,7 +109,7 @@ def _child() -> int:
     try:
         job = pickle.loads(base64.b64decode(sys.stdin.readline()))
         env_cfg, policy_cfg, fragment_length, seed, index, seconds, warmup_s = job
-        from cluster.runner import Runner
+        from rlfarm.cluster.runner import Runner
 
         runner = Runner(env_cfg, policy_cfg, seed=seed, runner_index=index, fragment_length=fragment_length)
         print("ready", flush=True)

@@ -27,8 +27,8 @@ from typing import Any
 
 import ray
 
-from cluster.proc_cpu import SessionCpu
-from cluster.ray_farm import RayFarm
+from rlfarm.cluster.proc_cpu import SessionCpu
+from rlfarm.cluster.ray_farm import RayFarm
 
 
 def farm_sampling(env_cfg: Any, policy_cfg: Any, algo_cfg: Any, farm_cfg: Any, seed: int,
@@ -136,12 +136,12 @@ def rllib_sampling(env_id: str, num_runners: int, envs_per_runner: int, fragment
     from ray.rllib.execution.rollout_ops import synchronous_parallel_sample
     from ray.tune.registry import register_env
 
-    from cluster.ray_session import start_ray
+    from rlfarm.cluster.ray_session import start_ray
 
     def make_env(_config: dict) -> Any:
         import gymnasium as gym
 
-        import envs  # noqa: F401 - registers rlfarm/... ids in the env runner's process
+        from rlfarm import envs  # noqa: F401 - registers rlfarm/... ids in the env runner's process
 
         return gym.make(env_id)
 

@@ -12,7 +12,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from cluster.config import FarmConfig
+from rlfarm.cluster.config import FarmConfig
 
 # Counters that survive a resume; they travel in the checkpoint's `extra["farm"]`.
 COUNTER_NAMES = ("env_steps", "iterations", "runner_restarts", "dropped_fragments", "env_errors")

@@ -9,13 +9,17 @@ A thin layer over Ray's `JobSubmissionClient` that adds what rlfarm needs:
   send the header explicitly, so a client process needs no RAY_AUTH_MODE of its own.
 - The address. Ray lets $RAY_ADDRESS override an explicit address; here an explicit
   address wins, and $RAY_API_SERVER_ADDRESS / $RAY_ADDRESS are only the fallback.
-- The project as working_dir, without run outputs, VCS data or large files.
+- The project as working_dir, without run outputs, VCS data or large files, and the package
+  `rlfarm` itself as a py_module (a staged copy of its four folders), so the job runs the code
+  that was submitted whether or not the cluster has rlfarm installed.
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -101,17 +105,39 @@ def working_dir_excludes(root: Path = PROJECT_ROOT) -> list[str]:
     return excludes
 
 
+PACKAGE_PARTS = ("__init__.py", "envs", "agents", "cluster", "experiments")
+"""What the package `rlfarm` is made of: the repository root's init and its four folders."""
+
+
+def stage_package(root: Path, dest: Path) -> Path:
+    """Copy the package at `root` to `dest/rlfarm` (sources and data, no caches); returns it.
+    Ray names a py_module by its folder, and the checkout's folder has any name."""
+    package = dest / "rlfarm"
+    package.mkdir(parents=True)
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
+    for part in PACKAGE_PARTS:
+        source = root / part
+        if source.is_dir():
+            shutil.copytree(source, package / part, ignore=skip)
+        elif source.is_file():
+            shutil.copy2(source, package / part)
+    return package
+
+
 def submit(client, entrypoint: str, *, submission_id: str | None = None,
            env_vars: dict[str, str] | None = None, root: Path = PROJECT_ROOT) -> str:
-    """Submit `entrypoint` with `root` as the working dir; returns the job id."""
-    runtime_env = {"working_dir": str(root), "excludes": working_dir_excludes(root)}
+    """Submit `entrypoint` with `root` as the working dir and the package as a py_module;
+    returns the job id."""
+    runtime_env: dict = {"working_dir": str(root), "excludes": working_dir_excludes(root)}
     if env_vars:
         runtime_env["env_vars"] = dict(env_vars)
-    try:
-        return client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env,
-                                 submission_id=submission_id)
-    except Exception as err:
-        raise JobsError(f"the cluster refused the job: {str(err).strip().splitlines()[0]}") from None
+    with tempfile.TemporaryDirectory(prefix="rlfarm-submit-") as staging:
+        runtime_env["py_modules"] = [str(stage_package(root, Path(staging)))]
+        try:  # Ray uploads the py_module during the call, so the staged copy can go after it
+            return client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env,
+                                     submission_id=submission_id)
+        except Exception as err:
+            raise JobsError(f"the cluster refused the job: {str(err).strip().splitlines()[0]}") from None
 
 
 def follow_logs(client, job_id: str, write: Callable[[str], None]) -> None:

@@ -14,7 +14,7 @@ class LearnerWorker:
                  seed: int | None = None) -> None:
         import torch
 
-        import agents
+        from rlfarm import agents
 
         torch.set_num_threads(int(os.environ.get("RLFARM_TORCH_THREADS", "1")))
         # seed: the initial weights and the minibatch order follow the run's seed
@@ -40,12 +40,12 @@ class LearnerWorker:
 
     def save_checkpoint(self, path: str, extra: dict[str, Any] | None = None) -> str:
         """One file (agents.save_checkpoint writes it atomically: a crash never leaves half)."""
-        import agents
+        from rlfarm import agents
 
         return str(agents.save_checkpoint(str(path), self.learner, dict(extra or {})))
 
     def load_checkpoint(self, path: str) -> dict[str, Any]:
         """Restore the learner; returns the checkpoint's `extra`. Raises agents.CheckpointError."""
-        import agents
+        from rlfarm import agents
 
         return agents.load_checkpoint(str(path), self.learner)

@@ -28,12 +28,12 @@ from typing import Any
 import numpy as np
 import ray
 
-from cluster.actors import LearnerActor, rss_mb
-from cluster.config import FarmConfig
-from cluster.farm_base import Farm
-from cluster.placement import actor_options, check_fits, check_total_cpus, cpu_demand
-from cluster.ray_session import ObjectStoreGauge, start_ray
-from cluster.runner_pool import Request, RunnerPool, WeightsLost
+from rlfarm.cluster.actors import LearnerActor, rss_mb
+from rlfarm.cluster.config import FarmConfig
+from rlfarm.cluster.farm_base import Farm
+from rlfarm.cluster.placement import actor_options, check_fits, check_total_cpus, cpu_demand
+from rlfarm.cluster.ray_session import ObjectStoreGauge, start_ray
+from rlfarm.cluster.runner_pool import Request, RunnerPool, WeightsLost
 
 logger = logging.getLogger(__name__)
 
@@ -167,7 +167,7 @@ class RayFarm(Farm):
         if world == 1:  # the common case: no torch import in the driver (ddp imports it)
             futures = [self.learners[0].update.remote(*refs)]
         else:
-            from cluster import ddp
+            from rlfarm.cluster import ddp
 
             futures = [learner.update.remote(*ddp.share(refs, rank, world))
                        for rank, learner in enumerate(self.learners)]

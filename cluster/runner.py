@@ -20,8 +20,8 @@ class Runner:
 
     def __init__(self, env_cfg: Any, policy_cfg: Any, *, seed: int | None, runner_index: int,
                  fragment_length: int, artificial_lag: int = 0) -> None:
-        import agents
-        import envs
+        from rlfarm import agents
+        from rlfarm import envs
 
         self.runner_index = int(runner_index)
         self.fragment_length = int(fragment_length)
@@ -52,7 +52,7 @@ class Runner:
 
     def sample(self) -> Any:
         """Run `fragment_length` steps of every copy and return them as one Fragment."""
-        import agents
+        from rlfarm import agents
 
         steps, num_envs, policy, env = self.fragment_length, self.num_envs, self.policy, self.env
         obs = np.empty((steps + 1, num_envs) + self._obs.shape[1:], np.float32)

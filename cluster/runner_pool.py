@@ -17,8 +17,8 @@ from typing import Any
 
 import ray
 
-from cluster.actors import RunnerActor
-from cluster.config import FarmConfig
+from rlfarm.cluster.actors import RunnerActor
+from rlfarm.cluster.config import FarmConfig
 
 logger = logging.getLogger(__name__)
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from cluster.config import FarmConfig
-from cluster.farm_base import Farm, Stopwatch
-from cluster.learner import LearnerWorker
-from cluster.runner import Runner
+from rlfarm.cluster.config import FarmConfig
+from rlfarm.cluster.farm_base import Farm, Stopwatch
+from rlfarm.cluster.learner import LearnerWorker
+from rlfarm.cluster.runner import Runner
 
 
 class SerialFarm(Farm):

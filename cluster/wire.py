@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import ray
 
-from agents.fragment import Fragment
+from rlfarm.agents.fragment import Fragment
 
 CHUNK_BYTES = 1 << 20  # Ray's parallel-copy threshold; a copy must be over it to go parallel
 

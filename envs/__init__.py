@@ -4,9 +4,9 @@
 single-env view) and `gymnasium.make_vec(id, n, vectorization_mode="vector_entry_point")`
 (the batched env) work. `envs.make` is what runners use. See docs/interfaces.md.
 """
-from envs.base import BatchedEnv
-from envs.config import EnvConfig
-from envs.registry import make, register_all, registered_ids
+from rlfarm.envs.base import BatchedEnv
+from rlfarm.envs.config import EnvConfig
+from rlfarm.envs.registry import make, register_all, registered_ids
 
 register_all()
 

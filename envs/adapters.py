@@ -18,8 +18,8 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from envs.checks import ActionChecker, check_int
-from envs.rng import runner_seed_sequence
+from rlfarm.envs.checks import ActionChecker, check_int
+from rlfarm.envs.rng import runner_seed_sequence
 
 
 class ErrorGuard(gym.Wrapper):

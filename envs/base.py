@@ -34,8 +34,8 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from envs.checks import ActionChecker, check_int
-from envs.rng import CopyStreams
+from rlfarm.envs.checks import ActionChecker, check_int
+from rlfarm.envs.rng import CopyStreams
 
 AUTORESET_MODES = {"next_step": AutoresetMode.NEXT_STEP, "same_step": AutoresetMode.SAME_STEP}
 

@@ -13,7 +13,7 @@ import math
 import numpy as np
 from gymnasium import spaces
 
-from envs.base import BatchedEnv
+from rlfarm.envs.base import BatchedEnv
 
 GRAVITY = 9.8
 MASS_CART = 1.0
@@ -117,7 +117,7 @@ def render_cartpole(state: np.ndarray, width: int = 300, height: int = 200) -> n
     return image
 
 
-from envs.single import SingleEnvView  # noqa: E402  (the view imports envs.base only)
+from rlfarm.envs.single import SingleEnvView  # noqa: E402  (the view imports envs.base only)
 
 
 class CartPoleEnv(SingleEnvView):

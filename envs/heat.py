@@ -29,9 +29,9 @@ import math
 import numpy as np
 from gymnasium import spaces
 
-from envs.base import BatchedEnv
-from envs.checks import check_int, check_number
-from envs.single import SingleEnvView
+from rlfarm.envs.base import BatchedEnv
+from rlfarm.envs.checks import check_int, check_number
+from rlfarm.envs.single import SingleEnvView
 
 BOUNDARIES = ("fixed", "insulated")
 

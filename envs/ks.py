@@ -23,9 +23,9 @@ from __future__ import annotations
 import numpy as np
 from gymnasium import spaces
 
-from envs.base import BatchedEnv
-from envs.checks import check_int, check_number
-from envs.single import SingleEnvView
+from rlfarm.envs.base import BatchedEnv
+from rlfarm.envs.checks import check_int, check_number
+from rlfarm.envs.single import SingleEnvView
 
 
 def etdrk4_coefficients(linear: np.ndarray, dt: float, contour_points: int = 32):

@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 from gymnasium import spaces
 
-from envs.base import BatchedEnv
-from envs.checks import check_number
-from envs.single import SingleEnvView
+from rlfarm.envs.base import BatchedEnv
+from rlfarm.envs.checks import check_number
+from rlfarm.envs.single import SingleEnvView
 
 MAX_SPEED = 8.0
 MAX_TORQUE = 2.0

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import gymnasium as gym
 
-from envs.base import BatchedEnv, parse_autoreset_mode
-from envs.checks import check_int
+from rlfarm.envs.base import BatchedEnv, parse_autoreset_mode
+from rlfarm.envs.checks import check_int
 
 NAMESPACE = "rlfarm"
 
@@ -26,14 +26,14 @@ class EnvEntry:
 
 
 ENTRIES: dict[str, EnvEntry] = {e.id: e for e in [
-    EnvEntry("rlfarm/CartPole-v1", "envs.cartpole:CartPoleBatched", "envs.cartpole:CartPoleEnv",
+    EnvEntry("rlfarm/CartPole-v1", "rlfarm.envs.cartpole:CartPoleBatched", "rlfarm.envs.cartpole:CartPoleEnv",
              "gymnasium's CartPole-v1 dynamics; 2 actions; 500-step episodes"),
-    EnvEntry("rlfarm/Pendulum-v1", "envs.pendulum:PendulumBatched", "envs.pendulum:PendulumEnv",
+    EnvEntry("rlfarm/Pendulum-v1", "rlfarm.envs.pendulum:PendulumBatched", "rlfarm.envs.pendulum:PendulumEnv",
              "gymnasium's Pendulum-v1; torque in [-2, 2]; 200-step episodes"),
-    EnvEntry("rlfarm/HeatControl-v0", "envs.heat:HeatControlBatched", "envs.heat:HeatControlEnv",
+    EnvEntry("rlfarm/HeatControl-v0", "rlfarm.envs.heat:HeatControlBatched", "rlfarm.envs.heat:HeatControlEnv",
              "2-D heat equation on an n x n plate, K heaters, track a random target field"),
-    EnvEntry("rlfarm/KuramotoSivashinsky-v0", "envs.ks:KuramotoSivashinskyBatched",
-             "envs.ks:KuramotoSivashinskyEnv",
+    EnvEntry("rlfarm/KuramotoSivashinsky-v0", "rlfarm.envs.ks:KuramotoSivashinskyBatched",
+             "rlfarm.envs.ks:KuramotoSivashinskyEnv",
              "1-D Kuramoto-Sivashinsky (L=22, ETDRK4), M actuators, minimize dissipation"),
 ]}
 
@@ -97,7 +97,7 @@ def make(env_id: str, num_envs: int, *, seed=None, runner_index: int = 0,
             raise ValueError(f"{env_id}: unknown keyword(s) {unknown}; accepted: {accepted}")
         env = cls(num_envs, autoreset_mode=mode, runner_index=runner_index, **kwargs)
     elif env_id in gym.registry or ":" in env_id:
-        from envs.adapters import ForeignVectorEnv
+        from rlfarm.envs.adapters import ForeignVectorEnv
         try:
             env = ForeignVectorEnv(env_id, num_envs, autoreset_mode=mode, vectorization=vectorization,
                                    runner_index=runner_index, **kwargs)

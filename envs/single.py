@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 import gymnasium as gym
 import numpy as np
 
-from envs.base import BatchedEnv
+from rlfarm.envs.base import BatchedEnv
 
 
 class SingleEnvView(gym.Env):

@@ -13,7 +13,7 @@ import os
 import sys
 import time
 
-from experiments.errors import ConfigError, positive_ints
+from rlfarm.experiments.errors import ConfigError, positive_ints
 
 #: rlfarm id -> (gymnasium id, vectorization mode, what to call it)
 REFERENCES = {
@@ -33,8 +33,8 @@ def pin_to_one_core() -> int:
 
 
 def list_envs_main(args: argparse.Namespace) -> int:
-    import envs
-    from envs.registry import ENTRIES, accepted_kwargs, batched_class
+    from rlfarm import envs
+    from rlfarm.envs.registry import ENTRIES, accepted_kwargs, batched_class
 
     for env_id in envs.registered_ids():
         env = batched_class(env_id)(1)
@@ -69,7 +69,7 @@ def steps_per_second(env, seconds: float, repeats: int = 3) -> float:
 def run_benchmark(env_ids: list[str], sizes: list[int], seconds: float, progress=None) -> list[dict]:
     import gymnasium as gym
 
-    import envs
+    from rlfarm import envs
 
     results = []
     for env_id in env_ids:
@@ -102,7 +102,7 @@ def format_table(results: list[dict], core: int) -> str:
 
 def main(args: argparse.Namespace) -> int:
     core = pin_to_one_core()
-    import envs
+    from rlfarm import envs
 
     sizes = positive_ints("--num-envs", args.num_envs, "64,1024,4096")
     env_ids = args.env_ids or envs.registered_ids()

@@ -25,11 +25,11 @@ import statistics
 import sys
 from typing import Any
 
-from experiments.errors import ConfigError, positive_ints
+from rlfarm.experiments.errors import ConfigError, positive_ints
 
 
 def main(args: argparse.Namespace) -> int:
-    from experiments.config import load_config
+    from rlfarm.experiments.config import load_config
 
     cfg = load_config(args.farm, args.overrides)
     cfg.farm.mode = "ray"
@@ -52,12 +52,12 @@ def main(args: argparse.Namespace) -> int:
               f"{cfg.env.id} envs, fragments of {cfg.farm.fragment_length} steps, {seconds:g} s ...",
               file=sys.stderr, flush=True)
 
-    from cluster.bench_sampling import farm_sampling
+    from rlfarm.cluster.bench_sampling import farm_sampling
 
     report: dict[str, Any] = {**setup, "rlfarm": farm_sampling(cfg.env, cfg.model, cfg.algo, cfg.farm,
                                                                cfg.seed, seconds)}
     if args.vs_rllib:
-        from cluster.bench_sampling import rllib_sampling
+        from rlfarm.cluster.bench_sampling import rllib_sampling
 
         if not args.json:
             print("running RLlib PPO sampling on the same env, runners and envs ...", file=sys.stderr, flush=True)
@@ -88,11 +88,11 @@ def _bare(args: argparse.Namespace, cfg: Any, setup: dict[str, Any]) -> int:
 def _measure(args: argparse.Namespace, cfg: Any, seconds: float) -> dict[str, Any]:
     """One measurement at cfg.farm.num_runners: bare processes with --no-ray, else the farm."""
     if args.no_ray:
-        from cluster.bare_sampling import bare_sampling
+        from rlfarm.cluster.bare_sampling import bare_sampling
 
         return bare_sampling(cfg.env, cfg.model, fragment_length=cfg.farm.fragment_length,
                              num_runners=cfg.farm.num_runners, seed=cfg.seed, seconds=seconds)
-    from cluster.bench_sampling import farm_sampling
+    from rlfarm.cluster.bench_sampling import farm_sampling
 
     return farm_sampling(cfg.env, cfg.model, cfg.algo, cfg.farm, cfg.seed, seconds)
 

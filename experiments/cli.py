@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import MutableMapping
 
-from experiments.errors import ConfigError
+from rlfarm.experiments.errors import ConfigError
 
 EPILOG = """examples:
   rlfarm train experiments/configs/cartpole_ppo.yaml           train on the embedded local Ray
@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("envs", help="list the registered envs with their spaces")
-    p.set_defaults(handler="experiments.bench_envs:list_envs_main")
+    p.set_defaults(handler="rlfarm.experiments.bench_envs:list_envs_main")
 
     p = sub.add_parser("bench", help="measure env steps/s per core, or sampling through the farm")
     p.add_argument("--env", dest="env_ids", action="append", metavar="ID",
@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --runners: rounds over the runner counts (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print one machine-readable JSON object")
     _add_overrides(p)
-    p.set_defaults(handler="experiments.bench:main")
+    p.set_defaults(handler="rlfarm.experiments.bench:main")
 
     p = sub.add_parser("train", help="train from an experiment config; writes runs/<name>-<time>/")
     p.add_argument("config", metavar="CONFIG", nargs="?", default=None,
@@ -75,21 +75,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Ray cluster to join (default: $RAY_ADDRESS, else an embedded local Ray)")
     p.add_argument("--run-dir", default=None, metavar="DIR",
                    help="write the run here instead of <log.dir>/<name>-<timestamp>")
-    p.set_defaults(handler="experiments.train:main")
+    p.set_defaults(handler="rlfarm.experiments.train:main")
 
     p = sub.add_parser("eval", help="evaluate the deterministic policy of a run's last checkpoint")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--episodes", type=int, default=10, help="episodes to run (default: %(default)s)")
     p.add_argument("--gif", metavar="FILE", default=None, help="write copy 0 as a GIF (envs that render)")
     p.add_argument("--seed", type=int, default=12345, help="evaluation seed (default: %(default)s)")
-    p.set_defaults(handler="experiments.evaluate:main")
+    p.set_defaults(handler="rlfarm.experiments.evaluate:main")
 
     p = sub.add_parser("scale", help="run a scaling sweep over runners and envs per runner")
     p.add_argument("config", metavar="CONFIG", help="YAML config with a `sweep` section")
     _add_overrides(p)
     p.add_argument("--out", metavar="DIR", default=None, help="output folder (default: under log.dir)")
     p.add_argument("--address", default=None, help="Ray cluster to join (default: embedded local Ray)")
-    p.set_defaults(handler="experiments.scale:main")
+    p.set_defaults(handler="rlfarm.experiments.scale:main")
 
     p = sub.add_parser("submit", help="submit `rlfarm train CONFIG` to a Ray cluster as a Ray Job")
     p.add_argument("config", metavar="CONFIG")
@@ -97,13 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the Ray dashboard address, e.g. http://HEAD:8265 (default: $RAY_ADDRESS)")
     _add_overrides(p)
     p.add_argument("--no-wait", action="store_true", help="print the job id and return at once")
-    p.set_defaults(handler="experiments.submit:submit_main")
+    p.set_defaults(handler="rlfarm.experiments.submit:submit_main")
 
     p = sub.add_parser("jobs", help="follow up a submitted Ray Job: status, logs or stop")
     p.add_argument("action", choices=["status", "logs", "stop"])
     p.add_argument("job_id", metavar="ID")
     p.add_argument("--address", default=None, help="the Ray dashboard address (default: $RAY_ADDRESS)")
-    p.set_defaults(handler="experiments.submit:jobs_main")
+    p.set_defaults(handler="rlfarm.experiments.submit:jobs_main")
 
     p = sub.add_parser("slurm", help="write (and with --submit, submit) an sbatch script that trains on SLURM")
     p.add_argument("config", metavar="CONFIG")
@@ -117,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_overrides(p)
     p.add_argument("--submit", action="store_true", help="submit the script with sbatch")
     p.add_argument("--wait", action="store_true", help="with --submit: wait for the job and exit with its status")
-    p.set_defaults(handler="experiments.slurm:main")
+    p.set_defaults(handler="rlfarm.experiments.slurm:main")
     return parser
 
 

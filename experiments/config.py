@@ -24,10 +24,10 @@ from typing import Any
 
 import yaml
 
-from agents.config import AlgoConfig, PolicyConfig
-from cluster.config import FarmConfig
-from envs import EnvConfig
-from experiments.errors import ConfigError
+from rlfarm.agents.config import AlgoConfig, PolicyConfig
+from rlfarm.cluster.config import FarmConfig
+from rlfarm.envs import EnvConfig
+from rlfarm.experiments.errors import ConfigError
 
 
 @dataclass
@@ -300,7 +300,7 @@ def _check_cross_fields(cfg: ExperimentConfig) -> None:
 def _check_env_id(env_id: str) -> None:
     import gymnasium
 
-    import envs
+    from rlfarm import envs
 
     known = set(envs.registered_ids())
     if env_id in known or env_id in gymnasium.registry:

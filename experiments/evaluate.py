@@ -13,15 +13,15 @@ from typing import Any
 
 import numpy as np
 
-from experiments.config import load_config
-from experiments.errors import ConfigError
+from rlfarm.experiments.config import load_config
+from rlfarm.experiments.errors import ConfigError
 
 MAX_EVAL_STEPS = 1_000_000
 """Guard for envs without a time limit."""
 
 
 def main(args: argparse.Namespace) -> int:
-    from experiments.train import find_last_checkpoint
+    from rlfarm.experiments.train import find_last_checkpoint
 
     run_dir = args.run_dir
     if args.episodes < 1:
@@ -49,9 +49,9 @@ def evaluate(cfg: Any, checkpoint: str, *, episodes: int, seed: int = 12345,
     """Deterministic returns of `episodes` copies, one episode each."""
     import torch
 
-    import agents
-    import envs
-    from cluster.learner import LearnerWorker
+    from rlfarm import agents
+    from rlfarm import envs
+    from rlfarm.cluster.learner import LearnerWorker
 
     torch.set_num_threads(int(os.environ.get("RLFARM_TORCH_THREADS", "1")))
     kwargs = dict(cfg.env.kwargs or {})

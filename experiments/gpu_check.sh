@@ -22,7 +22,7 @@ if ! "$PY" -c "import ray, gymnasium" 2>/dev/null; then
   export PYTHONPATH=/tmp/rlfarm-site${PYTHONPATH:+:$PYTHONPATH}
 fi
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}  # rlfarm's packages, here and in Ray's workers
-RLFARM=("$PY" -m experiments.cli)
+RLFARM=("$PY" -m rlfarm.experiments.cli)
 status=0
 echo "== nvidia-smi"; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true
 "$PY" -c "import sys, torch, ray, gymnasium; print('python', sys.version.split()[0], 'torch', torch.__version__, 'ray', ray.__version__, 'gymnasium', gymnasium.__version__, 'cuda', torch.cuda.is_available())" || status=1
@@ -31,9 +31,9 @@ echo "== pytest -m cuda"
 timeout 240 "$PY" -m pytest -m cuda -q -p no:cacheprovider --continue-on-collection-errors || status=1
 results=${OUT:-/tmp}  # the device tool brings $OUT back: the whole JSON of each benchmark
 echo "== learner benchmark (CUDA, batch 65536): CUDA graphs (the default), then eager"
-timeout 60 "$PY" -m experiments.bench_learner --batch 65536 --device cuda --repeats 20 || status=1
-timeout 60 "$PY" -m experiments.bench_learner --batch 65536 --device cuda --repeats 20 --eager || status=1
-timeout 45 "$PY" -m experiments.bench_learner --batch 65536 --device cuda --repeats 5 --json \
+timeout 60 "$PY" -m rlfarm.experiments.bench_learner --batch 65536 --device cuda --repeats 20 || status=1
+timeout 60 "$PY" -m rlfarm.experiments.bench_learner --batch 65536 --device cuda --repeats 20 --eager || status=1
+timeout 45 "$PY" -m rlfarm.experiments.bench_learner --batch 65536 --device cuda --repeats 5 --json \
   >"$results/learner.json" || status=1
 # Weak scaling through the farm (policy inference in the runners, every fragment delivered to
 # the learner actor on the GPU and copied to the device), 1024 CartPole envs per runner. The

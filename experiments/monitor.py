@@ -15,7 +15,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from experiments.progress import Progress
+from rlfarm.experiments.progress import Progress
 
 TAGS: dict[str, str] = {
     "charts/episode_return_mean": "mean return of the last log.return_window episodes",

@@ -37,7 +37,7 @@ from typing import Any
 
 import yaml
 
-from experiments.errors import ConfigError
+from rlfarm.experiments.errors import ConfigError
 
 COLUMNS = ("num_runners", "envs_per_runner", "total_envs", "num_learners", "mode", "iterations",
            "env_steps", "seconds", "env_steps_per_s", "learner_samples_per_s", "sample_ms",
@@ -97,7 +97,7 @@ class Point:
 
 def load_sweep(path: str, overrides: list[str]) -> tuple[dict[str, Any], SweepConfig]:
     """The raw experiment mapping (without `sweep`, overrides applied) and the sweep section."""
-    from experiments.config import apply_overrides, config_from_dict, load_config
+    from rlfarm.experiments.config import apply_overrides, config_from_dict, load_config
 
     try:
         with open(path, encoding="utf-8") as stream:
@@ -146,7 +146,7 @@ def parse_sweep(section: Any) -> SweepConfig:
 
 def sweep_points(raw: dict[str, Any], sweep: SweepConfig) -> list[tuple[Point, Any]]:
     """(Point, ExperimentConfig) for every combination, smallest first."""
-    from experiments.config import config_from_dict
+    from rlfarm.experiments.config import config_from_dict
 
     base = config_from_dict(copy.deepcopy(raw))
     envs = sweep.envs_per_runner or [base.env.envs_per_runner]
@@ -166,7 +166,7 @@ def sweep_points(raw: dict[str, Any], sweep: SweepConfig) -> list[tuple[Point, A
 
 def measure(point: Point, cfg: Any, sweep: SweepConfig, tb_dir: str) -> Point:
     """Run one point: warm up, then iterate for the budget while timing."""
-    import cluster
+    from rlfarm import cluster
     from torch.utils.tensorboard import SummaryWriter
 
     budget_steps = sweep.env_steps or None
@@ -340,8 +340,8 @@ def _start_ray_once(cfgs: list[Any]):
     ray_cfgs = [cfg for cfg in cfgs if cfg.farm.mode == "ray"]
     if not ray_cfgs:
         return None
-    from cluster.placement import cpu_demand
-    from cluster.ray_session import start_ray
+    from rlfarm.cluster.placement import cpu_demand
+    from rlfarm.cluster.ray_session import start_ray
 
     demand = max(math.ceil(cpu_demand(cfg.farm)) for cfg in ray_cfgs)
     return start_ray(ray_cfgs[0].farm.address, num_cpus=max(os.cpu_count() or 1, demand))

@@ -11,12 +11,12 @@ import os
 import sys
 import time
 
-from experiments.errors import ConfigError
+from rlfarm.experiments.errors import ConfigError
 
 
 def main(args: argparse.Namespace) -> int:
-    from cluster import slurm
-    from experiments.config import load_config
+    from rlfarm.cluster import slurm
+    from rlfarm.experiments.config import load_config
 
     cfg = load_config(args.config, args.overrides)
     workdir = os.getcwd()

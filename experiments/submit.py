@@ -19,19 +19,19 @@ import shlex
 import sys
 import time
 
-from experiments.errors import ConfigError
+from rlfarm.experiments.errors import ConfigError
 
 EXIT_STOPPED = 1
 
 
 def build_entrypoint(config_path: str, overrides: list[str], run_dir: str | None,
                      project_root: str) -> str:
-    """The job's shell command: `python -m experiments.cli train ...` from the working dir.
+    """The job's shell command: `python -m rlfarm.experiments.cli train ...` from the working dir.
 
     A config inside the project travels with the working dir (by its relative path); one
     outside it travels inside the command, written to a temp file on the head first.
     """
-    train = ["python", "-m", "experiments.cli", "train"]
+    train = ["python", "-m", "rlfarm.experiments.cli", "train"]
     tail = [arg for item in overrides for arg in ("--set", item)]
     if run_dir:
         tail += ["--run-dir", run_dir]
@@ -47,8 +47,8 @@ def build_entrypoint(config_path: str, overrides: list[str], run_dir: str | None
 
 
 def submit_main(args: argparse.Namespace) -> int:
-    from cluster import jobs
-    from experiments.config import load_config
+    from rlfarm.cluster import jobs
+    from rlfarm.experiments.config import load_config
 
     cfg = load_config(args.config, args.overrides)
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -95,7 +95,7 @@ def exit_code_for(status: str, driver_exit_code: int | None) -> int:
 
 
 def jobs_main(args: argparse.Namespace) -> int:
-    from cluster import jobs
+    from rlfarm.cluster import jobs
 
     try:
         client = jobs.make_client(args.address)

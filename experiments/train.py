@@ -18,8 +18,8 @@ import time
 import traceback
 from typing import Any
 
-from experiments.config import ExperimentConfig, dump_config, load_config
-from experiments.errors import ConfigError
+from rlfarm.experiments.config import ExperimentConfig, dump_config, load_config
+from rlfarm.experiments.errors import ConfigError
 
 CHECKPOINT_DIR = "checkpoints"
 _CHECKPOINT_RE = re.compile(r"ckpt-(\d+)\.pt$")
@@ -91,7 +91,7 @@ class Training:
         threading.Thread(target=build, name="rlfarm-farm-start", daemon=True).start()
 
     def run(self) -> int:
-        from experiments.monitor import Monitor, preload_event_writer
+        from rlfarm.experiments.monitor import Monitor, preload_event_writer
 
         if self.cfg.farm.mode != "ray":  # a Ray-mode driver never imports torch
             import torch
@@ -125,9 +125,9 @@ class Training:
             farm.close()
 
     def _make_farm(self, seed: int) -> Any:
-        from cluster import make_farm
+        from rlfarm.cluster import make_farm
 
-        import envs
+        from rlfarm import envs
 
         cfg = self.cfg
         try:
@@ -139,7 +139,7 @@ class Training:
             raise ConfigError(_name_field(str(err), cfg)) from None
 
     def _restore(self, farm: Any) -> dict[str, Any]:
-        import agents
+        from rlfarm import agents
 
         try:
             return farm.load_checkpoint(self.resume_checkpoint)
@@ -185,7 +185,7 @@ class Training:
                 traceback.print_exc()
         monitor.report(final=True)
         monitor.close()
-        from experiments.monitor import process_age_s, write_summary
+        from rlfarm.experiments.monitor import process_age_s, write_summary
 
         age = process_age_s()
         summary = monitor.summary(
@@ -287,7 +287,7 @@ def _name_field(message: str, cfg: ExperimentConfig) -> str:
 
 def _process_start() -> float:
     """perf_counter() value at which this process started (for start-up time in the summary)."""
-    from experiments.monitor import process_age_s
+    from rlfarm.experiments.monitor import process_age_s
 
     age = process_age_s()
     return time.perf_counter() - (age or 0.0)

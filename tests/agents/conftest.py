@@ -12,7 +12,7 @@ import pytest
 import torch
 from gymnasium.envs.classic_control.cartpole import CartPoleVectorEnv
 
-import agents
+from rlfarm import agents
 
 # Small tensors on a shared 2-core machine: one torch thread avoids thread contention.
 torch.set_num_threads(1)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from agents.advantages import fold_episode_ends, gae, vtrace
+from rlfarm.agents.advantages import fold_episode_ends, gae, vtrace
 
 
 def random_batch(seed: int, steps: int = 40, envs: int = 7):

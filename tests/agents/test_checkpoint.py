@@ -6,8 +6,8 @@ import pytest
 import torch
 from gymnasium import spaces
 
-import agents
-from agents.checkpoint import read_checkpoint
+from rlfarm import agents
+from rlfarm.agents.checkpoint import read_checkpoint
 
 OBS = spaces.Box(-np.inf, np.inf, (4,), np.float32)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agents import AlgoConfig, Fragment, PolicyConfig
+from rlfarm.agents import AlgoConfig, Fragment, PolicyConfig
 
 
 @pytest.mark.parametrize("cls,kwargs,field", [

@@ -12,9 +12,9 @@ import pytest
 import torch
 from gymnasium import spaces
 
-import agents
-from agents import cuda_graph
-from agents.batch import DeviceStager
+from rlfarm import agents
+from rlfarm.agents import cuda_graph
+from rlfarm.agents.batch import DeviceStager
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from gymnasium import spaces
 
-import agents
+from rlfarm import agents
 
 OBS = spaces.Box(-np.inf, np.inf, (4,), np.float32)
 PPO_KEYS = {"losses/policy", "losses/value", "losses/entropy", "losses/approx_kl", "losses/clip_fraction",

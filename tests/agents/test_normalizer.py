@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from agents.normalizer import RunningMeanStd, batch_moments, normalize_torch
+from rlfarm.agents.normalizer import RunningMeanStd, batch_moments, normalize_torch
 
 
 def test_parallel_merge_equals_moments_of_all_data():

@@ -9,10 +9,10 @@ import pytest
 import torch
 from gymnasium import spaces
 
-import agents
-from agents.acting import ActingPolicy
-from agents.normalizer import RunningMeanStd
-from agents.numpy_acting import NumpyActingPolicy
+from rlfarm import agents
+from rlfarm.agents.acting import ActingPolicy
+from rlfarm.agents.normalizer import RunningMeanStd
+from rlfarm.agents.numpy_acting import NumpyActingPolicy
 
 OBS = spaces.Box(-5, 5, (6,), np.float32)
 SPACES = [spaces.Discrete(3), spaces.MultiDiscrete([2, 4, 3]), spaces.Box(-1, 1, (2,), np.float32)]
@@ -109,7 +109,7 @@ def test_version_and_weights_that_do_not_fit():
 
 
 def test_backend_choice_and_config_errors():
-    from agents import config, numpy_acting
+    from rlfarm.agents import config, numpy_acting
 
     assert set(numpy_acting.ACTIVATIONS) == set(config.NUMPY_ACTIVATIONS)
     mlp = agents.make_acting_policy(OBS, spaces.Discrete(2), agents.PolicyConfig(), seed=0)

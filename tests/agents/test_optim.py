@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from agents.optim import Adam
+from rlfarm.agents.optim import Adam
 
 
 def test_matches_torch_adam():

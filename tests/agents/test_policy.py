@@ -8,10 +8,10 @@ import pytest
 import torch
 from gymnasium import spaces
 
-import agents
-from agents import distributions
-from agents.distributions import ActionSpec
-from agents.policy import ActorCritic
+from rlfarm import agents
+from rlfarm.agents import distributions
+from rlfarm.agents.distributions import ActionSpec
+from rlfarm.agents.policy import ActorCritic
 
 OBS = spaces.Box(-5, 5, (6,), np.float32)
 

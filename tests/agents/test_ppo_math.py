@@ -8,8 +8,8 @@ import pytest
 import torch
 from gymnasium import spaces
 
-import agents
-from agents.advantages import fold_episode_ends, gae
+from rlfarm import agents
+from rlfarm.agents.advantages import fold_episode_ends, gae
 
 OBS = spaces.Box(-np.inf, np.inf, (4,), np.float32)
 

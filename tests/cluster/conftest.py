@@ -13,7 +13,7 @@ def ray_local():
     """
     import ray
 
-    from cluster.ray_session import start_ray
+    from rlfarm.cluster.ray_session import start_ray
 
     if ray.is_initialized():  # a previous module's session leaked: start clean
         ray.shutdown()
@@ -26,10 +26,10 @@ def ray_local():
 def cartpole():
     """Configs for small CartPole farms: `cartpole(algo="ppo", envs=64, **farm_fields)`
     returns (env_cfg, policy_cfg, algo_cfg, farm_cfg) with the README demo's hyperparameters."""
-    import agents
-    import envs
+    from rlfarm import agents
+    from rlfarm import envs
 
-    from cluster import FarmConfig
+    from rlfarm.cluster import FarmConfig
 
     def make(algo: str = "ppo", envs_per_runner: int = 64, env_id: str = "rlfarm/CartPole-v1",
              env_kwargs: dict | None = None, algo_fields: dict | None = None, **farm_fields):

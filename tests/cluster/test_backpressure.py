@@ -5,7 +5,7 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from cluster.ray_farm import RayFarm  # noqa: E402
+from rlfarm.cluster.ray_farm import RayFarm  # noqa: E402
 
 
 @pytest.mark.parametrize("algo", ["appo", "ppo"])

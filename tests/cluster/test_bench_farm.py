@@ -7,7 +7,7 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from cluster.bench_sampling import deliver_now, farm_sampling  # noqa: E402
+from rlfarm.cluster.bench_sampling import deliver_now, farm_sampling  # noqa: E402
 
 
 def test_farm_sampling_counts_what_the_learner_received(ray_local, cartpole):

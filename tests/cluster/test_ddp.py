@@ -10,7 +10,7 @@ import torch
 ray = pytest.importorskip("ray")
 from ray import cloudpickle  # noqa: E402
 
-from cluster import ddp  # noqa: E402
+from rlfarm.cluster import ddp  # noqa: E402
 
 # The test actor below is defined in this module, which Ray workers cannot import by name.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -115,7 +115,7 @@ def test_merge_moments_equals_the_moments_of_all_observations(ray_local):
 
 @pytest.mark.slow
 def test_two_farm_learners_stay_identical_through_ppo_updates(ray_local, cartpole):
-    from cluster.ray_farm import RayFarm
+    from rlfarm.cluster.ray_farm import RayFarm
 
     cfgs = cartpole(algo="ppo", envs_per_runner=32, num_runners=2, num_learners=2)
     farm = RayFarm(*cfgs, seed=11, total_env_steps=100_000)

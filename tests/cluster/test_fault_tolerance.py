@@ -11,8 +11,8 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from cluster.ray_farm import LearnerDiedError, RayFarm  # noqa: E402
-from cluster.runner_pool import RunnerRestartsExceeded  # noqa: E402
+from rlfarm.cluster.ray_farm import LearnerDiedError, RayFarm  # noqa: E402
+from rlfarm.cluster.runner_pool import RunnerRestartsExceeded  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
@@ -20,7 +20,7 @@ HERE = Path(__file__).resolve().parent
 @pytest.fixture(scope="module")
 def ray_with_faulty_envs():
     """Ray whose workers can import tests/cluster/faulty_env.py (workers inherit PYTHONPATH)."""
-    from cluster.ray_session import start_ray
+    from rlfarm.cluster.ray_session import start_ray
 
     if ray.is_initialized():
         ray.shutdown()

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from cluster import jobs
-from experiments import submit
+from rlfarm.cluster import jobs
+from rlfarm.experiments import submit
 
 REPO = Path(__file__).resolve().parents[2]
 TINY_OVERRIDES = ["env.envs_per_runner=8", "farm.mode=ray", "farm.num_runners=1", "farm.fragment_length=16",
@@ -111,7 +111,7 @@ def wait_for_job_api(url: str, token: str, process: subprocess.Popen, log_name: 
 
 
 def rlfarm(env: dict, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "experiments.cli", *args], cwd=REPO, env=env,
+    return subprocess.run([sys.executable, "-m", "rlfarm.experiments.cli", *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -193,12 +193,12 @@ def test_unknown_job_and_missing_address(head):
 def test_entrypoint_uses_the_config_path_inside_the_project(tmp_path):
     inside = submit.build_entrypoint(str(REPO / "experiments/configs/cartpole_ppo.yaml"), ["algo.lr=1e-3"],
                                      "/shared/runs/x", str(REPO))
-    assert inside == ("python -m experiments.cli train experiments/configs/cartpole_ppo.yaml "
+    assert inside == ("python -m rlfarm.experiments.cli train experiments/configs/cartpole_ppo.yaml "
                       "--set algo.lr=1e-3 --run-dir /shared/runs/x")
     outside = tmp_path / "c.yaml"
     outside.write_text("name: it's\n")
     command = submit.build_entrypoint(str(outside), [], None, str(REPO))
-    assert "python -m experiments.cli train \"$cfg\"" in command
+    assert "python -m rlfarm.experiments.cli train \"$cfg\"" in command
     run = subprocess.run(["bash", "-c", command.split(" && python")[0] + ' && cat "$cfg"'],
                          capture_output=True, text=True)
     assert run.stdout == "name: it's\n"      # the config survives the shell quoting

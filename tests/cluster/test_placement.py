@@ -10,8 +10,8 @@ import pytest
 ray = pytest.importorskip("ray")
 from ray.cluster_utils import Cluster  # noqa: E402
 
-from cluster.placement import actor_options, check_fits  # noqa: E402
-from cluster.ray_farm import RayFarm  # noqa: E402
+from rlfarm.cluster.placement import actor_options, check_fits  # noqa: E402
+from rlfarm.cluster.ray_farm import RayFarm  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from cluster.proc_cpu import SessionCpu, _descendants, cpu_seconds
+from rlfarm.cluster.proc_cpu import SessionCpu, _descendants, cpu_seconds
 
 pytestmark = pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs Linux /proc")
 

@@ -9,12 +9,12 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from cluster import wire  # noqa: E402
-from cluster.actors import RunnerActor  # noqa: E402
-from cluster.learner import LearnerWorker  # noqa: E402
-from cluster.ray_farm import RayFarm  # noqa: E402
-from cluster.runner import Runner  # noqa: E402
-from cluster.serial import SerialFarm  # noqa: E402
+from rlfarm.cluster import wire  # noqa: E402
+from rlfarm.cluster.actors import RunnerActor  # noqa: E402
+from rlfarm.cluster.learner import LearnerWorker  # noqa: E402
+from rlfarm.cluster.ray_farm import RayFarm  # noqa: E402
+from rlfarm.cluster.runner import Runner  # noqa: E402
+from rlfarm.cluster.serial import SerialFarm  # noqa: E402
 
 SEED = 7
 
@@ -98,7 +98,7 @@ def test_two_runners_solve_cartpole(ray_local, cartpole, algo):
                 "perf/runner_restarts", "perf/object_store_mb", "perf/learner_update_ms",
                 "system/rss_mb/runner_0", "system/rss_mb/runner_1", "system/rss_mb/learner_0"):
         assert key in result and np.isfinite(result[key]), key
-    from experiments.monitor import documented
+    from rlfarm.experiments.monitor import documented
 
     undocumented = [key for key in result if "/" in key and not documented(key)]
     assert not undocumented, f"add these tags to experiments.monitor.TAGS: {undocumented}"
@@ -106,7 +106,7 @@ def test_two_runners_solve_cartpole(ray_local, cartpole, algo):
 
 def test_fragments_reach_the_learner_without_the_driver_reading_them(ray_local, cartpole, monkeypatch):
     """ray.get in the driver only ever sees metadata dicts and learner results, never a Fragment."""
-    import agents
+    from rlfarm import agents
 
     fetched_types = []
     real_get = ray.get

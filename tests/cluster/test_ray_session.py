@@ -28,7 +28,7 @@ def embedded():
     """This module's own embedded Ray, started the way `rlfarm train` starts it."""
     import ray
 
-    from cluster import ray_session
+    from rlfarm.cluster import ray_session
 
     if ray.is_initialized():
         ray.shutdown()
@@ -78,7 +78,7 @@ def test_embedded_ray_gets_the_system_config(embedded):
 def test_start_leaves_the_embedded_config_as_it_was(embedded):
     # ray.init writes its spilling settings into the dict it is given; had it been ours, the
     # next embedded start in this process would spill into the previous session's folder.
-    from cluster.ray_session import EMBEDDED_SYSTEM_CONFIG
+    from rlfarm.cluster.ray_session import EMBEDDED_SYSTEM_CONFIG
 
     assert set(EMBEDDED_SYSTEM_CONFIG) == {"free_objects_period_milliseconds", "enable_metrics_collection"}
 
@@ -113,7 +113,7 @@ def test_rays_monitors_run_at_the_lowest_priority(embedded):
 def test_polling_get_node_returns_rays_answer(embedded):
     import ray
 
-    from cluster.ray_session import _polling_get_node
+    from rlfarm.cluster.ray_session import _polling_get_node
 
     calls = []
 

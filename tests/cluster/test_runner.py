@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import agents
-from cluster import Runner
-from envs import EnvConfig
+from rlfarm import agents
+from rlfarm.cluster import Runner
+from rlfarm.envs import EnvConfig
 
 
 def make_runner(seed=0, runner_index=0, envs_per_runner=8, fragment_length=32, artificial_lag=0, **kwargs):

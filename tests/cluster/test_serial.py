@@ -4,10 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import agents
-from cluster import FarmConfig, make_farm
-from cluster.serial import SerialFarm
-from envs import EnvConfig
+from rlfarm import agents
+from rlfarm.cluster import FarmConfig, make_farm
+from rlfarm.cluster.serial import SerialFarm
+from rlfarm.envs import EnvConfig
 
 ENV = EnvConfig(id="rlfarm/CartPole-v1", envs_per_runner=8)
 MODEL = agents.PolicyConfig(hidden_sizes=[16])

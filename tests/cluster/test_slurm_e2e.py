@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from cluster import slurm
+from rlfarm.cluster import slurm
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -50,7 +50,7 @@ def write_config(tmp_path: Path, name: str) -> tuple[Path, Path]:
 
 
 def rlfarm_slurm(config: Path, script: Path, *extra: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "experiments.cli", "slurm", str(config), "--nodes", "1",
+    command = [sys.executable, "-m", "rlfarm.experiments.cli", "slurm", str(config), "--nodes", "1",
                "--cpus-per-node", "1", "--time", "00:05:00", "--output", str(script), "--submit", *extra]
     return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=400)
 

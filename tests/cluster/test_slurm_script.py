@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from cluster import slurm
+from rlfarm.cluster import slurm
 
 GOLDEN = Path(__file__).parent / "golden" / "slurm_nodes4_gpus4.sbatch"
 TEMPLATE = slurm.TEMPLATE
@@ -110,9 +110,9 @@ def test_worker_command_and_order(script):
     assert 'exec ray start --address "$RF_HEAD_ADDRESS" "${RF_FLAGS[@]}"' in script
     # Order: the head, wait for it, the workers, wait for every node, then train.
     order = [script.index(s) for s in ("ray start --head", "rf_wait_nodes 1 120", "bash -c rf_start_worker",
-                                       'rf_wait_nodes "$RF_NUM_NODES"', "-m experiments.cli train")]
+                                       'rf_wait_nodes "$RF_NUM_NODES"', "-m rlfarm.experiments.cli train")]
     assert order == sorted(order)
-    train = _command(script, '"$RLFARM_PYTHON" -m experiments.cli train')
+    train = _command(script, '"$RLFARM_PYTHON" -m rlfarm.experiments.cli train')
     assert '--address "$RF_HEAD_ADDRESS" "${RF_SET[@]}" "${RLFARM_OVERRIDES[@]}"' in train
     assert 'exit "$RF_STATUS"' in script and "trap rf_shutdown EXIT" in script
 
@@ -170,7 +170,7 @@ def test_train_overrides_match_the_slots():
 
 def test_overrides_parse_in_the_config_loader():
     """The script's --set values are valid for experiments/config.py (YAML flow mappings)."""
-    from experiments.config import apply_overrides, config_from_dict
+    from rlfarm.experiments.config import apply_overrides, config_from_dict
 
     out = run_bash('rf_train_sets 128 16; printf "%s\\n" "${RF_SET[@]}"')
     sets = [s for s in out.stdout.split("\n") if s and s != "--set"]
@@ -211,7 +211,7 @@ def test_long_temp_dir_is_refused_before_ray_starts(tmp_path):
 
 
 def test_cli_writes_the_script(tmp_path, monkeypatch):
-    from experiments.cli import main
+    from rlfarm.experiments.cli import main
 
     config = Path(__file__).resolve().parents[2] / "experiments" / "configs" / "cartpole_ppo.yaml"
     out = tmp_path / "job.sbatch"

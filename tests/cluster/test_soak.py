@@ -8,7 +8,7 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from cluster.ray_farm import RayFarm  # noqa: E402
+from rlfarm.cluster.ray_farm import RayFarm  # noqa: E402
 
 SOAK_S = 150.0
 

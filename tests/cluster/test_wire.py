@@ -7,8 +7,8 @@ import pickle
 import numpy as np
 import pytest
 
-from agents.fragment import Fragment
-from cluster import wire
+from rlfarm.agents.fragment import Fragment
+from rlfarm.cluster import wire
 
 
 def owns_its_memory(array: np.ndarray) -> bool:

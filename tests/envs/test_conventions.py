@@ -7,9 +7,9 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 from gymnasium.vector import AutoresetMode
 
-import envs
-from envs.cartpole import CartPoleBatched
-from envs.pendulum import PendulumBatched
+from rlfarm import envs
+from rlfarm.envs.cartpole import CartPoleBatched
+from rlfarm.envs.pendulum import PendulumBatched
 
 IDS = envs.registered_ids()
 

@@ -3,8 +3,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-import envs
-from envs.adapters import ForeignVectorEnv
+from rlfarm import envs
+from rlfarm.envs.adapters import ForeignVectorEnv
 
 
 class CrashAtStep3(gym.Env):

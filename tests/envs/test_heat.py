@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from envs.heat import HeatControlBatched
+from rlfarm.envs.heat import HeatControlBatched
 
 METHODS = ["matrix", "stencil"]
 

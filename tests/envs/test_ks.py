@@ -1,7 +1,7 @@
 """Kuramoto-Sivashinsky: ETDRK4 against an independent RK4 reference, boundedness, NaN handling."""
 import numpy as np
 
-from envs.ks import KuramotoSivashinskyBatched
+from rlfarm.envs.ks import KuramotoSivashinskyBatched
 
 
 def rk4_reference(u0: np.ndarray, length: float, t_end: float, dt: float = 2e-4) -> np.ndarray:

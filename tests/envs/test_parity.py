@@ -3,8 +3,8 @@ import numpy as np
 from gymnasium.envs.classic_control.cartpole import CartPoleEnv
 from gymnasium.envs.classic_control.pendulum import PendulumEnv
 
-from envs.cartpole import CartPoleBatched
-from envs.pendulum import PendulumBatched
+from rlfarm.envs.cartpole import CartPoleBatched
+from rlfarm.envs.pendulum import PendulumBatched
 
 STEPS = 10_000
 

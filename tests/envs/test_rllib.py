@@ -1,7 +1,7 @@
 """RLlib trains on our batched CartPole through gymnasium's vector_entry_point."""
 import pytest
 
-import envs  # noqa: F401  (registers rlfarm/CartPole-v1 in this process, where the env runner lives)
+from rlfarm import envs  # noqa: F401  (registers rlfarm/CartPole-v1 in this process, where the env runner lives)
 
 ray = pytest.importorskip("ray")
 

@@ -81,7 +81,7 @@ def read_summary(run_dir: Path) -> dict:
 @pytest.fixture
 def train() -> Callable[..., int]:
     """train(config_path, *overrides, extra_args=()) -> exit code of `rlfarm train`, in-process."""
-    from experiments.cli import main as cli_main
+    from rlfarm.experiments.cli import main as cli_main
 
     def run(config: Path | None, *overrides: str, extra_args: tuple = ()) -> int:
         argv = ["train"] + ([str(config)] if config else [])

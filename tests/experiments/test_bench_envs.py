@@ -10,7 +10,7 @@ import pytest
 
 
 def rlfarm(*args, timeout=120):
-    return subprocess.run([sys.executable, "-m", "experiments.cli", *args],
+    return subprocess.run([sys.executable, "-m", "rlfarm.experiments.cli", *args],
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -50,7 +50,7 @@ def test_bench_table_and_bad_arguments():
 
 
 def test_weak_scaling_report_takes_medians_and_ratios():
-    from experiments.bench_farm import weak_scaling_report
+    from rlfarm.experiments.bench_farm import weak_scaling_report
 
     rounds = [{1: 1.0e6, 2: 1.9e6}, {1: 1.2e6, 2: 2.0e6}, {1: 0.8e6, 2: 1.8e6}]
     report = weak_scaling_report(rounds, [1, 2])

@@ -7,12 +7,12 @@ import sys
 
 import pytest
 
-from experiments.cli import limit_blas_threads
+from rlfarm.experiments.cli import limit_blas_threads
 
 # In a fresh process: run the CLI, then ask the OpenBLAS that numpy loaded how many threads it uses.
 PROBE = """
 import ctypes
-from experiments.cli import main
+from rlfarm.experiments.cli import main
 main(["envs"])
 path = next((line.split()[-1] for line in open("/proc/self/maps") if "openblas" in line), None)
 names = ("scipy_openblas_get_num_threads64_", "openblas_get_num_threads64_", "openblas_get_num_threads")

@@ -9,9 +9,9 @@ import sys
 import pytest
 import yaml
 
-from experiments.cli import main as cli_main
-from experiments.config import ExperimentConfig, StopConfig, dump_config, load_config
-from experiments.errors import ConfigError
+from rlfarm.experiments.cli import main as cli_main
+from rlfarm.experiments.config import ExperimentConfig, StopConfig, dump_config, load_config
+from rlfarm.experiments.errors import ConfigError
 
 from .conftest import CONFIG_DIR, SMALL_CARTPOLE
 
@@ -39,9 +39,9 @@ def test_the_five_issue_configs_ship():
 
 
 def test_sections_become_the_layers_dataclasses(write_config):
-    import agents
-    import cluster
-    import envs
+    from rlfarm import agents
+    from rlfarm import cluster
+    from rlfarm import envs
 
     cfg = load_config(write_config())
     assert isinstance(cfg.env, envs.EnvConfig) and cfg.env.envs_per_runner == 8
@@ -143,7 +143,7 @@ def test_unknown_env_kwarg_is_named_before_anything_is_written(mode, write_confi
 
 def test_cli_process_prints_one_line_and_exit_code_2(write_config, runs_dir):
     path = write_config({"algo": {"gamma": 2.0}})
-    proc = subprocess.run([sys.executable, "-m", "experiments.cli", "train", str(path)],
+    proc = subprocess.run([sys.executable, "-m", "rlfarm.experiments.cli", "train", str(path)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "algo.gamma" in proc.stderr

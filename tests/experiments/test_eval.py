@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from experiments.cli import main as cli_main
+from rlfarm.experiments.cli import main as cli_main
 
 from .conftest import only_run_dir
 

@@ -53,7 +53,7 @@ P_GAINS = (1, 3, 10, 30, 100, 300)
 
 def heat_rollout_return(env_kwargs: dict, controller, episodes=EVAL_EPISODES, seed=EVAL_SEED) -> float:
     """Mean return of `controller(obs, env) -> actions` on the same targets the eval sees."""
-    import envs
+    from rlfarm import envs
 
     env = envs.make("rlfarm/HeatControl-v0", episodes, seed=seed, **env_kwargs)
     obs, _ = env.reset()
@@ -70,8 +70,8 @@ def proportional(gain: float):
 
 
 def test_ppo_heat_control_beats_zero_action_and_the_best_proportional_controller(runs_dir, train):
-    from experiments.config import load_config
-    from experiments.evaluate import evaluate
+    from rlfarm.experiments.config import load_config
+    from rlfarm.experiments.evaluate import evaluate
 
     run_dir, summary = run(train, runs_dir, "heat_ppo.yaml", "seed=0", "stop.env_steps=614400")
     cfg = load_config(run_dir / "config.yaml")

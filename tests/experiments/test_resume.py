@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from experiments.monitor import read_scalars
+from rlfarm.experiments.monitor import read_scalars
 
 from .conftest import CONFIG_DIR, only_run_dir, read_summary
 
@@ -23,12 +23,12 @@ def test_resume_continues_counters_curves_normalizer_and_return(runs_dir, train)
     assert first["episode_return_mean"] > 100  # learned something (a random policy gets ~22)
 
     # the normalizer of a farm restored from the checkpoint is the saved one, bit for bit
-    import agents.checkpoint
-    from cluster import make_farm
-    from experiments.config import load_config
+    from rlfarm.agents.checkpoint import read_checkpoint
+    from rlfarm.cluster import make_farm
+    from rlfarm.experiments.config import load_config
 
     cfg = load_config(run_dir / "config.yaml")
-    saved = agents.checkpoint.read_checkpoint(first["last_checkpoint"])["learner"]["normalizer"]
+    saved = read_checkpoint(first["last_checkpoint"])["learner"]["normalizer"]
     farm = make_farm(cfg.env, cfg.model, cfg.algo, cfg.farm, 123, cfg.stop.env_steps)
     try:
         extra = farm.load_checkpoint(first["last_checkpoint"])

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from experiments import scale
-from experiments.cli import main
-from experiments.errors import ConfigError
+from rlfarm.experiments import scale
+from rlfarm.experiments.cli import main
+from rlfarm.experiments.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = """\

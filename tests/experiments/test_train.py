@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from experiments.config import load_config
-from experiments.progress import Progress
+from rlfarm.experiments.config import load_config
+from rlfarm.experiments.progress import Progress
 
 from .conftest import only_run_dir, read_summary
 
@@ -70,7 +70,7 @@ def test_stops_at_wall_time(write_config, runs_dir, train):
 
 def test_crash_writes_summary_and_points_at_the_last_checkpoint(write_config, runs_dir, train,
                                                                  monkeypatch, capsys):
-    from cluster.serial import SerialFarm
+    from rlfarm.cluster.serial import SerialFarm
 
     real_iterate, calls = SerialFarm.iterate, {"n": 0}
 
@@ -93,7 +93,7 @@ def test_crash_writes_summary_and_points_at_the_last_checkpoint(write_config, ru
 @pytest.mark.slow
 def test_ctrl_c_stops_cleanly_with_checkpoint_and_summary(write_config, runs_dir):
     config = write_config({"stop": {"env_steps": 10_000_000}})
-    proc = subprocess.Popen([sys.executable, "-m", "experiments.cli", "train", str(config)],
+    proc = subprocess.Popen([sys.executable, "-m", "rlfarm.experiments.cli", "train", str(config)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 90
