@@ -11,3 +11,30 @@ shadow it):
 
 The mapping lives in pyproject.toml ([tool.setuptools] package-dir).
 """
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_API = {
+    "load_config": "rlfarm.experiments.api",
+    "train": "rlfarm.experiments.api",
+    "evaluate": "rlfarm.experiments.api",
+    "Run": "rlfarm.experiments.api",
+    "Policy": "rlfarm.experiments.api",
+    "TrainingError": "rlfarm.experiments.api",
+    "ConfigError": "rlfarm.experiments.errors",
+    "sweep": "rlfarm.experiments.sweep",
+}
+"""The public API for scripts (docs/api.md). Loaded on first use, so that `import rlfarm.envs`
+in a runner process does not pay for torch, TensorBoard or Ray Tune."""
+
+__all__ = sorted(_API)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        return getattr(importlib.import_module(_API[name]), name)
+    raise AttributeError(f"module 'rlfarm' has no attribute {name!r}")

@@ -91,6 +91,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", default=None, help="Ray cluster to join (default: embedded local Ray)")
     p.set_defaults(handler="rlfarm.experiments.scale:main")
 
+    p = sub.add_parser(
+        "sweep", help="hyperparameter sweep on Ray Tune (grid/random, optional ASHA); one run dir per trial",
+        description="Train the config once per point of its `sweep` section (parameters, search, "
+                    "num_samples, metric, mode, asha, max_concurrent) on Ray Tune. Each trial is an "
+                    "rlfarm run under SWEEP_DIR/trials/; sweep.csv, sweep.md (best first) and sweep.png "
+                    "land in SWEEP_DIR. Ctrl-C stops; --resume SWEEP_DIR continues. See docs/api.md.")
+    p.add_argument("config", metavar="CONFIG", nargs="?", default=None,
+                   help="YAML experiment config with a `sweep` section (e.g. experiments/examples/sweep_cartpole.yaml)")
+    _add_overrides(p)
+    p.add_argument("--out", metavar="SWEEP_DIR", default=None,
+                   help="output folder (default: <log.dir>/<name>-sweep-<time>)")
+    p.add_argument("--resume", metavar="SWEEP_DIR", default=None, help="continue an interrupted sweep")
+    p.add_argument("--address", default=None, help="Ray cluster to join (default: $RAY_ADDRESS, else embedded)")
+    p.set_defaults(handler="rlfarm.experiments.sweep:main")
+
     p = sub.add_parser("submit", help="submit `rlfarm train CONFIG` to a Ray cluster as a Ray Job")
     p.add_argument("config", metavar="CONFIG")
     p.add_argument("--address", default=None,

@@ -95,9 +95,9 @@ class Point:
 
 # ---- config -----------------------------------------------------------------------------
 
-def load_sweep(path: str, overrides: list[str]) -> tuple[dict[str, Any], SweepConfig]:
-    """The raw experiment mapping (without `sweep`, overrides applied) and the sweep section."""
-    from rlfarm.experiments.config import apply_overrides, config_from_dict, load_config
+def load_raw_with_section(path: str, overrides: list[str], section: str = "sweep") -> tuple[dict[str, Any], Any]:
+    """The raw experiment mapping (overrides applied, `section` taken out) and that section."""
+    from rlfarm.experiments.config import apply_overrides, load_config
 
     try:
         with open(path, encoding="utf-8") as stream:
@@ -111,7 +111,15 @@ def load_sweep(path: str, overrides: list[str]) -> tuple[dict[str, Any], SweepCo
         raise ConfigError(f"{path}: the top level must be a mapping of sections")
     raw.setdefault("name", os.path.splitext(os.path.basename(path))[0].replace("_", "-"))
     raw = apply_overrides(raw, overrides)
-    sweep = parse_sweep(raw.pop("sweep", None))
+    return raw, raw.pop(section, None)
+
+
+def load_sweep(path: str, overrides: list[str]) -> tuple[dict[str, Any], SweepConfig]:
+    """The raw experiment mapping (without `sweep`, overrides applied) and the sweep section."""
+    from rlfarm.experiments.config import config_from_dict
+
+    raw, section = load_raw_with_section(path, overrides)
+    sweep = parse_sweep(section)
     config_from_dict(copy.deepcopy(raw))  # the base config must be valid on its own
     return raw, sweep
 

@@ -16,13 +16,16 @@ import signal
 import sys
 import time
 import traceback
-from typing import Any
+from typing import Any, Callable, Sequence
 
 from rlfarm.experiments.config import ExperimentConfig, dump_config, load_config
 from rlfarm.experiments.errors import ConfigError
 
 CHECKPOINT_DIR = "checkpoints"
 _CHECKPOINT_RE = re.compile(r"ckpt-(\d+)\.pt$")
+EXIT_CODES = {"crashed": 1, "interrupted": 130, "sigterm": 143}
+"""Exit codes of `rlfarm train` by exit_reason; every other reason (env_steps, wall_s,
+target_return, callback) exits 0."""
 _SEGMENT_SEED_STRIDE = 2**32
 """A resumed segment's env streams start from a seed derived from the checkpoint's env steps."""
 
@@ -55,8 +58,10 @@ class Training:
     """One process's segment of a run: setup, loop, and the clean exits."""
 
     def __init__(self, cfg: ExperimentConfig, run_dir: str, resume_checkpoint: str | None,
-                 process_start_s: float) -> None:
+                 process_start_s: float, callbacks: Sequence[Callable[[dict], Any]] = ()) -> None:
         self.cfg, self.run_dir, self.resume_checkpoint = cfg, run_dir, resume_checkpoint
+        self.callbacks = list(callbacks)
+        """Called with each iteration's metrics (see experiments/api.py's Callback)."""
         self.process_start_s = process_start_s
         self.last_checkpoint: str | None = resume_checkpoint
         self.stop_signal: str | None = None
@@ -154,9 +159,11 @@ class Training:
         previous = self._install_signal_handlers()
         try:
             while not exit_reason:
-                monitor.record(farm.iterate())
+                metrics = farm.iterate()
+                monitor.record(metrics)
                 solved = (stop.target_return is not None and monitor.window_full
                           and monitor.return_mean >= stop.target_return)
+                callback_stop = bool(self.callbacks) and self._run_callbacks(metrics, monitor)
                 if solved:
                     exit_reason = "target_return"
                 elif stop.env_steps and farm.env_steps >= stop.env_steps:
@@ -165,6 +172,8 @@ class Training:
                     exit_reason = "wall_s"
                 elif self.stop_signal:
                     exit_reason = self.stop_signal
+                elif callback_stop:
+                    exit_reason = "callback"
                 elif cfg.log.checkpoint_interval_s and \
                         time.monotonic() - last_checkpoint_time >= cfg.log.checkpoint_interval_s:
                     self._checkpoint(farm, monitor)
@@ -194,7 +203,24 @@ class Training:
             startup_s=round(loop_start - self.process_start_s, 3), run_dir=self.run_dir)
         write_summary(self.run_dir, summary)
         self._print_end(summary)
-        return {"crashed": 1, "interrupted": 130, "sigterm": 143}.get(exit_reason, 0)
+        return EXIT_CODES.get(exit_reason, 0)
+
+    def _run_callbacks(self, metrics: dict[str, Any], monitor: Any) -> bool:
+        """Call each callback with the iteration's metrics plus the monitor's view; write the
+        numbers they return under custom/; True when one asks to stop."""
+        view = {**metrics, "episode_return_mean": monitor.return_mean if monitor.returns else None,
+                "episodes": monitor.episodes, "wall_s": monitor.wall_s}
+        stop = False
+        for callback in self.callbacks:
+            answer = callback(view)
+            if isinstance(answer, dict):
+                stop = stop or bool(answer.get("stop", False))
+                for key, value in answer.items():
+                    if key != "stop" and isinstance(value, (int, float)) and not isinstance(value, bool):
+                        monitor.writer.add_scalar(f"custom/{key}", float(value), monitor.env_steps)
+            else:
+                stop = stop or answer is True
+        return stop
 
     def _checkpoint(self, farm: Any, monitor: Any) -> str:
         path = os.path.join(self.run_dir, CHECKPOINT_DIR, f"ckpt-{farm.env_steps:012d}.pt")

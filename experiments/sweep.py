@@ -1,0 +1,339 @@
+"""`rlfarm sweep CONFIG`: hyperparameter sweeps on Ray Tune, each trial one rlfarm run.
+
+The config is an experiment config plus a `sweep` section:
+
+    sweep:
+      parameters:                     # dotted config fields, as with --set
+        algo.lr: [1.0e-3, 2.5e-3]     # a grid axis (search: grid) or the choices (search: random)
+        algo.clip_coef: {uniform: [0.1, 0.3]}   # random search: uniform, loguniform, randint, choice
+      search: grid                    # grid: every combination; random: num_samples draws
+      num_samples: 1                  # grid: repeats of the whole grid; random: trials
+      metric: episode_return_mean     # what "best" means, from the trials' reports
+      mode: max
+      asha: {grace_period: 20000, reduction_factor: 2}   # optional: prune by env steps
+      max_concurrent: null            # default: as many as the cluster's resources allow
+
+Each trial trains the base config with its parameters through the same loop as `rlfarm train`
+(experiments/api.py), reporting every iteration to Tune, and writes its own run dir. ASHA
+stops a trial after its current update, with a checkpoint and a summary (exit_reason
+"callback"). The sweep dir (--out, default <log.dir>/<name>-sweep-<time>) holds:
+
+    trials/trial-<id>/   one rlfarm run dir per trial (`rlfarm.Run` opens it)
+    sweep.csv, sweep.md  one row per trial, best first
+    sweep.png            every trial's return against env steps
+    sweep.yaml, tune/    the config and Tune's state, for `rlfarm sweep --resume DIR`
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rlfarm.experiments.errors import ConfigError
+
+SECTION_KEYS = ("parameters", "search", "num_samples", "metric", "mode", "asha", "max_concurrent")
+SCALE_KEYS = ("num_runners", "envs_per_runner", "num_learners", "seconds", "warmup_iterations")
+"""Keys of `rlfarm scale`'s own `sweep` section, to point a user at the right command."""
+ASHA_KEYS = ("grace_period", "reduction_factor", "max_t")
+DISTRIBUTIONS = ("uniform", "loguniform", "choice", "randint")  # cluster/tune.py samples these
+ROW_FIELDS = ("trial", "episode_return_mean", "solved", "env_steps", "exit_reason", "stopped_early",
+              "wall_s", "run_dir")
+
+
+@dataclass
+class SweepSettings:
+    """The `sweep` section of a hyperparameter sweep config."""
+
+    parameters: dict[str, Any] = field(default_factory=dict)
+    """{dotted.field: [values] or {distribution: args}}: what varies between trials."""
+    search: str = "grid"
+    """"grid" (every combination of the lists) or "random" (num_samples draws)."""
+    num_samples: int = 1
+    """Random search: the number of trials; grid search: repeats of the whole grid."""
+    metric: str = "episode_return_mean"
+    """The reported scalar that ranks trials (and that ASHA compares)."""
+    mode: str = "max"
+    """"max" or "min": which end of `metric` is best."""
+    asha: dict[str, Any] | None = None
+    """ASHA settings in env steps ({grace_period, reduction_factor, max_t}); None: no pruning."""
+    max_concurrent: int | None = None
+    """At most this many trials at once; None lets the cluster's free resources decide."""
+
+
+def parse_settings(section: Any) -> SweepSettings:
+    """Check the `sweep` section; ConfigError names the field."""
+    if not isinstance(section, dict) or not section:
+        raise ConfigError("sweep: the config needs a `sweep` section with `parameters` (see `rlfarm sweep --help`)")
+    if "parameters" not in section and any(key in section for key in SCALE_KEYS):
+        raise ConfigError("sweep: this is a scaling sweep (num_runners, envs_per_runner, ...): "
+                          "run it with `rlfarm scale`")
+    unknown = sorted(set(section) - set(SECTION_KEYS))
+    if unknown:
+        raise ConfigError(f"sweep.{unknown[0]}: unknown key; the section takes {list(SECTION_KEYS)}")
+    settings = SweepSettings(**section)
+    if not isinstance(settings.parameters, dict) or not settings.parameters:
+        raise ConfigError("sweep.parameters: give at least one field, e.g. {algo.lr: [1.0e-3, 3.0e-3]}")
+    if settings.search not in ("grid", "random"):
+        raise ConfigError(f"sweep.search: 'grid' or 'random', got {settings.search!r}")
+    if settings.mode not in ("max", "min"):
+        raise ConfigError(f"sweep.mode: 'max' or 'min', got {settings.mode!r}")
+    if not isinstance(settings.num_samples, int) or settings.num_samples < 1:
+        raise ConfigError(f"sweep.num_samples: an integer >= 1, got {settings.num_samples!r}")
+    if settings.max_concurrent is not None and (not isinstance(settings.max_concurrent, int)
+                                                or settings.max_concurrent < 1):
+        raise ConfigError(f"sweep.max_concurrent: an integer >= 1 or null, got {settings.max_concurrent!r}")
+    for name, spec in settings.parameters.items():
+        _check_parameter(name, spec, settings.search)
+    if settings.asha is not None:
+        if not isinstance(settings.asha, dict) or set(settings.asha) - set(ASHA_KEYS):
+            raise ConfigError(f"sweep.asha: a mapping of {list(ASHA_KEYS)} (in env steps), got {settings.asha!r}")
+        for key, value in settings.asha.items():
+            if not isinstance(value, (int, float)) or value <= (1 if key == "reduction_factor" else 0):
+                raise ConfigError(f"sweep.asha.{key}: a positive number, got {value!r}")
+    return settings
+
+
+def _check_parameter(name: str, spec: Any, search: str) -> None:
+    where = f"sweep.parameters.{name}"
+    if isinstance(spec, dict):
+        if search != "random" or len(spec) != 1 or next(iter(spec)) not in DISTRIBUTIONS:
+            raise ConfigError(f"{where}: a distribution needs `search: random` and one of {list(DISTRIBUTIONS)}, "
+                              f"e.g. {{loguniform: [1.0e-4, 1.0e-2]}}")
+        if not isinstance(next(iter(spec.values())), list):
+            raise ConfigError(f"{where}: the distribution's arguments are a list, e.g. [0.1, 0.3]")
+    elif not isinstance(spec, list) or not spec:
+        raise ConfigError(f"{where}: a non-empty list of values, e.g. [1.0e-3, 3.0e-3]")
+
+
+def parameter_values(spec: Any) -> list[Any]:
+    """Values to check a parameter with: the list, or a distribution's arguments."""
+    return list(spec) if isinstance(spec, list) else list(next(iter(spec.values())))
+
+
+def with_parameters(raw: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """A copy of the raw config with the dotted fields of `params` set (like --set)."""
+    from rlfarm.experiments.config import apply_overrides
+
+    return apply_overrides(copy.deepcopy(raw), [f"{key}={json.dumps(value)}" for key, value in params.items()])
+
+
+def load_sweep_config(path: str | os.PathLike, overrides: list[str] = ()) -> tuple[dict[str, Any], SweepSettings]:
+    """(raw experiment mapping without `sweep`, its settings); every swept value is checked
+    against the config's own rules, so a typo fails before any trial starts."""
+    from rlfarm.experiments.config import config_from_dict
+    from rlfarm.experiments.scale import load_raw_with_section
+
+    raw, section = load_raw_with_section(str(path), list(overrides))
+    settings = parse_settings(section)
+    config_from_dict(copy.deepcopy(raw))
+    for name, spec in settings.parameters.items():
+        for value in parameter_values(spec):
+            try:
+                config_from_dict(with_parameters(raw, {name: value}))
+            except ConfigError as err:
+                raise ConfigError(f"sweep.parameters.{name}={value!r}: {err}") from None
+    return raw, settings
+
+
+def trial(params: dict[str, Any], *, raw: dict[str, Any], trials_dir: str) -> None:
+    """One Tune trial: train the base config with `params`, reporting each iteration.
+    A trial restarted by a resumed sweep continues its run dir from its last checkpoint."""
+    from rlfarm.cluster import tune as cluster_tune
+    from rlfarm.experiments import api
+    from rlfarm.experiments.config import config_from_dict
+    from rlfarm.experiments.train import list_checkpoints
+
+    data = with_parameters(raw, {**params, "log.progress": "none"})
+    cfg = config_from_dict(data)
+    run_dir = os.path.join(trials_dir, f"trial-{cluster_tune.current_trial_id()}")
+
+    def to_tune(metrics: dict[str, Any]) -> dict[str, bool] | None:
+        if metrics.get("episode_return_mean") is None:  # nothing to rank by before the first episode
+            return None
+        return {"stop": cluster_tune.report(metrics)}
+
+    resume = run_dir if list_checkpoints(run_dir) else None
+    try:
+        api.train(cfg, callbacks=[to_tune], run_dir=None if resume else run_dir, resume=resume)
+    finally:
+        cluster_tune.trial_finished()
+
+
+@dataclass
+class SweepResult:
+    """What `rlfarm.sweep` returns: the sweep dir and its trials, best first."""
+
+    dir: Path
+    rows: list[dict[str, Any]]
+    """One dict per trial (ROW_FIELDS plus the swept parameters), best first."""
+
+    @property
+    def best(self):
+        """The best trial's run (an `rlfarm.Run`)."""
+        from rlfarm.experiments.api import Run
+
+        return Run(self.rows[0]["run_dir"])
+
+
+def sweep(config: str | os.PathLike, overrides: list[str] | dict[str, Any] | None = None, *,
+          out: str | os.PathLike | None = None, resume: str | os.PathLike | None = None,
+          address: str | None = None) -> SweepResult:
+    """Run the sweep of a config file (or resume the sweep dir `resume`) on the embedded
+    Ray, or on the cluster at `address`; blocks until every trial has ended."""
+    from rlfarm.cluster import tune as cluster_tune
+    from rlfarm.cluster.ray_session import start_ray
+    from rlfarm.experiments.config import config_from_dict
+
+    if isinstance(overrides, dict):
+        overrides = [f"{key}={json.dumps(value)}" for key, value in overrides.items()]
+    if resume is not None:
+        sweep_dir = Path(resume)
+        if not (sweep_dir / "sweep.yaml").is_file():
+            raise ConfigError(f"--resume: {sweep_dir} is not a sweep dir (no sweep.yaml in it)")
+        raw, settings = load_sweep_config(sweep_dir / "sweep.yaml")
+    else:
+        raw, settings = load_sweep_config(config, list(overrides or ()))
+        sweep_dir = Path(out) if out else Path(raw.get("log", {}).get("dir", "runs")) / \
+            f"{raw['name']}-sweep-{time.strftime('%Y%m%d-%H%M%S')}"
+        sweep_dir.mkdir(parents=True, exist_ok=False)
+        (sweep_dir / "sweep.yaml").write_text(yaml.safe_dump({**raw, "sweep": _plain_settings(settings)},
+                                                             sort_keys=False))
+    base = config_from_dict(copy.deepcopy(raw))
+    trials_dir = (sweep_dir / "trials").resolve()
+    trials_dir.mkdir(exist_ok=True)
+    asha = None
+    if settings.asha is not None:  # max_t past the budget: a trial ends its run on its own stop rule
+        asha = {"max_t": base.stop.env_steps + 1, **settings.asha}
+    session = start_ray(address or base.farm.address)
+    try:
+        import functools
+
+        rows = cluster_tune.run_trials(
+            functools.partial(trial, raw=raw, trials_dir=str(trials_dir)),
+            space=cluster_tune.search_space(settings.parameters, settings.search),
+            bundles=cluster_tune.trial_bundles(base.farm), sweep_dir=sweep_dir, metric=settings.metric,
+            mode=settings.mode, num_samples=settings.num_samples, asha=asha,
+            max_concurrent=settings.max_concurrent, resume=resume is not None)
+    finally:
+        session.close()
+    result = SweepResult(sweep_dir, rank(table(rows, trials_dir, settings), settings))
+    write_reports(result, settings)
+    return result
+
+
+def _plain_settings(settings: SweepSettings) -> dict[str, Any]:
+    return {f.name: getattr(settings, f.name) for f in fields(settings)}
+
+
+def table(rows: list[dict[str, Any]], trials_dir: Path, settings: SweepSettings) -> list[dict[str, Any]]:
+    """One row per trial from its run dir's summary (and its last report to Tune)."""
+    out = []
+    for row in rows:
+        run_dir = trials_dir / f"trial-{row['trial_id']}"
+        summary_path = run_dir / "summary.json"
+        summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+        entry = {
+            "trial": row["trial_id"],
+            **{name: row["params"].get(name) for name in settings.parameters},
+            "episode_return_mean": summary.get("episode_return_mean"),
+            "solved": summary.get("solved"),
+            "env_steps": summary.get("env_steps", row["last"].get("env_steps")),
+            "exit_reason": summary.get("exit_reason") or ("error" if row["error"] else "none"),
+            "stopped_early": summary.get("exit_reason") == "callback" and not summary.get("solved"),
+            "wall_s": summary.get("wall_s"),
+            "run_dir": str(run_dir),
+            "_metric": summary.get(settings.metric, row["last"].get(settings.metric)),
+        }
+        out.append(entry)
+    return out
+
+
+def rank(rows: list[dict[str, Any]], settings: SweepSettings) -> list[dict[str, Any]]:
+    """Best first by the metric; trials without a value last."""
+    sign = -1.0 if settings.mode == "max" else 1.0
+
+    def key(row: dict[str, Any]) -> tuple[int, float]:
+        value = row["_metric"]
+        missing = value is None or not math.isfinite(float(value))
+        return (1, 0.0) if missing else (0, sign * float(value))
+
+    return sorted(rows, key=key)
+
+
+def write_reports(result: SweepResult, settings: SweepSettings) -> None:
+    """sweep.csv, sweep.md and sweep.png in the sweep dir."""
+    columns = [name for name in result.rows[0] if not name.startswith("_")] if result.rows else list(ROW_FIELDS)
+    with open(result.dir / "sweep.csv", "w", newline="", encoding="utf-8") as stream:
+        writer = csv.DictWriter(stream, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(result.rows)
+    shown = [name for name in columns if name != "run_dir"]
+    lines = [f"# Sweep {result.dir.name}", "",
+             f"{len(result.rows)} trials, best first by {settings.metric} ({settings.mode}); "
+             f"run dirs under `{result.dir / 'trials'}`.", "",
+             "| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
+    lines += ["| " + " | ".join(_cell(row.get(name)) for name in shown) + " |" for row in result.rows]
+    (result.dir / "sweep.md").write_text("\n".join(lines) + "\n")
+    write_plot(result, list(settings.parameters))
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "" if value is None else str(value)
+
+
+def write_plot(result: SweepResult, parameters: list[str]) -> None:
+    """Every trial's charts/episode_return_mean against env steps, best trial on top."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from rlfarm.experiments.api import Run
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for row in reversed(result.rows):
+        try:
+            steps, values = Run(row["run_dir"]).scalars("charts/episode_return_mean")
+        except (KeyError, ConfigError):
+            continue
+        params = ", ".join(f"{name.split('.')[-1]}={_cell(row[name])}" for name in parameters)
+        ax.plot(steps, values, lw=2.0 if row is result.rows[0] else 1.0,
+                ls="--" if row["stopped_early"] else "-", label=f"{row['trial']} {params}")
+    ax.set_xlabel("env steps")
+    ax.set_ylabel("episode return (mean of the window)")
+    ax.set_title(f"{result.dir.name}: dashed = stopped early by ASHA")
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    fig.savefig(result.dir / "sweep.png", dpi=100)
+    plt.close(fig)
+
+
+def main(args: argparse.Namespace) -> int:
+    if not args.config and not args.resume:
+        raise ConfigError("CONFIG: give a sweep config, or --resume SWEEP_DIR to continue a sweep")
+    try:
+        result = sweep(args.config, args.overrides, out=args.out, resume=args.resume, address=args.address)
+    except KeyboardInterrupt:
+        print("rlfarm sweep: interrupted; continue with `rlfarm sweep --resume SWEEP_DIR`", file=sys.stderr)
+        return 130
+    best = result.rows[0] if result.rows else None
+    print(f"rlfarm sweep: {len(result.rows)} trials in {result.dir}; "
+          f"{sum(bool(r['stopped_early']) for r in result.rows)} stopped early by ASHA", file=sys.stderr)
+    if best is not None:
+        print(f"rlfarm sweep: best {best['trial']}: return {_cell(best['episode_return_mean'])} "
+              f"({best['run_dir']})", file=sys.stderr)
+    print(f"rlfarm sweep: {result.dir / 'sweep.md'}, {result.dir / 'sweep.csv'}, {result.dir / 'sweep.png'}",
+          file=sys.stderr)
+    return 0
