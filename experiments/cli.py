@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("envs", help="list the registered envs with their spaces")
-    p.set_defaults(handler="rlfarm.experiments.bench_envs:list_envs_main")
+    p.set_defaults(handler="rlfarm.experiments.list_envs:main")
 
     p = sub.add_parser("bench", help="measure env steps/s per core, or sampling through the farm")
     p.add_argument("--env", dest="env_ids", action="append", metavar="ID",
