@@ -59,8 +59,8 @@ class PolicyConfig:
     """Box actions: initial log standard deviation of the Gaussian (state-independent)."""
 
     acting_backend: str = "auto"
-    """How runners compute actions: `numpy` (MLP trunks, activation not gelu; 1.3x faster
-    than torch at 1024 envs, and runner processes never import torch), `torch` (any
+    """How runners compute actions: `numpy` (MLP trunks, activation not gelu; faster than
+    torch at the runners' batch sizes, and runner processes never import torch), `torch` (any
     network), or `auto` (numpy where it applies). The learner always trains in torch."""
 
     def __post_init__(self) -> None:

@@ -1,9 +1,9 @@
 """One learner minibatch step (loss, backward, grad-norm clip, Adam) as a replayed CUDA graph.
 
 For the small networks RL uses, a minibatch step on a GPU is about 150 tiny kernels, and
-launching them one by one from Python takes longer than running them: on an H100 the
-default MLP's PPO epoch at batch 65536 ran at 3.0-3.4M samples/s eagerly, every kernel
-launch-bound, and at 9.0-13.0M as graphs. A graph launches the whole step at once. Its
+launching them one by one from Python takes longer than running them: every kernel is
+bound by its launch (docs/performance.md has the learner's figures with and without graphs).
+A graph launches the whole step at once. Its
 inputs are static buffers that `__call__` fills with one `index_select` per field; Adam
 reads its lr and step count from device tensors (`Adam.step_on_device`), so a replay needs
 nothing from the host.

@@ -1,9 +1,9 @@
 """NumpyActingPolicy: the runners' inference path for MLP policies, in numpy and without torch.
 
 A runner calls `act` once per step on N observations. At N = 1024 a [64, 64] tanh MLP is
-a handful of matrix products, and torch's per-op dispatch (5-10 us an op, some 25 ops a
-step) adds up: on our 2-core machine, one thread, this forward acts in 0.38 ms against
-torch's 0.50 ms, and a runner process that never imports torch starts a second sooner. The layer math is
+a handful of matrix products, and torch's fixed cost per op (some 25 ops a step) weighs as
+much as the arithmetic; numpy's is smaller, and a runner process that never imports torch
+starts sooner (docs/performance.md has the figures). The layer math is
 `ActorCritic`'s (agents/policy.py) and the sampling math is `agents/distributions.py`'s,
 on the learner's published weights; tests/agents/test_numpy_acting.py checks the two agree.
 CNN trunks and the gelu activation (which needs erf) act through the torch ActingPolicy.
@@ -39,8 +39,8 @@ class _Dense:
     """`x @ weight + bias` with weight stored [in, out].
 
     The bias is kept tiled to the largest batch seen: numpy adds a full [N, out] array in
-    one contiguous pass, but broadcasts an [out] row in N short loops (about 2.5x slower at
-    [1024, 64]).
+    one contiguous pass, but broadcasts an [out] row in N short loops, which is slower at
+    the runners' batch sizes.
     """
 
     def __init__(self, weight: np.ndarray, bias: np.ndarray):
@@ -193,7 +193,7 @@ class NumpyActingPolicy:
         """Inverse-CDF sampling per sub-action (a loop over the few sub-actions, not over rows).
 
         The logits are transposed to [categories, N] first: numpy reduces a short last axis
-        one row at a time (about 40 us for max over [1024, 2]), a leading axis in one pass.
+        one row at a time, a leading axis in one pass.
         """
         columns = np.ascontiguousarray(logits.T)
         rows = np.arange(columns.shape[1])

@@ -1,8 +1,8 @@
 """Adam (Kingma & Ba 2015) on torch's multi-tensor foreach ops.
 
 The same update as torch.optim.Adam (non-fused, non-capturable, no weight decay). It exists
-because constructing any torch.optim optimizer imports torch._dynamo, which adds one to two
-seconds to every `rlfarm train` start-up, a large share of solving CartPole in 8 s.
+because constructing any torch.optim optimizer imports torch._dynamo, which adds seconds to
+every `rlfarm train` start-up, a large share of the time the demo takes to solve CartPole.
 tests/agents/test_optim.py checks it against torch.optim.Adam step by step.
 
 `step_on_device` is the same update with the learning rate and the step count held in

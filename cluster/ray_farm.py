@@ -34,6 +34,7 @@ from rlfarm.cluster.farm_base import Farm
 from rlfarm.cluster.placement import actor_options, check_fits, check_total_cpus, cpu_demand
 from rlfarm.cluster.ray_session import ObjectStoreGauge, start_ray
 from rlfarm.cluster.runner_pool import Request, RunnerPool, WeightsLost
+from rlfarm.cluster.sampling_stream import SamplingStream
 
 logger = logging.getLogger(__name__)
 
@@ -249,6 +250,16 @@ class RayFarm(Farm):
     def object_store_stats(self, force: bool = False) -> dict[str, float]:
         """{"used_mb", "spilled_mb", "spilled_objects"} of the cluster's object store."""
         return self._gauge.read(force=force)
+
+    def sampling_stream(self) -> SamplingStream:
+        """The runners sampling with the current weights and the learner discarding what they
+        make, with no updates: the hook through which benchmarks measure the farm."""
+        self._check_open()
+        return SamplingStream(self.pool, self.learners[0], self.version, self.weights_ref)
+
+    def runner_pids(self) -> list[int]:
+        """The runner actors' process ids, in runner order."""
+        return self.pool.pids()
 
     def learner_pids(self) -> list[int]:
         return ray.get([learner.pid.remote() for learner in self.learners])

@@ -4,9 +4,9 @@ Ray writes each numpy buffer of an object into the store with one memcpy, except
 over 1 MiB, which it copies with six threads that it creates for that one copy and joins
 (MEMCOPY_THREADS in Ray's serialization code, fixed when Ray is built). A 64-step CartPole
 fragment's obs (65 x 1024 x 4 float32) is just over 1 MiB, so every fragment spawned six
-threads. On a machine where every core runs a runner they preempt the other runners: on our
-2-core machine a put cost 0.5-0.8 ms more CPU, and the farm left 0.04-0.06 of its 2 cores
-idle (0.01-0.03 with chunks).
+threads. On a machine where every core runs a runner, those threads preempt the other
+runners, and each put costs more CPU than a plain memcpy would (docs/performance.md has the
+measurements).
 
 Registered by each runner actor (`register`), an array over `CHUNK_BYTES` is sent as
 consecutive 1 MiB slices of its bytes, each copied with one memcpy. Ray places out-of-band

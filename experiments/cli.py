@@ -16,7 +16,7 @@ from rlfarm.experiments.errors import ConfigError
 EPILOG = """examples:
   rlfarm train experiments/configs/cartpole_ppo.yaml           train on the embedded local Ray
   rlfarm train CONFIG --set farm.mode=serial --set seed=3      one process, no Ray (debugging)
-  rlfarm eval runs/cartpole-ppo-20261126-120000 --episodes 20  evaluate the last checkpoint
+  rlfarm eval runs/cartpole-ppo-<time> --episodes 20           evaluate the last checkpoint
   rlfarm bench --env rlfarm/CartPole-v1 --num-envs 1024,4096   env-only steps/s per core
   tensorboard --logdir runs                                    watch the runs
 """
@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("envs", help="list the registered envs with their spaces")
-    p.set_defaults(handler="rlfarm.experiments.bench_envs:list_envs_main")
+    p.set_defaults(handler="rlfarm.experiments.list_envs:main")
 
     p = sub.add_parser("bench", help="measure env steps/s per core, or sampling through the farm")
     p.add_argument("--env", dest="env_ids", action="append", metavar="ID",
@@ -140,11 +140,11 @@ def limit_blas_threads(environ: MutableMapping[str, str] = os.environ) -> None:
     """One thread for numpy's OpenBLAS unless the user chose a count (OPENBLAS_ or OMP_NUM_THREADS).
 
     In rlfarm numpy's BLAS runs only the runners' small matmuls (a 64-wide MLP over the env
-    copies), which were no faster on 2 threads. But OpenBLAS's idle threads spin: on our
-    2-core machine two processes each running a runner sampled 8-27x slower with default
-    threads than with one thread each, and two serial trainings side by side ran 2x slower.
-    It must be set before numpy loads, which no subcommand has done when `main` runs. Ray's
-    workers get OMP_NUM_THREADS from Ray already.
+    copies), which gain nothing from more threads. But OpenBLAS's idle threads spin, so
+    processes side by side (runners, serial trainings) take each other's cores and all run
+    slower (docs/performance.md has the measurements). It must be set before numpy loads,
+    which no subcommand has done when `main` runs. Ray's workers get OMP_NUM_THREADS from
+    Ray already.
     """
     if "OPENBLAS_NUM_THREADS" not in environ and "OMP_NUM_THREADS" not in environ:
         environ["OPENBLAS_NUM_THREADS"] = "1"

@@ -1,19 +1,19 @@
 #!/usr/bin/env bash
-# The one script to run on a lent GPU machine (within 8 minutes; 225 s on an H100 machine):
+# The checks to run on a machine with a CUDA GPU, from a checkout:
 #   1. the CUDA-marked tests;
-#   2. the learner's samples/s on CUDA for the default MLP at batch 65536 (goal: >= 5M/s),
+#   2. the learner's samples/s on CUDA for the default MLP at batch 65536,
 #      with the minibatch step as a CUDA graph and eagerly;
 #   3. the Ray farm's weak scaling, 1-14 runners in interleaved rounds, learner on the GPU;
 #   4. the README demo's training, with its learner on the GPU.
-# The machines' image has CUDA torch but no Ray or gymnasium, and fetches nothing. First,
-# here: `bash experiments/gpu_deps.sh` (packs them into .gpu_deps/); then run this script
-# there with .gpu_deps carried. Where rlfarm is installed, it runs as it is.
+# Where rlfarm and its dependencies are installed, it runs as it is. For a machine that has
+# CUDA torch but no Ray or gymnasium and no network, .ci/gpu_deps.sh packs those into
+# .gpu_deps/, which this script unpacks when the folder is there.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 if ! "$PY" -c "import ray, gymnasium" 2>/dev/null; then
   if [ ! -f .gpu_deps/site.tar.xz ]; then
-    echo "gpu_check: $PY has no ray/gymnasium; run experiments/gpu_deps.sh first and carry .gpu_deps" >&2
+    echo "gpu_check: $PY has no ray/gymnasium; run .ci/gpu_deps.sh first and bring .gpu_deps along" >&2
     exit 2
   fi
   # Python's own tarfile: the image may have no xz program.
@@ -31,9 +31,9 @@ echo "== pytest -m cuda"
 timeout 240 "$PY" -m pytest -m cuda -q -p no:cacheprovider --continue-on-collection-errors || status=1
 results=${OUT:-/tmp}  # the device tool brings $OUT back: the whole JSON of each benchmark
 echo "== learner benchmark (CUDA, batch 65536): CUDA graphs (the default), then eager"
-timeout 60 "$PY" -m rlfarm.experiments.bench_learner --batch 65536 --device cuda --repeats 20 || status=1
-timeout 60 "$PY" -m rlfarm.experiments.bench_learner --batch 65536 --device cuda --repeats 20 --eager || status=1
-timeout 45 "$PY" -m rlfarm.experiments.bench_learner --batch 65536 --device cuda --repeats 5 --json \
+timeout 60 "$PY" -m rlfarm.experiments.bench.learner --batch 65536 --device cuda --repeats 20 || status=1
+timeout 60 "$PY" -m rlfarm.experiments.bench.learner --batch 65536 --device cuda --repeats 20 --eager || status=1
+timeout 45 "$PY" -m rlfarm.experiments.bench.learner --batch 65536 --device cuda --repeats 5 --json \
   >"$results/learner.json" || status=1
 # Weak scaling through the farm (policy inference in the runners, every fragment delivered to
 # the learner actor on the GPU and copied to the device), 1024 CartPole envs per runner. The

@@ -48,7 +48,7 @@ def main(args: argparse.Namespace) -> int:
         raise ConfigError(f"--run-dir: {run_dir} exists and is not empty; use --resume {run_dir} to continue it")
     training = Training(cfg, run_dir, resume_checkpoint, process_start_s)
     if cfg.farm.mode == "ray":
-        # Ray's start (~4-5 s, mostly waiting on its processes) and the actors' torch imports
+        # Ray's start (seconds, mostly waiting on its processes) and the actors' torch imports
         # overlap the driver's own imports (torch, TensorBoard's writer) from here on.
         training.start_farm_in_background()
     return training.run()

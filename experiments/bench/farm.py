@@ -10,12 +10,12 @@ the learner actor receives every fragment and discards it, so the figure is the 
 sampling and delivery speed, not training speed. `--runners` measures weak scaling (envs per
 runner fixed, runners varied): the counts take turns, round after round, so a machine whose
 speed drifts (a shared VM) drifts under all of them alike. `--no-ray` runs the same runners as
-plain processes that keep their fragments (cluster/bare_sampling.py): the most the farm's
+plain processes that keep their fragments (bare_sampling.py): the most the farm's
 figure can reach on this machine, and how its cores scale before Ray adds anything.
 
 Where the farm's Ray is embedded, each figure comes with its CPU accounting: the cores the
 farm used, the runners' share, and per fragment the runners' sampling CPU and Ray's (all the
-rest); see cluster/bench_sampling.py.
+rest); see farm_sampling.py.
 """
 from __future__ import annotations
 
@@ -52,12 +52,12 @@ def main(args: argparse.Namespace) -> int:
               f"{cfg.env.id} envs, fragments of {cfg.farm.fragment_length} steps, {seconds:g} s ...",
               file=sys.stderr, flush=True)
 
-    from rlfarm.cluster.bench_sampling import farm_sampling
+    from rlfarm.experiments.bench.farm_sampling import farm_sampling
 
     report: dict[str, Any] = {**setup, "rlfarm": farm_sampling(cfg.env, cfg.model, cfg.algo, cfg.farm,
                                                                cfg.seed, seconds)}
     if args.vs_rllib:
-        from rlfarm.cluster.bench_sampling import rllib_sampling
+        from rlfarm.cluster.rllib_sampling import rllib_sampling
 
         if not args.json:
             print("running RLlib PPO sampling on the same env, runners and envs ...", file=sys.stderr, flush=True)
@@ -88,11 +88,11 @@ def _bare(args: argparse.Namespace, cfg: Any, setup: dict[str, Any]) -> int:
 def _measure(args: argparse.Namespace, cfg: Any, seconds: float) -> dict[str, Any]:
     """One measurement at cfg.farm.num_runners: bare processes with --no-ray, else the farm."""
     if args.no_ray:
-        from rlfarm.cluster.bare_sampling import bare_sampling
+        from rlfarm.experiments.bench.bare_sampling import bare_sampling
 
         return bare_sampling(cfg.env, cfg.model, fragment_length=cfg.farm.fragment_length,
                              num_runners=cfg.farm.num_runners, seed=cfg.seed, seconds=seconds)
-    from rlfarm.cluster.bench_sampling import farm_sampling
+    from rlfarm.experiments.bench.farm_sampling import farm_sampling
 
     return farm_sampling(cfg.env, cfg.model, cfg.algo, cfg.farm, cfg.seed, seconds)
 
@@ -141,7 +141,7 @@ def _runners(count: int) -> str:
 
 def _cpu_note(measured: dict[str, Any]) -> str:
     """The CPU accounting of one measurement in words ("" where it was not measured): the
-    farm's cores and CPU per fragment (cluster/bench_sampling.py), or --no-ray's sampling CPU."""
+    farm's cores and CPU per fragment (farm_sampling.py), or --no-ray's sampling CPU."""
     if "ray_cpu_ms_per_fragment" in measured:
         return (f"{measured['cpu_cores']:.2f} cores, of which runners {measured['runner_cores']:.2f}; "
                 f"CPU per fragment: sampling {measured['sampling_cpu_ms_per_fragment']:.1f} ms, "

@@ -1,4 +1,5 @@
-"""`rlfarm bench --farm`'s measurement: fragments sampled by the runners reach the learner actor."""
+"""`rlfarm bench --farm`'s measurement: fragments sampled by the runners reach the learner actor
+through the farm's `sampling_stream()` hook."""
 from __future__ import annotations
 
 import os
@@ -7,7 +8,7 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from rlfarm.cluster.bench_sampling import deliver_now, farm_sampling  # noqa: E402
+from rlfarm.experiments.bench.farm_sampling import farm_sampling  # noqa: E402
 
 
 def test_farm_sampling_counts_what_the_learner_received(ray_local, cartpole):
@@ -30,12 +31,3 @@ def test_farm_sampling_counts_what_the_learner_received(ray_local, cartpole):
     assert 0 < sampling_cores <= report["runner_cores"] * 1.25 + 0.05  # slack: fragments at the window's edges
     assert report["ray_cpu_ms_per_fragment"] > 0
 
-
-def test_deliveries_group_one_fragment_per_runner_unless_a_runner_would_idle():
-    assert deliver_now(waiting=1, num_runners=1, sampling={0})  # one runner: every fragment
-    assert not deliver_now(waiting=1, num_runners=2, sampling={0, 1})  # both busy: wait for the other
-    assert deliver_now(waiting=2, num_runners=2, sampling={0, 1})
-    assert deliver_now(waiting=3, num_runners=2, sampling={0, 1})
-    # runner 1 has no request left: its slots free up only when the learner consumes
-    assert deliver_now(waiting=1, num_runners=2, sampling={0})
-    assert deliver_now(waiting=1, num_runners=4, sampling={0, 1, 3})

@@ -1,17 +1,21 @@
 """`rlfarm envs` and `rlfarm bench` (env-only), run as the CLI runs them, in a subprocess
 (the benchmark pins its process to one core); also `rlfarm bench --farm --runners`'s report
 and option errors, and `--no-ray`, which need no Ray (the farm's measurement is
-tests/cluster/test_bench_farm.py)."""
+test_farm_sampling.py)."""
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 
+REPO = Path(__file__).resolve().parents[3]
+
+
 def rlfarm(*args, timeout=120):
     return subprocess.run([sys.executable, "-m", "rlfarm.experiments.cli", *args],
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout, cwd=REPO)
 
 
 def test_envs_lists_every_rlfarm_env_with_its_spaces():
@@ -50,7 +54,7 @@ def test_bench_table_and_bad_arguments():
 
 
 def test_weak_scaling_report_takes_medians_and_ratios():
-    from rlfarm.experiments.bench_farm import weak_scaling_report
+    from rlfarm.experiments.bench.farm import weak_scaling_report
 
     rounds = [{1: 1.0e6, 2: 1.9e6}, {1: 1.2e6, 2: 2.0e6}, {1: 0.8e6, 2: 1.8e6}]
     report = weak_scaling_report(rounds, [1, 2])

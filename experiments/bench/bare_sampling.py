@@ -6,7 +6,7 @@ figure is the most the farm's sampling figure can reach on this machine with tha
 runners, so `farm / bare` is the share the farm keeps and `bare(2) / bare(1)` is how the
 machine's cores scale before Ray adds anything.
 
-The processes are fresh interpreters (`python -m cluster.bare_sampling`), as Ray's workers
+The processes are fresh interpreters (`python -m rlfarm.experiments.bench.bare_sampling`), as Ray's workers
 are, with one BLAS thread as Ray gives a 1-CPU actor. They report "ready" once their env is
 built, and all start their clocks when every one is ready.
 """
@@ -36,7 +36,7 @@ def bare_sampling(env_cfg: Any, policy_cfg: Any, *, fragment_length: int, num_ru
     """Env steps/s of `num_runners` Runner processes sampling side by side (no delivery)."""
     env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
     logs = [tempfile.TemporaryFile(mode="w+") for _ in range(num_runners)]  # stderr, read on a failure
-    processes = [subprocess.Popen([sys.executable, "-m", "rlfarm.cluster.bare_sampling"], env=env, text=True,
+    processes = [subprocess.Popen([sys.executable, "-m", "rlfarm.experiments.bench.bare_sampling"], env=env, text=True,
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log)
                  for log in logs]
     try:

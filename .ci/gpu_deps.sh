@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Pack what experiments/gpu_check.sh needs and a lent GPU machine lacks, into .gpu_deps/.
-# Run it here (PyPI reachable), before the device call; then carry .gpu_deps along:
-#   bash experiments/gpu_deps.sh
-#   device run: carry [".gpu_deps"], command "bash experiments/gpu_check.sh"
+# Pack what experiments/gpu_check.sh needs and a GPU machine without network lacks, into
+# .gpu_deps/. Run it where PyPI is reachable, then bring .gpu_deps along to that machine:
+#   bash .ci/gpu_deps.sh
+#   there: bash experiments/gpu_check.sh
 # The GPU machines' image has Python 3.12, CUDA torch, numpy, tensorboard, pyyaml and
 # matplotlib, but no Ray and no gymnasium, and nothing can be fetched there. Ray's wheel
 # (79 MB) is over the 64 MiB a call may carry; without its Java jars and the dashboard's web

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from rlfarm.cluster.bare_sampling import BareRunnerError, bare_sampling
+from rlfarm.experiments.bench.bare_sampling import BareRunnerError, bare_sampling
 
 
 def test_bare_runners_sample_whole_fragments_side_by_side(cartpole):

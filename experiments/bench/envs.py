@@ -1,4 +1,4 @@
-"""`rlfarm envs` (list the registered envs) and `rlfarm bench` without --farm (env-only speed).
+"""`rlfarm bench` without --farm: env-only steps/s per core.
 
 The benchmark pins itself to one CPU core and single-threaded BLAS, so its figures are
 steps/s per core. For CartPole and Pendulum it measures gymnasium's own vectorized version
@@ -30,20 +30,6 @@ def pin_to_one_core() -> int:
     core = min(os.sched_getaffinity(0))
     os.sched_setaffinity(0, {core})
     return core
-
-
-def list_envs_main(args: argparse.Namespace) -> int:
-    from rlfarm import envs
-    from rlfarm.envs.registry import ENTRIES, accepted_kwargs, batched_class
-
-    for env_id in envs.registered_ids():
-        env = batched_class(env_id)(1)
-        print(f"{env_id}\n    {ENTRIES[env_id].description}\n"
-              f"    observation: {env.single_observation_space}\n"
-              f"    action:      {env.single_action_space}\n"
-              f"    keywords:    {', '.join(accepted_kwargs(type(env)))}")
-    print("\nAny other gymnasium id (e.g. Acrobot-v1) also works, vectorized by gymnasium.")
-    return 0
 
 
 def steps_per_second(env, seconds: float, repeats: int = 3) -> float:

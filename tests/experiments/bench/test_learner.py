@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from rlfarm.experiments import bench_learner
+from rlfarm.experiments.bench import learner as bench_learner
 
 
 def test_bench_learner_json_on_cpu(capsys):

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from rlfarm.cluster.proc_cpu import SessionCpu, _descendants, cpu_seconds
+from rlfarm.experiments.bench.proc_cpu import SessionCpu, _descendants, cpu_seconds
 
 pytestmark = pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs Linux /proc")
 
@@ -30,9 +30,9 @@ def test_a_busy_child_is_in_the_tree_and_its_cpu_counts():
 
 
 def test_no_window_without_a_local_raylet_below_this_process():
-    code = "from cluster.proc_cpu import SessionCpu; print(SessionCpu.start())"
+    code = "from rlfarm.experiments.bench.proc_cpu import SessionCpu; print(SessionCpu.start())"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+                         cwd=os.path.dirname(__file__))
     assert out.stdout.strip() == "None"
 
 

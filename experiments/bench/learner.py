@@ -1,6 +1,6 @@
 """Learner throughput: samples/s through one PPO epoch for the default MLP on CartPole-shaped data.
 
-    python -m rlfarm.experiments.bench_learner [--batch 65536] [--device auto|cpu|cuda] [--eager] [--json]
+    python -m rlfarm.experiments.bench.learner [--batch 65536] [--device auto|cpu|cuda] [--eager] [--json]
 
 The batch is one update's worth of fragments (T=64 steps x batch/64 envs, obs of 4 floats,
 2 discrete actions). Each timed update includes the host->device copy, GAE, one epoch of
@@ -18,7 +18,7 @@ import time
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m rlfarm.experiments.bench_learner", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m rlfarm.experiments.bench.learner", description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=65536, help="samples per update (default: %(default)s)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="learner device")
     parser.add_argument("--epochs", type=int, default=1, help="PPO epochs per update (default: %(default)s)")

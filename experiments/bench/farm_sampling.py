@@ -1,0 +1,105 @@
+"""Sampling throughput through the Ray farm, for `rlfarm bench --farm`.
+
+The RayFarm's runner actors sample with policy inference; every fragment's reference is
+delivered to the learner actor, which receives it from the object store and discards it
+(`RayFarm.sampling_stream()`, cluster/sampling_stream.py). The count is env steps delivered
+to the learner process per second of wall time.
+
+Where the embedded Ray runs as this process's descendants (proc_cpu.py), the report also
+accounts for the CPU the whole farm used over the window: the runners' sampling (their main
+thread's CPU inside `Runner.sample`) and the rest, Ray's work per fragment in every process
+(the fragment into the store and out again, the calls, the driver and the learner). That
+second figure, per fragment, is what a fragment costs beyond its sampling; with as many
+runners as cores it comes out of the runners' CPU, which is what limits scaling on a small
+machine.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from rlfarm.cluster.ray_farm import RayFarm
+from rlfarm.experiments.bench.proc_cpu import SessionCpu
+
+
+def farm_sampling(env_cfg: Any, policy_cfg: Any, algo_cfg: Any, farm_cfg: Any, seed: int,
+                  seconds: float, warmup_s: float = 2.0) -> dict[str, float]:
+    """Env steps/s delivered to the learner actor (which discards them)."""
+    farm = RayFarm(env_cfg, policy_cfg, algo_cfg, farm_cfg, seed, total_env_steps=None)
+    try:
+        return _measure(farm, seconds, warmup_s)
+    finally:
+        farm.close()
+
+
+@dataclass
+class _Tally:
+    """What the measurement window saw."""
+
+    steps: int = 0
+    fragments: int = 0
+    deliveries: int = 0
+    fragment_bytes: float = 0.0
+    env_ms: float = 0.0
+    inference_ms: float = 0.0
+    rows: int = 0
+    sampling_cpu_ms: float = 0.0
+    sampled: int = 0
+    max_store_mb: float = 0.0
+
+    def add(self, arrived: list[dict[str, Any]], delivered: list[dict[str, float]]) -> None:
+        self.env_ms += sum(meta["env_ms"] for meta in arrived)
+        self.inference_ms += sum(meta["inference_ms"] for meta in arrived)
+        self.rows += sum(meta["rows"] for meta in arrived)
+        self.sampling_cpu_ms += sum(meta["sample_cpu_ms"] for meta in arrived)
+        self.sampled += len(arrived)
+        for receipt in delivered:
+            self.steps += receipt["steps"]
+            self.fragments += receipt["fragments"]
+            self.deliveries += 1
+            self.fragment_bytes = receipt["bytes"] / max(receipt["fragments"], 1)
+
+
+def _measure(farm: RayFarm, seconds: float, warmup_s: float) -> dict[str, float]:
+    stream = farm.sampling_stream()
+    started = time.perf_counter()
+    measure_from, end = started + warmup_s, started + warmup_s + seconds
+    tally, cpu_window, max_inflight = None, None, 0
+    while (now := time.perf_counter()) < end:
+        if tally is None and now >= measure_from:
+            tally, measure_from, cpu_window = _Tally(), now, SessionCpu.start()
+        events = stream.poll(timeout_s=end - now)
+        max_inflight = max(max_inflight, stream.inflight())
+        if tally is not None:
+            tally.add(events.arrived, events.delivered)
+            tally.max_store_mb = max(tally.max_store_mb, farm.object_store_stats()["used_mb"])
+    elapsed = time.perf_counter() - measure_from
+    used = cpu_window.stop() if cpu_window is not None else None
+    tally = tally or _Tally()
+    return {
+        "env_steps_per_s": tally.steps / elapsed,
+        "seconds": elapsed,
+        "env_steps": tally.steps,
+        "fragments": tally.fragments,
+        "fragment_mb": tally.fragment_bytes / 1e6,
+        "env_step_ms": tally.env_ms / max(tally.rows, 1),
+        "inference_ms": tally.inference_ms / max(tally.rows, 1),
+        "object_store_max_mb": tally.max_store_mb,
+        "max_inflight_seen": max_inflight,
+        "fragments_per_delivery": tally.fragments / max(tally.deliveries, 1),
+        **_cpu_accounting(used, farm.runner_pids(), elapsed, tally.sampling_cpu_ms, tally.sampled),
+    }
+
+
+def _cpu_accounting(used: dict[str, float] | None, runner_pids: list[int], elapsed: float,
+                    sampling_cpu_ms: float, sampled: int) -> dict[str, float]:
+    """Cores the farm's processes used (`used`: CPU seconds per pid over the window), and CPU
+    ms per fragment sampled in it: the runners' sampling, and everything else (Ray's)."""
+    if used is None or sampled == 0:
+        return {}
+    all_s = sum(used.values())
+    runners_s = sum(used.get(str(pid), 0.0) for pid in runner_pids)
+    return {"cpu_cores": all_s / elapsed, "runner_cores": runners_s / elapsed,
+            "sampling_cpu_ms_per_fragment": sampling_cpu_ms / sampled,
+            "ray_cpu_ms_per_fragment": (1000.0 * all_s - sampling_cpu_ms) / sampled}
