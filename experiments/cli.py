@@ -112,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the Ray dashboard address, e.g. http://HEAD:8265 (default: $RAY_ADDRESS)")
     _add_overrides(p)
     p.add_argument("--no-wait", action="store_true", help="print the job id and return at once")
+    p.add_argument("--sweep", action="store_true",
+                   help="submit `rlfarm sweep CONFIG` (a config with a `sweep` section) instead of training")
     p.set_defaults(handler="rlfarm.experiments.submit:submit_main")
 
     p = sub.add_parser("jobs", help="follow up a submitted Ray Job: status, logs or stop")

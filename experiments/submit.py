@@ -25,16 +25,17 @@ EXIT_STOPPED = 1
 
 
 def build_entrypoint(config_path: str, overrides: list[str], run_dir: str | None,
-                     project_root: str) -> str:
-    """The job's shell command: `python -m rlfarm.experiments.cli train ...` from the working dir.
+                     project_root: str, command: str = "train") -> str:
+    """The job's shell command: `python -m rlfarm.experiments.cli train ...` (or `sweep ...`,
+    where run_dir is the sweep's --out) from the working dir.
 
     A config inside the project travels with the working dir (by its relative path); one
     outside it travels inside the command, written to a temp file on the head first.
     """
-    train = ["python", "-m", "rlfarm.experiments.cli", "train"]
+    train = ["python", "-m", "rlfarm.experiments.cli", command]
     tail = [arg for item in overrides for arg in ("--set", item)]
     if run_dir:
-        tail += ["--run-dir", run_dir]
+        tail += ["--out" if command == "sweep" else "--run-dir", run_dir]
     absolute = os.path.abspath(config_path)
     relative = os.path.relpath(absolute, project_root)
     if not relative.startswith(".."):
@@ -50,7 +51,13 @@ def submit_main(args: argparse.Namespace) -> int:
     from rlfarm.cluster import jobs
     from rlfarm.experiments.config import load_config
 
-    cfg = load_config(args.config, args.overrides)
+    if getattr(args, "sweep", False):  # the sweep section and every swept value, checked here first
+        from rlfarm.experiments.config import config_from_dict
+        from rlfarm.experiments.sweep import load_sweep_config
+
+        cfg = config_from_dict(load_sweep_config(args.config, args.overrides)[0])
+    else:
+        cfg = load_config(args.config, args.overrides)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     submission_id = f"rlfarm-{cfg.name}-{stamp}-{secrets.token_hex(2)}"
     run_dir = None
@@ -59,7 +66,8 @@ def submit_main(args: argparse.Namespace) -> int:
     else:
         print(f"rlfarm submit: warning: log.dir {cfg.log.dir!r} is relative, so the run lands in the "
               "job's working dir copy on the head; use --set log.dir=/shared/path", file=sys.stderr)
-    entrypoint = build_entrypoint(args.config, args.overrides, run_dir, str(jobs.PROJECT_ROOT))
+    entrypoint = build_entrypoint(args.config, args.overrides, run_dir, str(jobs.PROJECT_ROOT),
+                                  command="sweep" if getattr(args, "sweep", False) else "train")
     try:
         client = jobs.make_client(args.address)
         job_id = jobs.submit(client, entrypoint, submission_id=submission_id)

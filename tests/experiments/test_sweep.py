@@ -96,3 +96,12 @@ def test_a_sweep_interrupted_with_ctrl_c_resumes_and_its_trials_continue_their_r
     rows = list(csv.DictReader(open(out / "sweep.csv")))
     assert len(rows) == 2 and all(int(row["env_steps"]) >= 40_000 for row in rows), rows
     assert all(row["exit_reason"] == "env_steps" for row in rows), rows
+
+
+def test_submit_sweep_runs_rlfarm_sweep_on_the_cluster_with_out_as_the_sweep_dir():
+    from rlfarm.experiments import submit
+
+    command = submit.build_entrypoint(str(EXAMPLE), ["sweep.max_concurrent=4"], "/shared/runs/s", str(REPO),
+                                      command="sweep")
+    assert command == ("python -m rlfarm.experiments.cli sweep experiments/examples/sweep_cartpole.yaml "
+                       "--set sweep.max_concurrent=4 --out /shared/runs/s")
