@@ -74,10 +74,10 @@ def _deliver_loop(farm: RayFarm, seconds: float, warmup_s: float) -> dict[str, f
             consumes[learner.consume.remote(*[request.fragment_ref for request in undelivered])] = undelivered
             undelivered = []
         if measuring:
-            env_ms += sum(request.meta["env_ms"] for request in arrivals)
-            inference_ms += sum(request.meta["inference_ms"] for request in arrivals)
-            rows += sum(request.meta["rows"] for request in arrivals)
-            sampling_cpu_ms += sum(request.meta["sample_cpu_ms"] for request in arrivals)
+            env_ms += sum(request.meta.env_ms for request in arrivals)
+            inference_ms += sum(request.meta.inference_ms for request in arrivals)
+            rows += sum(request.meta.horizon for request in arrivals)
+            sampling_cpu_ms += sum(request.meta.sample_cpu_ms for request in arrivals)
             sampled += len(arrivals)
         done = [ref for ref in ready if ref in consumes]
         for ref, delivered in zip(done, ray.get(done) if done else []):  # the learner's receipts: counts, not data

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from rlfarm.experiments.config import load_config
-from rlfarm.experiments.errors import ConfigError
+from rlfarm.experiments.errors import ConfigError, check_torch_threads
 
 MAX_EVAL_STEPS = 1_000_000
 """Guard for envs without a time limit."""
@@ -24,6 +24,7 @@ def main(args: argparse.Namespace) -> int:
     from rlfarm.experiments.train import find_last_checkpoint
 
     run_dir = args.run_dir
+    check_torch_threads()
     if args.episodes < 1:
         raise ConfigError(f"--episodes: must be >= 1, got {args.episodes}")
     if args.seed < 0:
@@ -47,13 +48,11 @@ def main(args: argparse.Namespace) -> int:
 def evaluate(cfg: Any, checkpoint: str, *, episodes: int, seed: int = 12345,
              gif: str | None = None) -> dict[str, Any]:
     """Deterministic returns of `episodes` copies, one episode each."""
-    import torch
-
     from rlfarm import agents
     from rlfarm import envs
-    from rlfarm.cluster.learner import LearnerWorker
+    from rlfarm.cluster.learner import LearnerWorker, set_torch_threads
 
-    torch.set_num_threads(int(os.environ.get("RLFARM_TORCH_THREADS", "1")))
+    set_torch_threads()
     kwargs = dict(cfg.env.kwargs or {})
     if gif:
         kwargs["render_mode"] = "rgb_array"

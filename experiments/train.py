@@ -19,7 +19,7 @@ import traceback
 from typing import Any
 
 from rlfarm.experiments.config import ExperimentConfig, dump_config, load_config
-from rlfarm.experiments.errors import ConfigError
+from rlfarm.experiments.errors import ConfigError, check_torch_threads
 
 CHECKPOINT_DIR = "checkpoints"
 _CHECKPOINT_RE = re.compile(r"ckpt-(\d+)\.pt$")
@@ -29,6 +29,7 @@ _SEGMENT_SEED_STRIDE = 2**32
 
 def main(args: argparse.Namespace) -> int:
     process_start_s = _process_start()
+    check_torch_threads()
     config_path = args.config
     if args.resume and not config_path:
         config_path = os.path.join(args.resume, "config.yaml")
@@ -45,7 +46,7 @@ def main(args: argparse.Namespace) -> int:
         raise ConfigError(f"--run-dir: {run_dir} exists and is not empty; use --resume {run_dir} to continue it")
     training = Training(cfg, run_dir, resume_checkpoint, process_start_s)
     if cfg.farm.mode == "ray":
-        # Ray's start (~4-5 s, mostly waiting on its processes) and the actors' torch imports
+        # Ray's start (seconds, mostly waiting on its processes) and the actors' torch imports
         # overlap the driver's own imports (torch, TensorBoard's writer) from here on.
         training.start_farm_in_background()
     return training.run()
@@ -94,9 +95,9 @@ class Training:
         from rlfarm.experiments.monitor import Monitor, preload_event_writer
 
         if self.cfg.farm.mode != "ray":  # a Ray-mode driver never imports torch
-            import torch
+            from rlfarm.cluster.learner import set_torch_threads
 
-            torch.set_num_threads(int(os.environ.get("RLFARM_TORCH_THREADS", "1")))
+            set_torch_threads()
 
         extra: dict[str, Any] = {}
         if self._farm_builder is not None:
