@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 
 from rlfarm.agents.config import AlgoConfig, PolicyConfig
-from rlfarm.agents.fragment import Fragment
+from rlfarm.agents.fragment import Fragment, FragmentMeta
 
 _LAZY = {
     "ActingPolicy": "rlfarm.agents.acting",
@@ -24,7 +24,7 @@ _LAZY = {
     "resolve_device": "rlfarm.agents.device",
 }
 
-__all__ = ["AlgoConfig", "PolicyConfig", "Fragment", "make_acting_policy", "make_learner", *_LAZY]
+__all__ = ["AlgoConfig", "PolicyConfig", "Fragment", "FragmentMeta", "make_acting_policy", "make_learner", *_LAZY]
 
 
 def make_acting_policy(obs_space, action_space, policy_cfg: PolicyConfig | None = None, *, seed: int | None = None):

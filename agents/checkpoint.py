@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,15 @@ FORMAT_VERSION = 1
 
 
 class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be read or does not fit the learner (the message says why)."""
+    """A checkpoint that cannot be read or does not fit the learner: "checkpoint PATH: reason",
+    with a plain reason ("truncated", "not an rlfarm checkpoint", "from a different model: ...")."""
+
+    def __init__(self, path: object, reason: str) -> None:
+        super().__init__(str(path), reason)  # both in args, so the error pickles (Ray actors)
+        self.path, self.reason = str(path), reason
+
+    def __str__(self) -> str:
+        return f"checkpoint {self.path}: {self.reason}"
 
 
 def _numpy_rng_state() -> dict:
@@ -65,21 +74,41 @@ def read_checkpoint(path) -> dict:
     """The checkpoint's contents (weights_only), or CheckpointError saying why it is unreadable."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path}: no such file")
+        raise CheckpointError(path, "no such file")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # truncated zip, not a torch file, unsafe pickle content...
-        raise CheckpointError(f"checkpoint {path}: cannot be read ({type(err).__name__}: "
-                              f"{str(err).splitlines()[0] if str(err) else 'corrupt'})") from None
+    except Exception:  # noqa: BLE001 - torch's own words would advise weights_only=False: never
+        raise CheckpointError(path, _unreadable_reason(path)) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(f"checkpoint {path}: not an rlfarm checkpoint")
+        raise CheckpointError(path, "not an rlfarm checkpoint (a torch file with other contents)")
     if payload.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"checkpoint {path}: format version {payload.get('format_version')} "
-                              f"is not supported (expected {FORMAT_VERSION})")
+        raise CheckpointError(path, f"format version {payload.get('format_version')} "
+                                    f"is not supported (expected {FORMAT_VERSION})")
     for key in ("learner", "extra", "rng"):
         if not isinstance(payload.get(key), dict):
-            raise CheckpointError(f"checkpoint {path}: missing {key!r} section")
+            raise CheckpointError(path, f"damaged: missing {key!r} section")
     return payload
+
+
+def _unreadable_reason(path: Path) -> str:
+    """Why torch could not load `path`, in plain words. A torch file is a zip archive, so the
+    archive itself tells a cut-off write from a file that never was a checkpoint."""
+    try:
+        with open(path, "rb") as stream:
+            head = stream.read(4)
+        if not head:
+            return "empty (truncated)"
+        if head != b"PK\x03\x04":
+            return "not an rlfarm checkpoint (not a torch file)"
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except zipfile.BadZipFile:
+        return "truncated"
+    except OSError as err:
+        return f"cannot be read ({err.strerror or type(err).__name__})"
+    if damaged:
+        return f"damaged ({damaged} fails its checksum)"
+    return "not an rlfarm checkpoint (it holds pickled Python objects, which rlfarm never writes)"
 
 
 def load_checkpoint(path, learner, restore_rng: bool = True) -> dict:
@@ -92,13 +121,13 @@ def load_checkpoint(path, learner, restore_rng: bool = True) -> dict:
     try:
         learner.check_state_dict(payload["learner"])
     except ValueError as err:
-        raise CheckpointError(f"checkpoint {path} does not fit this learner: {err}") from None
+        raise CheckpointError(path, f"from a different model: {err}") from None
     except Exception as err:  # a malformed section (missing key, wrong type)
-        raise CheckpointError(f"checkpoint {path}: malformed learner state ({type(err).__name__}: {err})") from None
+        raise CheckpointError(path, f"damaged learner state ({type(err).__name__}: {err})") from None
     try:
         learner.load_state_dict(payload["learner"])
     except Exception as err:  # load_state_dict restored the learner's previous state
-        raise CheckpointError(f"checkpoint {path}: loading failed, learner left unchanged ({err})") from None
+        raise CheckpointError(path, f"loading failed, learner left unchanged ({err})") from None
     if restore_rng:
         rng = payload["rng"]
         torch.set_rng_state(rng["torch"])

@@ -129,3 +129,40 @@ class Fragment:
             inference_ms=float(sum(f.inference_ms for f in fragments)),
             env_errors=int(sum(f.env_errors for f in fragments)),
         )
+
+
+@dataclass
+class FragmentMeta:
+    """What the driver reads of a Fragment without touching its arrays: the Ray farm sends it
+    beside the fragment's object ref, and both farms count steps and episodes from it."""
+
+    runner_id: int
+    policy_version: int
+    horizon: int
+    """T, the steps per env copy."""
+    num_steps: int
+    """T x N transitions (the env-step count)."""
+    episode_returns: np.ndarray
+    """float32 [k]: returns of the episodes that ended in the fragment."""
+    episode_lengths: np.ndarray
+    """int32 [k]: their lengths."""
+    env_ms: float
+    inference_ms: float
+    env_errors: int
+    nbytes: int
+    """Bytes of the fragment's arrays (what travels through the object store)."""
+    sample_ms: float = 0.0
+    """Wall time of the runner's `sample()` call (0 where nobody timed it)."""
+    sample_cpu_ms: float = 0.0
+    """CPU time of the sampling thread in `sample()` (0 where nobody timed it)."""
+    rss_mb: float = float("nan")
+    """Resident memory of the runner's process after sampling (NaN where not read)."""
+
+    @classmethod
+    def of(cls, fragment: Fragment, **gauges: float) -> "FragmentMeta":
+        """The metadata of `fragment`, plus the runner's `gauges` (sample_ms, sample_cpu_ms, rss_mb)."""
+        return cls(runner_id=int(fragment.runner_id), policy_version=int(fragment.policy_version),
+                   horizon=fragment.horizon, num_steps=fragment.num_steps,
+                   episode_returns=fragment.episode_returns, episode_lengths=fragment.episode_lengths,
+                   env_ms=float(fragment.env_ms), inference_ms=float(fragment.inference_ms),
+                   env_errors=int(fragment.env_errors), nbytes=fragment.nbytes, **gauges)

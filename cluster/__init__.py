@@ -8,16 +8,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from rlfarm.cluster.config import FarmConfig
+from rlfarm.cluster.config import FARM_MODES, FarmConfig
 
 if TYPE_CHECKING:  # pragma: no cover
     from rlfarm.cluster.farm_base import Farm
     from rlfarm.cluster.learner import LearnerWorker
     from rlfarm.cluster.runner import Runner
 
-__all__ = ["FarmConfig", "Runner", "LearnerWorker", "Farm", "make_farm"]
-
-FARM_MODES = ("serial", "ray")
+__all__ = ["FARM_MODES", "FarmConfig", "Runner", "LearnerWorker", "Farm", "make_farm"]
 
 
 def make_farm(env_cfg: Any, policy_cfg: Any, algo_cfg: Any, farm_cfg: FarmConfig,

@@ -2,7 +2,7 @@
 
 Ray stays at this edge: the classes in runner.py / learner.py know nothing of it.
 
-- `RunnerActor.sample` returns two objects (`num_returns=2`): a tiny metadata dict the
+- `RunnerActor.sample` returns two objects (`num_returns=2`): a small FragmentMeta the
   driver reads (policy version, steps, episode stats, timings) and the Fragment, which the
   driver only passes on, by reference, to the learner. Its arrays over 1 MiB travel in
   1 MiB chunks and arrive as views of the store all the same (cluster/wire.py).
@@ -22,28 +22,10 @@ from typing import Any
 import numpy as np
 import ray
 
+from rlfarm.agents.fragment import FragmentMeta
+from rlfarm.cluster.memory import rss_mb
+
 logger = logging.getLogger(__name__)
-
-
-def rss_mb() -> float:
-    """Resident memory of this process in MB, without shared memory (Linux: RssAnon + RssFile).
-
-    The object store is shared memory mapped into every worker: reading fragments touches
-    its pages, which plain RSS counts up to the store's size. Leaving it out keeps the
-    gauge about this process's own memory, the one a leak would grow.
-    """
-    try:
-        fields = {}
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith(("RssAnon:", "RssFile:")):
-                    name, value, _unit = line.split()
-                    fields[name] = int(value)
-        return (fields["RssAnon:"] + fields["RssFile:"]) / 1e3
-    except (OSError, KeyError, ValueError):
-        import resource
-
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
 
 
 class HeapTrimmer:
@@ -101,7 +83,7 @@ class RunnerActor:
 
         return node_placement()
 
-    def sample(self, version: int, weights_box: list) -> tuple[dict[str, Any], Any]:
+    def sample(self, version: int, weights_box: list) -> tuple[FragmentMeta, Any]:
         """One Fragment, acting with the published weights of `version`: `weights_box` holds
         their ref, or is empty when an earlier call already carried this version."""
         if weights_box and weights_box[0] is not None and version != self._seen_version:
@@ -115,21 +97,8 @@ class RunnerActor:
         fragment = self.runner.sample()
         sample_ms = 1000.0 * (time.perf_counter() - started)
         sample_cpu_ms = 1000.0 * (time.thread_time() - started_cpu)
-        meta = {
-            "runner_id": self.runner_index,
-            "policy_version": int(fragment.policy_version),
-            "steps": int(fragment.rewards.shape[0] * fragment.rewards.shape[1]),
-            "rows": int(fragment.rewards.shape[0]),
-            "episode_returns": fragment.episode_returns,
-            "episode_lengths": fragment.episode_lengths,
-            "env_ms": float(fragment.env_ms),
-            "inference_ms": float(fragment.inference_ms),
-            "env_errors": int(fragment.env_errors),
-            "sample_ms": sample_ms,
-            "sample_cpu_ms": sample_cpu_ms,  # this thread's CPU in Runner.sample: the bench's accounting
-            "fragment_bytes": int(fragment.nbytes),
-            "rss_mb": rss_mb(),
-        }
+        # sample_cpu_ms: this thread's CPU in Runner.sample, the sampling benchmark's accounting
+        meta = FragmentMeta.of(fragment, sample_ms=sample_ms, sample_cpu_ms=sample_cpu_ms, rss_mb=rss_mb())
         return meta, fragment
 
 
@@ -139,13 +108,13 @@ class LearnerActor:
     def __init__(self, spaces_box: list, policy_cfg: Any, algo_cfg: Any, *,
                  total_env_steps: int | None, seed: int, rank: int = 0, world_size: int = 1) -> None:
         """`spaces_box` = [ref of runner 0's `spaces()`, i.e. (obs_space, action_space)]. In a
-        list, Ray does not wait for it before calling this, so torch's import (about a second)
+        list, Ray does not wait for it before calling this, so torch's import
         runs while the runners are still starting; the spaces are fetched after it."""
         import torch
 
-        from rlfarm.cluster.learner import LearnerWorker
+        from rlfarm.cluster.learner import LearnerWorker, set_torch_threads
 
-        torch.set_num_threads(int(os.environ.get("RLFARM_TORCH_THREADS", "1")))
+        set_torch_threads()
         device = getattr(algo_cfg, "device", "auto")
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -227,7 +196,7 @@ class LearnerActor:
                         torch.as_tensor(getattr(fragment, name)).to(self.device, non_blocking=True)
             torch.cuda.synchronize()
         return {"fragments": len(fragments),
-                "steps": sum(int(f.rewards.shape[0] * f.rewards.shape[1]) for f in fragments),
+                "steps": sum(f.num_steps for f in fragments),
                 "bytes": sum(int(f.nbytes) for f in fragments), "rss_mb": rss_mb()}
 
     def publish(self) -> dict[str, Any]:

@@ -1,8 +1,19 @@
-"""The farm's own config: how many runners, how fragments flow, where actors land."""
+"""The farm's own config: how many runners, how fragments flow, where actors land.
+
+FarmConfig validates itself on construction and raises ``ValueError("field: what is wrong")``,
+so `experiments/config.py` can prefix the section ("farm.num_runners: ...") and print one line.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+
+FARM_MODES = ("serial", "ray")
+"""`serial`: everything in one process, no Ray; `ray`: runners and learners as Ray actors."""
+
+_AT_LEAST = {"num_runners": 1, "fragment_length": 1, "max_inflight": 1, "num_learners": 1,
+             "batch_size": 0, "max_lag": 0, "artificial_lag": 0, "max_runner_restarts": 0}
+"""The integer fields and their smallest allowed value."""
 
 
 @dataclass
@@ -47,3 +58,21 @@ class FarmConfig:
 
     address: str | None = None
     """Ray cluster to join; None starts an embedded local Ray (or uses $RAY_ADDRESS)."""
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ValueError("field: what is wrong") for the first field out of its range."""
+        if self.mode not in FARM_MODES:
+            raise ValueError(f"mode: must be one of {', '.join(FARM_MODES)}, got {self.mode!r}")
+        for name, low in _AT_LEAST.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                hint = " (0: one fragment per runner)" if name == "batch_size" else ""
+                raise ValueError(f"{name}: must be an integer >= {low}{hint}, got {value!r}")
+        for name in ("runner_resources", "learner_resources"):
+            if not isinstance(getattr(self, name), dict):
+                raise ValueError(f"{name}: expected a mapping of Ray resources, got {getattr(self, name)!r}")
+        if self.address is not None and (not isinstance(self.address, str) or not self.address.strip()):
+            raise ValueError(f"address: expected a Ray address such as 'auto' or 'host:6379', got {self.address!r}")

@@ -1,8 +1,8 @@
 """What `rlfarm train` drives: a Farm gathers one batch, updates the learner, publishes weights.
 
 The serial farm (cluster/serial.py) and the Ray farm (cluster/ray_farm.py) share this base:
-the counters that go into checkpoints and summaries, the APPO staleness filter, and the
-assembly of the per-iteration result dict, so both report the same keys.
+the counters that go into checkpoints and summaries, the staleness rule, and the assembly
+of the per-iteration result dict, so both report the same keys.
 """
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from rlfarm.agents.fragment import FragmentMeta
 from rlfarm.cluster.config import FarmConfig
 
 # Counters that survive a resume; they travel in the checkpoint's `extra["farm"]`.
@@ -27,6 +28,7 @@ class Farm(abc.ABC):
         self.policy_cfg = policy_cfg
         self.algo_cfg = algo_cfg
         self.farm_cfg = farm_cfg
+        self.is_appo = getattr(algo_cfg, "name", "ppo") == "appo"
         self.seed = int(seed)
         self.total_env_steps = total_env_steps
         self.env_steps = 0
@@ -81,22 +83,26 @@ class Farm(abc.ABC):
                 setattr(self, name, int(counters[name]))
 
     def is_stale(self, fragment_version: int, learner_version: int) -> bool:
-        """APPO drops fragments more than `max_lag` versions behind (PPO never sees a lag)."""
-        if getattr(self.algo_cfg, "name", "ppo") != "appo":
-            return False
-        return learner_version - int(fragment_version) > self.farm_cfg.max_lag
+        """A fragment to drop rather than learn from.
 
-    def iteration_result(self, fragments: Sequence[Any], learner_metrics: dict[str, float],
+        APPO learns off-policy up to `max_lag` versions behind. PPO learns on-policy, so a
+        fragment older than the runners' deliberate `artificial_lag` (0 unless testing) was
+        made before a runner restart or a resume, and is dropped.
+        """
+        allowed = self.farm_cfg.max_lag if self.is_appo else self.farm_cfg.artificial_lag
+        return int(learner_version) - int(fragment_version) > int(allowed)
+
+    def iteration_result(self, metas: Sequence[FragmentMeta], learner_metrics: dict[str, float],
                          sample_s: float, update_s: float) -> dict[str, Any]:
-        """Advance the counters by the consumed `fragments` and build `iterate()`'s result."""
-        steps = sum(_fragment_steps(f) for f in fragments)
+        """Advance the counters by the consumed fragments' `metas` and build `iterate()`'s result."""
+        steps = sum(m.num_steps for m in metas)
         self.env_steps += steps
         self.iterations += 1
-        self.env_errors += sum(int(getattr(f, "env_errors", 0)) for f in fragments)
-        returns = [np.asarray(f.episode_returns, np.float32) for f in fragments]
-        lengths = [np.asarray(f.episode_lengths, np.int32) for f in fragments]
-        env_ms = sum(float(f.env_ms) for f in fragments)
-        inference_ms = sum(float(f.inference_ms) for f in fragments)
+        self.env_errors += sum(m.env_errors for m in metas)
+        returns = [np.asarray(m.episode_returns, np.float32) for m in metas]
+        lengths = [np.asarray(m.episode_lengths, np.int32) for m in metas]
+        env_ms = sum(m.env_ms for m in metas)
+        inference_ms = sum(m.inference_ms for m in metas)
         result: dict[str, Any] = dict(learner_metrics)
         result.update({
             "env_steps": self.env_steps,
@@ -111,7 +117,7 @@ class Farm(abc.ABC):
             "perf/update_ms": 1000.0 * update_s,
             # Per-runner env speed, from the runners' own clocks: comparable across farm modes.
             "perf/runner_env_steps_per_s": steps / max(env_ms / 1000.0, 1e-9),
-            "perf/runner_inference_ms_per_fragment": inference_ms / max(len(fragments), 1),
+            "perf/runner_inference_ms_per_fragment": inference_ms / max(len(metas), 1),
         })
         return result
 
@@ -120,11 +126,6 @@ class Farm(abc.ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _fragment_steps(fragment: Any) -> int:
-    rewards = fragment.rewards
-    return int(rewards.shape[0] * rewards.shape[1])
 
 
 class Stopwatch:

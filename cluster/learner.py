@@ -5,6 +5,31 @@ from __future__ import annotations
 import os
 from typing import Any, Sequence
 
+TORCH_THREADS_ENV_VAR = "RLFARM_TORCH_THREADS"
+"""Threads torch may use in a learner, `rlfarm eval` or a serial-mode driver (default 1)."""
+
+
+def torch_threads() -> int:
+    """$RLFARM_TORCH_THREADS as an int >= 1 (1 when unset), or ValueError naming the variable.
+
+    One thread by default: the learner shares the machine with runner processes, and extra
+    torch threads compete with them for the same cores."""
+    text = os.environ.get(TORCH_THREADS_ENV_VAR, "").strip() or "1"
+    try:
+        threads = int(text)
+    except ValueError:
+        threads = 0
+    if threads < 1:
+        raise ValueError(f"{TORCH_THREADS_ENV_VAR}: expected an integer >= 1, got {text!r}")
+    return threads
+
+
+def set_torch_threads() -> None:
+    """Give torch the threads that $RLFARM_TORCH_THREADS asks for."""
+    import torch
+
+    torch.set_num_threads(torch_threads())
+
 
 class LearnerWorker:
     """Owns an agents learner (PPO or APPO): updates, weights for runners, checkpoints."""
@@ -12,11 +37,9 @@ class LearnerWorker:
     def __init__(self, obs_space: Any, action_space: Any, policy_cfg: Any, algo_cfg: Any, *,
                  total_env_steps: int | None = None, device: str | None = None,
                  seed: int | None = None) -> None:
-        import torch
-
         from rlfarm import agents
 
-        torch.set_num_threads(int(os.environ.get("RLFARM_TORCH_THREADS", "1")))
+        set_torch_threads()
         # seed: the initial weights and the minibatch order follow the run's seed
         self.learner = agents.make_learner(
             obs_space, action_space, policy_cfg, algo_cfg, total_env_steps=total_env_steps,

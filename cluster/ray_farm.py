@@ -1,7 +1,7 @@
 """RayFarm: runners and learners as Ray actors; the driver routes fragment references.
 
 The data path: a runner's `sample()` puts a Fragment into the object store and returns a
-small metadata dict beside it; the driver reads the metadata only (policy version, steps,
+small FragmentMeta beside it; the driver reads the metadata only (policy version, steps,
 episode stats), and hands the fragment's ObjectRef to the learner actor, which Ray
 resolves from the object store. `ray.get` is never called on a fragment here.
 
@@ -28,9 +28,11 @@ from typing import Any
 import numpy as np
 import ray
 
-from rlfarm.cluster.actors import LearnerActor, rss_mb
+from rlfarm.agents.fragment import FragmentMeta
+from rlfarm.cluster.actors import LearnerActor
 from rlfarm.cluster.config import FarmConfig
 from rlfarm.cluster.farm_base import Farm
+from rlfarm.cluster.memory import rss_mb
 from rlfarm.cluster.placement import actor_options, check_fits, check_total_cpus, cpu_demand
 from rlfarm.cluster.ray_session import ObjectStoreGauge, start_ray
 from rlfarm.cluster.runner_pool import Request, RunnerPool, WeightsLost
@@ -53,7 +55,6 @@ class RayFarm(Farm):
         # without owning it; otherwise starts or joins one and shuts it down in close().
         self.session = start_ray(
             farm_cfg.address, num_cpus=max(os.cpu_count() or 1, math.ceil(cpu_demand(farm_cfg))))
-        self.is_appo = getattr(algo_cfg, "name", "ppo") == "appo"
         self.last_checkpoint: str | None = None
         self.lost_fragments = 0
         """Fragments lost with a batch whose objects vanished (a node lost after sampling)."""
@@ -99,12 +100,12 @@ class RayFarm(Farm):
     def iterate(self) -> dict[str, Any]:
         self._check_open()
         gather_start = time.perf_counter()
-        arrived: list[dict[str, Any]] = []
+        arrived: list[FragmentMeta] = []
         while True:
             batch = self._gather(arrived)
             inflight_at_update = self.pool.inflight()
             self.max_inflight_seen = max(self.max_inflight_seen, inflight_at_update)
-            lags = [self.version - r.meta["policy_version"] for r in batch]
+            lags = [self.version - r.meta.policy_version for r in batch]
             update_start = time.perf_counter()
             try:
                 results = self._update(batch)
@@ -117,20 +118,20 @@ class RayFarm(Farm):
         self.pool.release(batch)
         self._set_weights(results[0])
         metas = [r.meta for r in batch]
-        result = self.iteration_result([_MetaFragment(m) for m in metas], results[0]["metrics"],
+        result = self.iteration_result(metas, results[0]["metrics"],
                                        update_start - gather_start, update_end - update_start)
         wall = max(update_end - self._last_iterate, 1e-9)
         self._last_iterate = update_end
         result.update(self._perf_metrics(arrived, metas, results, lags, wall, inflight_at_update))
         return result
 
-    def _gather(self, arrived: list[dict[str, Any]]) -> list[Request]:
+    def _gather(self, arrived: list[FragmentMeta]) -> list[Request]:
         """The first `batch_fragments` fresh fragments to arrive (no barrier on any runner)."""
         batch: list[Request] = []
         while len(batch) < self.batch_fragments:
             while self._ready and len(batch) < self.batch_fragments:
                 request = self._ready.popleft()
-                if self._is_stale(request.meta["policy_version"]):
+                if self.is_stale(request.meta.policy_version, self.version):
                     self.dropped_fragments += 1
                     self.pool.release([request])
                 else:
@@ -156,12 +157,6 @@ class RayFarm(Farm):
             outstanding = self.pool.outstanding(version=self.version)
             self.pool.top_up(self.version, self.weights_ref, limit=still_needed - outstanding)
 
-    def _is_stale(self, fragment_version: int) -> bool:
-        lag = self.version - int(fragment_version)
-        if self.is_appo:
-            return lag > self.farm_cfg.max_lag
-        return lag > int(self.farm_cfg.artificial_lag)
-
     def _update(self, batch: list[Request]) -> list[dict[str, Any]]:
         refs = [request.fragment_ref for request in batch]
         world = len(self.learners)
@@ -182,12 +177,12 @@ class RayFarm(Farm):
         self._set_weights(self._call_learner(self.learners[0].publish.remote()))
 
     # ---- metrics -------------------------------------------------------------------------
-    def _perf_metrics(self, arrived: list[dict], metas: list[dict], results: list[dict],
+    def _perf_metrics(self, arrived: list[FragmentMeta], metas: list[FragmentMeta], results: list[dict],
                       lags: list[int], wall: float, inflight: int) -> dict[str, float]:
-        consumed = sum(m["steps"] for m in metas)
+        consumed = sum(m.num_steps for m in metas)
         out: dict[str, float] = {
             "perf/env_steps_per_s": consumed / wall,
-            "perf/env_steps_sampled_per_s": sum(m["steps"] for m in arrived) / wall,
+            "perf/env_steps_sampled_per_s": sum(m.num_steps for m in arrived) / wall,
             "perf/inflight_fragments": float(inflight),
             "perf/inflight_fragments_max": float(self.max_inflight_seen),
             "perf/policy_lag_mean": float(np.mean(lags)) if lags else 0.0,
@@ -195,7 +190,7 @@ class RayFarm(Farm):
             "perf/dropped_fragments": float(self.dropped_fragments),
             "perf/lost_fragments": float(self.lost_fragments + self.pool.lost_fragments),
             "perf/runner_restarts": float(self.runner_restarts),
-            "perf/fragment_mb": float(np.mean([m["fragment_bytes"] for m in metas])) / 1e6,
+            "perf/fragment_mb": float(np.mean([m.nbytes for m in metas])) / 1e6,
             "perf/learner_update_ms": float(np.mean([r["update_ms"] for r in results])),
             "system/rss_mb/driver": rss_mb(),
         }
@@ -207,16 +202,16 @@ class RayFarm(Farm):
         out["perf/object_store_mb"] = store["used_mb"]
         out["perf/object_store_spilled_mb"] = store["spilled_mb"]
         for meta in arrived or metas:
-            runner = meta["runner_id"]
+            runner = meta.runner_id
             self._runner_gauges[runner] = {
-                f"perf/env_step_ms/runner_{runner}": meta["env_ms"] / meta["rows"],
-                f"perf/inference_ms/runner_{runner}": meta["inference_ms"] / meta["rows"],
-                f"system/rss_mb/runner_{runner}": meta["rss_mb"]}
+                f"perf/env_step_ms/runner_{runner}": meta.env_ms / meta.horizon,
+                f"perf/inference_ms/runner_{runner}": meta.inference_ms / meta.horizon,
+                f"system/rss_mb/runner_{runner}": meta.rss_mb}
         for gauges in self._runner_gauges.values():  # every runner's latest reading, each report
             out.update(gauges)
         sampled = arrived or metas
-        out["perf/env_step_ms"] = float(np.mean([m["env_ms"] / m["rows"] for m in sampled]))
-        out["perf/inference_ms"] = float(np.mean([m["inference_ms"] / m["rows"] for m in sampled]))
+        out["perf/env_step_ms"] = float(np.mean([m.env_ms / m.horizon for m in sampled]))
+        out["perf/inference_ms"] = float(np.mean([m.inference_ms / m.horizon for m in sampled]))
         for rank, result in enumerate(results):
             out[f"system/rss_mb/learner_{rank}"] = result["rss_mb"]
         if "system/gpu_mem_gb" in results[0]:
@@ -284,16 +279,3 @@ class RayFarm(Farm):
         self.learners = []
         self.session.close()
 
-
-class _MetaFragment:
-    """The fields of a Fragment that Farm.iteration_result reads, built from runner metadata,
-    so the driver reports the same keys as SerialFarm without touching fragment data."""
-
-    def __init__(self, meta: dict[str, Any]):
-        self.rewards = np.broadcast_to(np.float32(0), (meta["rows"], meta["steps"] // meta["rows"]))
-        self.episode_returns = meta["episode_returns"]
-        self.episode_lengths = meta["episode_lengths"]
-        self.env_ms = meta["env_ms"]
-        self.inference_ms = meta["inference_ms"]
-        self.env_errors = meta["env_errors"]
-        self.policy_version = meta["policy_version"]

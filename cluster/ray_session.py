@@ -1,13 +1,17 @@
 """Start an embedded local Ray, or join a running cluster.
 
-`ray_session(address)` is the one place the farm calls `ray.init`:
+`start_ray(address)` is the one place the farm calls `ray.init`:
 
 - no address and no $RAY_ADDRESS: an embedded single-node Ray with all of this machine's
   CPUs, no dashboard, and Ray's token authentication left as Ray sets it (Ray 2.60 turns
   it on by default for a new local cluster and writes ~/.ray/auth_token; we never disable it).
-  Two of Ray's processes that cost seconds and do nothing for a one-process run are left
-  out: the usage-stats API server at start, the autoscaler monitor's 1 s grace at shutdown;
-  the log and autoscaler monitors run at nice 19 (see `_lean_embedded_start`).
+  The start is made lean by patching a few private Ray functions for the length of
+  `ray.init` (see `_lean_patches`): they only leave out or deprioritise processes that a
+  one-process run never uses. Those patches can never stop a start:
+  - `RLFARM_PLAIN_RAY=1` turns every one of them off (and the private system config too);
+  - a private point that Ray no longer has is left alone, and said once at INFO;
+  - if `ray.init` fails under the patches, Ray's own functions are put back and a plain
+    start is tried, with one INFO line saying so.
 - an address (argument or $RAY_ADDRESS): join that cluster. Ray only auto-enables token
   auth for `address="auto"`, so when a token is present and RAY_AUTH_MODE is unset we set
   RAY_AUTH_MODE=token ourselves; a cluster started with `ray start --head` (token mode by
@@ -15,27 +19,33 @@
 - Ray already initialized in this process (a test fixture, a Ray Job driver): reuse it and
   leave it running on exit.
 
-Only the session that started Ray shuts it down.
+Only the session that started Ray shuts it down. The private points were checked against
+the Ray versions that pyproject.toml allows.
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import os
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 logger = logging.getLogger(__name__)
 
 AUTH_MODE_ENV_VAR = "RAY_AUTH_MODE"
+PLAIN_RAY_ENV_VAR = "RLFARM_PLAIN_RAY"
+"""Set to 1 to start the embedded Ray exactly as Ray does: no patches, no private system config."""
+
 EMBEDDED_SYSTEM_CONFIG = {"free_objects_period_milliseconds": 100, "enable_metrics_collection": False}
-"""Ray frees released objects in batches, by default once a second: at 2M env steps/s that
-keeps some 35 consumed fragments (100 MB) in the store beside the 4 live ones. A 100 ms
-period keeps the store at the backpressure bound (measured: 11.2 MB for 4 fragments of
-2.8 MB, against 50-115 MB with Ray's default). Metrics collection is off: nothing scrapes
-the embedded Ray's metrics, and collecting them costs every Ray process CPU on every task."""
+"""Ray frees released objects in batches, by default once a second: at millions of env steps
+per second that keeps dozens of consumed fragments in the store beside the live ones. A
+100 ms period keeps the store near the backpressure bound (docs/performance.md has the
+figures). Metrics collection is off: nothing scrapes the embedded Ray's metrics, and
+collecting them costs every Ray process CPU on every task."""
 
 
 @dataclass
@@ -50,12 +60,16 @@ class RaySession:
     """True for a local Ray started by this process (no address given)."""
     start_s: float
     """Seconds `ray.init` took (0 when Ray was already up)."""
+    lean: bool = False
+    """True when the embedded Ray started under rlfarm's patches (False: a plain start)."""
+    patch_calls: dict[str, int] = field(default_factory=dict)
+    """How often `ray.init` called each patched function ("owner.name" -> calls)."""
 
     def close(self) -> None:
         import ray
 
         if self.owned and ray.is_initialized():
-            if self.embedded:
+            if self.lean:
                 _kill_autoscaler_monitor()
             ray.shutdown()
         self.owned = False
@@ -65,6 +79,11 @@ class RaySession:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def plain_ray_requested() -> bool:
+    """True when $RLFARM_PLAIN_RAY asks for Ray's own start (any value but '', 0, false, no)."""
+    return os.environ.get(PLAIN_RAY_ENV_VAR, "").strip().lower() not in ("", "0", "false", "no")
 
 
 def _token_available() -> bool:
@@ -93,79 +112,178 @@ def start_ray(address: str | None = None, *, num_cpus: int | None = None,
         return RaySession(address=_gcs_address(), owned=False, embedded=False, start_s=0.0)
 
     target = resolve_address(address)
-    # Worker processes import rlfarm from the installed (editable) package, so no runtime_env
-    # packaging is needed: that keeps start-up at Ray's own ~2 s.
-    common = dict(include_dashboard=False, log_to_driver=log_to_driver,
-                  configure_logging=True, logging_level=logging.WARNING)
-    import threading
-
+    # Worker processes import rlfarm from the installed package, so no runtime_env packaging.
+    common: dict[str, Any] = dict(log_to_driver=log_to_driver, configure_logging=True,
+                                  logging_level=logging.WARNING)
     if threading.current_thread() is not threading.main_thread():
         # `rlfarm train` starts Ray on a thread and handles SIGTERM itself in the main thread.
         logging.getLogger("ray._private.worker").addFilter(_NoSigtermWarning())
     started = time.perf_counter()
-    if target is None:
-        with _lean_embedded_start():
-            ray.init(address="local", num_cpus=num_cpus or os.cpu_count(),
-                     _system_config=dict(EMBEDDED_SYSTEM_CONFIG), **common)  # ray.init adds to it
-        embedded = True
-    else:
+    if target is not None:
         if os.environ.get(AUTH_MODE_ENV_VAR) is None and _token_available():
             os.environ[AUTH_MODE_ENV_VAR] = "token"
-        # include_dashboard is only valid when starting a cluster.
-        common.pop("include_dashboard")
-        ray.init(address=target, **common)
-        embedded = False
-    elapsed = time.perf_counter() - started
-    return RaySession(address=_gcs_address(), owned=True, embedded=embedded, start_s=elapsed)
+        ray.init(address=target, **common)  # include_dashboard is only valid when starting one
+        return RaySession(address=_gcs_address(), owned=True, embedded=False,
+                          start_s=time.perf_counter() - started)
+    common.update(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False)
+    lean, calls = _start_embedded(common)
+    return RaySession(address=_gcs_address(), owned=True, embedded=True,
+                      start_s=time.perf_counter() - started, lean=lean, patch_calls=calls)
+
+
+def _start_embedded(init_kwargs: dict[str, Any]) -> tuple[bool, dict[str, int]]:
+    """`ray.init` under the lean patches, or plainly; returns (lean, calls per patch)."""
+    import ray
+
+    if plain_ray_requested():
+        logger.info("%s is set: starting Ray without rlfarm's start-up patches", PLAIN_RAY_ENV_VAR)
+        ray.init(**init_kwargs)
+        return False, {}
+    calls: collections.Counter[str] = collections.Counter()
+    patches = _lean_patches()
+    children_before = _child_pids()
+    try:
+        with _patched(patches, calls):
+            # ray.init adds its spilling settings to the dict it is given: pass a copy.
+            ray.init(_system_config=dict(EMBEDDED_SYSTEM_CONFIG), **init_kwargs)
+    except Exception as err:  # noqa: BLE001 - any failure under the patches: try Ray's own start
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        logger.info("Ray did not start with rlfarm's start-up patches (%s%s); Ray's own functions "
+                    "are back, starting it plainly (%s=1 skips the patches)",
+                    type(err).__name__, f": {reason}" if reason else "", PLAIN_RAY_ENV_VAR)
+        _clean_up_failed_start(children_before)
+        ray.init(**init_kwargs)
+        return False, {}
+    unused = [name for name, *_ in patches if not calls[name]]
+    if unused:
+        logger.info("Ray's start did not call the patched %s: this Ray version starts differently, "
+                    "so that part of the lean start does nothing", ", ".join(unused))
+    return True, dict(calls)
+
+
+def _clean_up_failed_start(children_before: set[int]) -> None:
+    """Undo what a failed `ray.init` left: its connection, and the Ray processes it started
+    before failing (a half-built node is not known to `ray.shutdown`)."""
+    import ray
+
+    try:
+        ray.shutdown()
+    except Exception as err:  # noqa: BLE001 - cleaning up after a failed start
+        logger.info("cleaning up after the failed Ray start: %s", err)
+    for pid in _child_pids() - children_before:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as stream:
+                is_ray = b"ray" in stream.read()
+            if is_ray:
+                os.kill(pid, 9)
+        except OSError:  # already gone
+            pass
+
+
+def _child_pids() -> set[int]:
+    """This process's children (Linux /proc; elsewhere none are found)."""
+    me, children = os.getpid(), set()
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return children
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as stream:
+                parent = int(stream.read().rsplit(b")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if parent == me:
+            children.add(int(entry))
+    return children
+
+
+Patch = tuple[str, Any, str, Callable[[Any], Any]]
+"""("Owner.attribute", owner, attribute, a function of the original returning its replacement)."""
+
+_PATCH_NAMES = ("Node.start_api_server", "utils.get_dashboard_dependency_error",
+                "services.get_node", "services.start_log_monitor", "services.start_monitor")
+
+
+def _lean_patches() -> list[Patch]:
+    """What the embedded start replaces, each for a reason that holds on any machine:
+
+    - `Node.start_api_server`: with the dashboard off, Ray still starts an API server with
+      one module (UsageStatsHead: no Jobs, no State API) and waits for it before it starts
+      the raylet. We do not start it.
+    - `utils.get_dashboard_dependency_error`: `ray.init` decides the dashboard agent's mode
+      by importing the dashboard's optional dependencies in the driver (aiohttp,
+      OpenTelemetry), and the raylet waits for the agent. Answering "missing" runs the
+      minimal agent, Ray's mode for an install without them: fewer imports, no metrics
+      export (nothing scrapes it).
+    - `services.get_node`: `ray.init` waits for the raylet to register with a call that
+      retries about once a second; we poll the node table every 20 ms first.
+    - `services.start_log_monitor`, `services.start_monitor`: the raylet registers once its
+      dashboard and runtime-env agents are up, and those start beside these two monitors.
+      The monitors run at nice 19 from their start: nothing waits for them, and later they
+      need little CPU (forwarding worker logs; nothing to scale on one node).
+
+    A point that this Ray does not have is left out (said once at INFO).
+    """
+    owners: dict[str, Any] = {}
+    for label, module, attribute in (("Node", "ray._private.node", "Node"),
+                                     ("utils", "ray._private.utils", None),
+                                     ("services", "ray._private.services", None)):
+        try:
+            imported = __import__(module, fromlist=["_"])
+            owners[label] = getattr(imported, attribute) if attribute else imported
+        except (ImportError, AttributeError):
+            pass
+    replacements: dict[str, Callable[[Any], Any]] = {
+        "Node.start_api_server": lambda original: _skip,
+        "utils.get_dashboard_dependency_error": lambda original: _dashboard_dependencies_missing,
+        "services.get_node": _polling_get_node,
+        "services.start_log_monitor": _lowest_priority,
+        "services.start_monitor": _lowest_priority,
+    }
+    patches, missing = [], []
+    for name in _PATCH_NAMES:
+        label, attribute = name.split(".")
+        owner = owners.get(label)
+        if owner is None or not callable(getattr(owner, attribute, None)):
+            missing.append(name)
+            continue
+        patches.append((name, owner, attribute, replacements[name]))
+    if missing:
+        logger.info("this Ray has no %s: rlfarm leaves that part of its start as Ray does it",
+                    ", ".join(missing))
+    return patches
+
+
+def _skip(*args: Any, **kwargs: Any) -> None:
+    return None
+
+
+def _dashboard_dependencies_missing() -> ImportError:
+    return ImportError("rlfarm's embedded Ray runs the minimal dashboard agent")
 
 
 @contextlib.contextmanager
-def _lean_embedded_start():
-    """Start the embedded Ray without what a one-run private cluster never uses, and
-    without waiting longer than its processes take to come up.
-
-    - The API-server process. With the dashboard off, Ray still starts it with one module,
-      UsageStatsHead (`--modules-to-load=UsageStatsHead`: no Jobs, no State API), and
-      `ray.init` waits for it before it starts the raylet: 0.8-1.7 s of a 3-4 s start on
-      our 2-core machine.
-    - The dashboard agent's full mode. `ray.init` decides it by importing the dashboard's
-      optional dependencies in the driver (aiohttp, OpenTelemetry: 0.4-0.7 s of CPU), and
-      the raylet waits for the agent before it registers. The minimal agent (Ray's mode
-      for an install without them) imports less and exports no metrics; nothing here
-      scrapes them.
-    - The wait for the raylet to register. `ray.init` asks the GCS for the node with a
-      call that retries about once a second: the raylet registered 0.8 s before
-      `ray.init` noticed, in one traced start. We poll the node table every 20 ms first.
-    - The CPU for what the raylet waits on. The raylet registers once its dashboard agent
-      and runtime-env agent are up, and those two start beside Ray's log monitor and
-      autoscaler monitor, four Python processes on our two cores. The two monitors run at
-      the lowest priority (nice 19) from their start: nothing waits for them, and they
-      need little CPU later (forwarding worker logs; nothing to scale on one node).
-
-    Private APIs: whichever of these moves, Ray does that part as usual.
-    """
+def _patched(patches: list[Patch], calls: collections.Counter[str]) -> Iterator[None]:
+    """Install `patches` (each counting its calls into `calls`); always put Ray's own back."""
+    originals = [(owner, attribute, getattr(owner, attribute)) for _, owner, attribute, _ in patches]
     try:
-        from ray._private import services
-        from ray._private import utils as ray_utils
-        from ray._private.node import Node
-
-        patches = [(Node, "start_api_server", lambda self, **kwargs: None),
-                   (ray_utils, "get_dashboard_dependency_error",
-                    lambda: ImportError("rlfarm's embedded Ray runs the minimal dashboard agent")),
-                   (services, "get_node", _polling_get_node(services.get_node)),
-                   (services, "start_log_monitor", _lowest_priority(services.start_log_monitor)),
-                   (services, "start_monitor", _lowest_priority(services.start_monitor))]
-        originals = [(owner, name, getattr(owner, name)) for owner, name, _ in patches]
-    except (ImportError, AttributeError):
-        yield
-        return
-    for owner, name, replacement in patches:
-        setattr(owner, name, replacement)
-    try:
+        for name, owner, attribute, make_replacement in patches:
+            setattr(owner, attribute, _counted(make_replacement(getattr(owner, attribute)), name, calls))
         yield
     finally:
-        for owner, name, original in originals:
-            setattr(owner, name, original)
+        for owner, attribute, original in originals:
+            setattr(owner, attribute, original)
+
+
+def _counted(function: Callable[..., Any], name: str, calls: collections.Counter[str]) -> Callable[..., Any]:
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        calls[name] += 1
+        return function(*args, **kwargs)
+
+    return counting
 
 
 def _lowest_priority(start_process: Any) -> Any:
@@ -176,7 +294,7 @@ def _lowest_priority(start_process: Any) -> Any:
         try:
             os.setpriority(os.PRIO_PROCESS, info.process.pid, 19)
         except (AttributeError, OSError) as err:  # not POSIX, or the process already gone
-            logger.debug("could not lower a Ray process's priority: %s", err)
+            logger.info("could not lower a Ray process's priority: %s", err)
         return info
 
     return started_nice
@@ -200,7 +318,7 @@ def _polling_get_node(get_node: Any) -> Any:
             finally:
                 state.disconnect()
         except Exception as err:  # noqa: BLE001 - a private API: fall back to Ray's own wait
-            logger.debug("node table poll failed, waiting the Ray way: %s", err)
+            logger.info("node table poll failed, waiting the Ray way: %s", err)
         return get_node(gcs_address, node_id, *args, **kwargs)
 
     return polled
@@ -210,9 +328,8 @@ def _kill_autoscaler_monitor() -> None:
     """SIGKILL the embedded Ray's autoscaler monitor before `ray.shutdown()`.
 
     `ray.shutdown()` sends each Ray process SIGTERM and waits up to 1 s for it; the
-    autoscaler monitor always uses the whole second (measured: 1.0 of shutdown's 1.1 s).
-    A one-node embedded Ray has nothing for it to scale or save. Private API: if it moves,
-    shutdown just takes the extra second.
+    autoscaler monitor always uses the whole second. A one-node embedded Ray has nothing
+    for it to scale or save. Private API: if it moves, shutdown just takes the extra second.
     """
     try:
         from ray._private import ray_constants, worker
@@ -221,7 +338,7 @@ def _kill_autoscaler_monitor() -> None:
             info.process.kill()
             info.process.wait(timeout=5)
     except Exception as err:  # noqa: BLE001
-        logger.debug("could not stop Ray's autoscaler monitor early: %s", err)
+        logger.info("could not stop Ray's autoscaler monitor early: %s", err)
 
 
 class _NoSigtermWarning(logging.Filter):

@@ -12,11 +12,12 @@ stream; its requests still in flight are lost and counted. Restarts are capped b
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import ray
 
+from rlfarm.agents.fragment import FragmentMeta
 from rlfarm.cluster.actors import RunnerActor
 from rlfarm.cluster.config import FarmConfig
 
@@ -49,7 +50,7 @@ class Request:
     """The policy version the weights passed with the request have."""
     meta_ref: Any
     fragment_ref: Any
-    meta: dict[str, Any] = field(default_factory=dict)
+    meta: FragmentMeta | None = None
     """Filled in when the request arrives."""
 
 

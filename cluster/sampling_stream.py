@@ -19,6 +19,7 @@ from typing import Any
 
 import ray
 
+from rlfarm.agents.fragment import FragmentMeta
 from rlfarm.cluster.runner_pool import Request, RunnerPool
 
 
@@ -26,9 +27,8 @@ from rlfarm.cluster.runner_pool import Request, RunnerPool
 class StreamEvents:
     """What one `SamplingStream.poll()` saw."""
 
-    arrived: list[dict[str, Any]] = field(default_factory=list)
-    """Metadata of the fragments that arrived from the runners, as `RunnerActor.sample`
-    returns it (steps, rows, env_ms, inference_ms, sample_cpu_ms, fragment_bytes, ...)."""
+    arrived: list[FragmentMeta] = field(default_factory=list)
+    """Metadata of the fragments that arrived from the runners (agents.fragment.FragmentMeta)."""
     delivered: list[dict[str, float]] = field(default_factory=list)
     """The learner's receipt of each delivery that completed: fragments, steps, bytes."""
 

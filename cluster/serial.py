@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rlfarm.agents.fragment import FragmentMeta
 from rlfarm.cluster.config import FarmConfig
 from rlfarm.cluster.farm_base import Farm, Stopwatch
 from rlfarm.cluster.learner import LearnerWorker
@@ -48,7 +49,8 @@ class SerialFarm(Farm):
         with updating:
             metrics = self.learner.update(fragments)
             self._publish_weights()
-        return self.iteration_result(fragments, metrics, sampling.seconds, updating.seconds)
+        return self.iteration_result([FragmentMeta.of(f) for f in fragments], metrics,
+                                     sampling.seconds, updating.seconds)
 
     def _publish_weights(self) -> None:
         weights = self.learner.get_weights()

@@ -86,22 +86,11 @@ class ExperimentConfig:
 
 
 PROGRESS_MODES = ("auto", "bar", "lines", "none")
-FARM_MODES = ("serial", "ray")
 
-# Range checks for sections whose dataclass does not validate itself.
+# Range checks for this module's own sections (env, model, algo and farm validate themselves).
 _RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "seed": (lambda v: v >= 0, "must be >= 0"),
     "name": (lambda v: bool(v) and "/" not in v and v.strip() == v, "must be a non-empty name without '/'"),
-    "env.envs_per_runner": (lambda v: v >= 1, "must be >= 1"),
-    "farm.mode": (lambda v: v in FARM_MODES, f"must be one of {', '.join(FARM_MODES)}"),
-    "farm.num_runners": (lambda v: v >= 1, "must be >= 1"),
-    "farm.fragment_length": (lambda v: v >= 1, "must be >= 1"),
-    "farm.batch_size": (lambda v: v >= 0, "must be >= 0 (0: one fragment per runner)"),
-    "farm.max_inflight": (lambda v: v >= 1, "must be >= 1"),
-    "farm.max_lag": (lambda v: v >= 0, "must be >= 0"),
-    "farm.artificial_lag": (lambda v: v >= 0, "must be >= 0"),
-    "farm.num_learners": (lambda v: v >= 1, "must be >= 1"),
-    "farm.max_runner_restarts": (lambda v: v >= 0, "must be >= 0"),
     "stop.env_steps": (lambda v: v >= 0, "must be >= 0 (0: no limit)"),
     "stop.wall_s": (lambda v: v >= 0, "must be >= 0 (0: no limit)"),
     "log.dir": (lambda v: bool(v), "must be a non-empty path"),

@@ -5,6 +5,16 @@ class ConfigError(ValueError):
     """A bad config, option or argument. The message starts with the field it names."""
 
 
+def check_torch_threads() -> None:
+    """$RLFARM_TORCH_THREADS, checked before any work starts (ConfigError naming it)."""
+    from rlfarm.cluster.learner import torch_threads
+
+    try:
+        torch_threads()
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+
+
 def positive_ints(option: str, text: str, example: str) -> list[int]:
     """A comma-separated list of ints >= 1 given to `option`, or a ConfigError naming it."""
     try:

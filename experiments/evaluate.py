@@ -1,6 +1,7 @@
 """`rlfarm eval RUN_DIR [--episodes N] [--gif FILE] [--seed S]`.
 
-Runs the deterministic policy of the run's last checkpoint on N env copies at once, one
+Runs the deterministic policy of the run's newest checkpoint that loads (an unusable newer
+one is named with its reason, and skipped) on N env copies at once, one
 episode per copy (counting only each copy's first episode, so short episodes are not
 over-represented), and prints the mean and std of the return.
 """
@@ -9,21 +10,22 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
 from rlfarm.experiments.config import load_config
-from rlfarm.experiments.errors import ConfigError
+from rlfarm.experiments.errors import ConfigError, check_torch_threads
 
 MAX_EVAL_STEPS = 1_000_000
 """Guard for envs without a time limit."""
 
 
 def main(args: argparse.Namespace) -> int:
-    from rlfarm.experiments.train import find_last_checkpoint
+    from rlfarm.experiments.train import find_last_checkpoint, list_checkpoints
 
     run_dir = args.run_dir
+    check_torch_threads()
     if args.episodes < 1:
         raise ConfigError(f"--episodes: must be >= 1, got {args.episodes}")
     if args.seed < 0:
@@ -35,25 +37,26 @@ def main(args: argparse.Namespace) -> int:
     if checkpoint is None:
         raise ConfigError(f"RUN_DIR: no checkpoint in {os.path.join(run_dir, 'checkpoints')}")
     cfg = load_config(config_path)
-    result = evaluate(cfg, checkpoint, episodes=args.episodes, seed=args.seed, gif=args.gif)
+    newest_first = list_checkpoints(run_dir)[::-1]
+    result = evaluate(cfg, newest_first, episodes=args.episodes, seed=args.seed, gif=args.gif)
     print(f"rlfarm eval: return {result['return_mean']:.2f} +- {result['return_std']:.2f} over "
-          f"{result['episodes']} episodes (length {result['length_mean']:.1f}; {checkpoint})")
+          f"{result['episodes']} episodes (length {result['length_mean']:.1f}; {result['checkpoint']})")
     if args.gif:
         print(f"rlfarm eval: wrote {args.gif} ({result['gif_frames']} frames)")
     print(json.dumps(result))
     return 0
 
 
-def evaluate(cfg: Any, checkpoint: str, *, episodes: int, seed: int = 12345,
+def evaluate(cfg: Any, checkpoint: str | Sequence[str], *, episodes: int, seed: int = 12345,
              gif: str | None = None) -> dict[str, Any]:
-    """Deterministic returns of `episodes` copies, one episode each."""
-    import torch
-
+    """Deterministic returns of `episodes` copies, one episode each. `checkpoint`: a path, or
+    paths newest first, of which the first that loads is used (result["checkpoint"])."""
     from rlfarm import agents
     from rlfarm import envs
-    from rlfarm.cluster.learner import LearnerWorker
+    from rlfarm.experiments.train import load_newest_valid
+    from rlfarm.cluster.learner import LearnerWorker, set_torch_threads
 
-    torch.set_num_threads(int(os.environ.get("RLFARM_TORCH_THREADS", "1")))
+    set_torch_threads()
     kwargs = dict(cfg.env.kwargs or {})
     if gif:
         kwargs["render_mode"] = "rgb_array"
@@ -64,10 +67,8 @@ def evaluate(cfg: Any, checkpoint: str, *, episodes: int, seed: int = 12345,
         raise ConfigError(f"--gif: {cfg.env.id} cannot render: {err}" if gif else f"env: {err}") from None
     obs_space, action_space = env.single_observation_space, env.single_action_space
     learner = LearnerWorker(obs_space, action_space, cfg.model, cfg.algo, device="cpu")
-    try:
-        extra = learner.load_checkpoint(checkpoint)
-    except agents.CheckpointError as err:
-        raise ConfigError(f"RUN_DIR: {checkpoint}: {err}") from None
+    candidates = [checkpoint] if isinstance(checkpoint, str) else list(checkpoint)
+    checkpoint, extra = load_newest_valid(candidates, learner.load_checkpoint, "RUN_DIR")
     policy = agents.ActingPolicy(obs_space, action_space, cfg.model, seed=seed)
     policy.set_weights(learner.get_weights())
 

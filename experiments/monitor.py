@@ -15,6 +15,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from rlfarm.cluster.memory import rss_mb
 from rlfarm.experiments.progress import Progress
 
 TAGS: dict[str, str] = {
@@ -30,7 +31,7 @@ TAGS: dict[str, str] = {
     "losses/approx_kl": "approximate KL(old || new), (ratio - 1) - log ratio",
     "losses/clip_fraction": "fraction of samples whose ratio was clipped",
     "losses/explained_variance": "1 - Var(returns - values) / Var(returns)",
-    "system/rss_mb": "resident memory of the driver process (VmRSS)",
+    "system/rss_mb": "resident memory of the driver without shared memory (RssAnon + RssFile), MB",
     "system/cpu_s_per_million_steps": "driver CPU seconds (user + system) per million env steps",
     "perf/runner_restarts": "runners replaced after dying (cumulative)",
     "perf/dropped_fragments": "fragments dropped as too stale (cumulative)",
@@ -54,7 +55,7 @@ TAGS: dict[str, str] = {
     "perf/object_store_mb": "object store memory in use, cluster-wide",
     "perf/object_store_spilled_mb": "object store bytes spilled to disk, cluster-wide (should stay 0)",
     "perf/learner_update_ms": "time of one learner update inside the learner actor",
-    "system/rss_mb/driver": "resident memory of the driver without shared memory (RssAnon + RssFile)",
+    "system/rss_mb/driver": "the same as system/rss_mb (the Ray farm's name for it)",
     "system/rss_mb/runner_<i>": "the same for runner i's actor",
     "system/rss_mb/learner_<rank>": "the same for learner rank's actor",
     "system/gpu_mem_gb": "peak GPU memory allocated by learner 0 (CUDA only)",
@@ -76,18 +77,6 @@ TEXT_TAGS: dict[str, str] = {"config": "the resolved config.yaml of the run"}
 _FARM_COUNTERS = ("runner_restarts", "dropped_fragments", "env_errors")
 
 
-def rss_mb() -> float:
-    """Resident set size of this process, from /proc (psutil is not a dependency)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return float("nan")
-
-
 def process_age_s() -> float | None:
     """Seconds since this process started (Linux), so summaries can include interpreter start-up."""
     try:
@@ -106,7 +95,7 @@ def _cpu_s() -> float:
 
 
 def preload_event_writer() -> None:
-    """Import TensorBoard's event writer now (0.2-0.3 s of imports), for a driver that has
+    """Import TensorBoard's event writer now (a noticeable share of start-up), for a driver that has
     a moment to spare: `rlfarm train` does it while Ray starts on another thread."""
     from tensorboard.compat.proto import event_pb2, summary_pb2  # noqa: F401
     from tensorboard.summary.writer.event_file_writer import EventFileWriter  # noqa: F401
@@ -114,7 +103,7 @@ def preload_event_writer() -> None:
 
 class EventWriter:
     """The part of torch's SummaryWriter we use (scalars, text, purge_step), on TensorBoard's
-    own event-file writer: the same records, without importing torch (~2 s), which a Ray-mode
+    own event-file writer: the same records, without importing torch (seconds), which a Ray-mode
     driver otherwise never needs."""
 
     def __init__(self, log_dir: str, purge_step: int | None = None) -> None:

@@ -3,6 +3,8 @@
 Writes an sbatch script (cluster/slurm/rlfarm.sbatch with its directives and settings filled
 in) that brings Ray up across the nodes, runs `rlfarm train` against it and brings Ray down.
 The config is checked first, so a bad one fails here with exit 2 rather than in the queue.
+Without --submit the script is also printed to stdout (the notes go to stderr), so it can be
+read, or piped to `sbatch`, as it is.
 """
 from __future__ import annotations
 
@@ -33,13 +35,15 @@ def main(args: argparse.Namespace) -> int:
     except ValueError as err:
         raise ConfigError(str(err)) from None
     os.makedirs(os.path.dirname(script_path), exist_ok=True)
+    script = slurm.render_script(spec)
     with open(script_path, "w", encoding="utf-8") as stream:
-        stream.write(slurm.render_script(spec))
+        stream.write(script)
     os.chmod(script_path, 0o755)
-    print(f"rlfarm slurm: wrote {script_path}")
     if not args.submit:
-        print(f"rlfarm slurm: submit it with `sbatch {script_path}`")
+        print(f"rlfarm slurm: wrote {script_path}; submit it with `sbatch {script_path}`", file=sys.stderr)
+        print(script, end="")
         return 0
+    print(f"rlfarm slurm: wrote {script_path}")
 
     reason = slurm.slurm_unavailable_reason()
     if reason:

@@ -16,10 +16,10 @@ import signal
 import sys
 import time
 import traceback
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Sequence, TypeVar
 
 from rlfarm.experiments.config import ExperimentConfig, dump_config, load_config
-from rlfarm.experiments.errors import ConfigError
+from rlfarm.experiments.errors import ConfigError, check_torch_threads
 
 CHECKPOINT_DIR = "checkpoints"
 _CHECKPOINT_RE = re.compile(r"ckpt-(\d+)\.pt$")
@@ -27,11 +27,14 @@ EXIT_CODES = {"crashed": 1, "interrupted": 130, "sigterm": 143}
 """Exit codes of `rlfarm train` by exit_reason; every other reason (env_steps, wall_s,
 target_return, callback) exits 0."""
 _SEGMENT_SEED_STRIDE = 2**32
-"""A resumed segment's env streams start from a seed derived from the checkpoint's env steps."""
+"""A resumed segment's env streams start from a seed derived from the run's newest checkpoint
+name's env steps (that of the file it resumes from, unless that one was unusable)."""
+Loaded = TypeVar("Loaded")
 
 
 def main(args: argparse.Namespace) -> int:
     process_start_s = _process_start()
+    check_torch_threads()
     config_path = args.config
     if args.resume and not config_path:
         config_path = os.path.join(args.resume, "config.yaml")
@@ -99,9 +102,9 @@ class Training:
         from rlfarm.experiments.monitor import Monitor, preload_event_writer
 
         if self.cfg.farm.mode != "ray":  # a Ray-mode driver never imports torch
-            import torch
+            from rlfarm.cluster.learner import set_torch_threads
 
-            torch.set_num_threads(int(os.environ.get("RLFARM_TORCH_THREADS", "1")))
+            set_torch_threads()
 
         extra: dict[str, Any] = {}
         if self._farm_builder is not None:
@@ -144,12 +147,11 @@ class Training:
             raise ConfigError(_name_field(str(err), cfg)) from None
 
     def _restore(self, farm: Any) -> dict[str, Any]:
-        from rlfarm import agents
-
-        try:
-            return farm.load_checkpoint(self.resume_checkpoint)
-        except agents.CheckpointError as err:
-            raise ConfigError(f"--resume: {self.resume_checkpoint}: {err}") from None
+        """Load the newest checkpoint of the run that loads (see `load_newest_valid`)."""
+        candidates = list_checkpoints(self.run_dir)[::-1]
+        self.resume_checkpoint, extra = load_newest_valid(candidates, farm.load_checkpoint, "--resume")
+        self.last_checkpoint = self.resume_checkpoint
+        return extra
 
     def _loop(self, farm: Any, monitor: Any) -> int:
         cfg, stop = self.cfg, self.cfg.stop
@@ -286,6 +288,33 @@ def list_checkpoints(run_dir: str) -> list[str]:
     paths = glob.glob(os.path.join(glob.escape(run_dir), CHECKPOINT_DIR, "ckpt-*.pt"))
     return sorted((p for p in paths if _CHECKPOINT_RE.search(p)),
                   key=lambda p: int(_CHECKPOINT_RE.search(p).group(1)))
+
+
+def load_newest_valid(candidates: Sequence[str], load: Callable[[str], Loaded],
+                      option: str) -> tuple[str, Loaded]:
+    """(path, load(path)) for the first of `candidates` (newest first) that loads.
+
+    Each unusable one is named once on stderr with its reason, with the one used; when none
+    loads, a ConfigError for `option` names the newest one's reason.
+    """
+    from rlfarm import agents
+
+    failures: list[str] = []
+    for path in candidates:
+        try:
+            loaded = load(path)
+        except agents.CheckpointError as err:
+            failures.append(str(getattr(err, "cause", err)))  # a learner actor's: Ray wraps it
+            continue
+        for failure in failures:
+            print(f"rlfarm: skipping {failure}", file=sys.stderr)
+        if failures:
+            print(f"rlfarm: using {path}, the newest checkpoint that loads", file=sys.stderr)
+        return path, loaded
+    if not failures:
+        raise ConfigError(f"{option}: no checkpoint to load")
+    older = f" (nor do the {len(failures) - 1} older ones load)" if len(failures) > 1 else ""
+    raise ConfigError(f"{option}: {failures[0]}{older}")
 
 
 def find_last_checkpoint(run_dir: str) -> str | None:

@@ -48,11 +48,11 @@ class _Tally:
     sampled: int = 0
     max_store_mb: float = 0.0
 
-    def add(self, arrived: list[dict[str, Any]], delivered: list[dict[str, float]]) -> None:
-        self.env_ms += sum(meta["env_ms"] for meta in arrived)
-        self.inference_ms += sum(meta["inference_ms"] for meta in arrived)
-        self.rows += sum(meta["rows"] for meta in arrived)
-        self.sampling_cpu_ms += sum(meta["sample_cpu_ms"] for meta in arrived)
+    def add(self, arrived: list, delivered: list[dict[str, float]]) -> None:
+        self.env_ms += sum(meta.env_ms for meta in arrived)
+        self.inference_ms += sum(meta.inference_ms for meta in arrived)
+        self.rows += sum(meta.horizon for meta in arrived)
+        self.sampling_cpu_ms += sum(meta.sample_cpu_ms for meta in arrived)
         self.sampled += len(arrived)
         for receipt in delivered:
             self.steps += receipt["steps"]

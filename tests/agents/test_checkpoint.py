@@ -90,27 +90,46 @@ def test_mismatched_checkpoint_is_refused_and_learner_untouched(tmp_path, make_o
     path = agents.save_checkpoint(tmp_path / "other.pt", make_other(), {})
     learner = trained_learner()
     before = snapshot(learner)
-    with pytest.raises(agents.CheckpointError, match=message):
+    with pytest.raises(agents.CheckpointError, match=f"^checkpoint .*other.pt: from a different model: {message}"):
         agents.load_checkpoint(path, learner)
     assert_same_state(before, snapshot(learner))
 
 
-@pytest.mark.parametrize("damage", ["truncate", "garbage", "missing", "pickle"])
-def test_corrupt_checkpoint_gives_a_clear_error(tmp_path, damage):
+@pytest.mark.parametrize("damage, reason", [
+    ("truncate", "truncated"), ("empty", "empty (truncated)"),
+    ("garbage", "not an rlfarm checkpoint (not a torch file)"), ("missing", "no such file"),
+    ("pickle", "not an rlfarm checkpoint (it holds pickled Python objects"),
+    ("other torch file", "not an rlfarm checkpoint (a torch file with other contents)")])
+def test_corrupt_checkpoint_is_named_once_with_a_plain_reason(tmp_path, damage, reason):
     path = agents.save_checkpoint(tmp_path / "c.pt", trained_learner(), {})
     if damage == "truncate":
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    elif damage == "empty":
+        path.write_bytes(b"")
     elif damage == "garbage":
-        path.write_bytes(b"not a checkpoint at all")
+        path.write_bytes(np.random.default_rng(0).bytes(4096))
     elif damage == "missing":
         path = tmp_path / "nope.pt"
-    else:  # a pickle that would run code: weights_only refuses it
+    elif damage == "pickle":  # a pickle that would run code: weights_only refuses it
         torch.save({"format": "rlfarm-checkpoint", "evil": np.random.default_rng(0)}, path)
+    else:
+        torch.save({"weights": torch.zeros(3)}, path)
     learner = trained_learner()
     before = snapshot(learner)
-    with pytest.raises(agents.CheckpointError, match=str(path.name)):
+    with pytest.raises(agents.CheckpointError) as caught:
         agents.load_checkpoint(path, learner)
+    message = str(caught.value)
+    assert message.startswith(f"checkpoint {path}: {reason}") and message.count(path.name) == 1
+    assert "weights_only" not in message
     assert_same_state(before, snapshot(learner))
+
+
+def test_checkpoint_error_survives_pickling(tmp_path):
+    """Ray carries a learner actor's CheckpointError to the driver by pickling it."""
+    import pickle
+
+    error = pickle.loads(pickle.dumps(agents.CheckpointError(tmp_path / "c.pt", "truncated")))
+    assert str(error) == f"checkpoint {tmp_path / 'c.pt'}: truncated" and error.reason == "truncated"
 
 
 def test_malformed_learner_section_is_refused(tmp_path):
@@ -118,7 +137,7 @@ def test_malformed_learner_section_is_refused(tmp_path):
     payload = read_checkpoint(path)
     del payload["learner"]["optimizer"]["exp_avg"]
     torch.save(payload, path)
-    with pytest.raises(agents.CheckpointError, match="malformed"):
+    with pytest.raises(agents.CheckpointError, match="damaged learner state"):
         agents.load_checkpoint(path, trained_learner())
 
 

@@ -68,3 +68,15 @@ def test_concat_joins_along_the_env_axis():
     assert joined.env_ms == 2.0
     with pytest.raises(ValueError, match="differ in length"):
         Fragment.concat([a, make_fragment(4, 2)])
+
+
+def test_fragment_meta_counts_what_the_fragment_holds():
+    from rlfarm.agents import FragmentMeta
+
+    fragment = Fragment.allocate(8, 3, (4,), runner_id=2, policy_version=5, env_ms=1.5, env_errors=1,
+                                 episode_returns=np.array([1.0, 2.0], np.float32),
+                                 episode_lengths=np.array([7, 9], np.int32))
+    meta = FragmentMeta.of(fragment, rss_mb=12.0)
+    assert (meta.runner_id, meta.policy_version, meta.horizon, meta.num_steps) == (2, 5, 8, 24)
+    assert (meta.env_ms, meta.env_errors, meta.nbytes, meta.rss_mb) == (1.5, 1, fragment.nbytes, 12.0)
+    np.testing.assert_array_equal(meta.episode_lengths, [7, 9])

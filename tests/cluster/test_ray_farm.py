@@ -32,9 +32,10 @@ def test_runner_actor_first_fragment_equals_the_plain_runner(ray_local, cartpole
     meta, fragment = ray.get(actor.sample.options(num_returns=2).remote(0, [ray.put(weights)]))
     for name in ("obs", "actions", "logp", "values", "rewards", "terminated", "truncated", "final_values"):
         np.testing.assert_array_equal(getattr(fragment, name), getattr(expected, name), err_msg=name)
-    assert meta["policy_version"] == expected.policy_version == weights["version"]
-    assert meta["steps"] == expected.rewards.size
-    assert meta["fragment_bytes"] == expected.nbytes
+    assert meta.policy_version == expected.policy_version == weights["version"]
+    assert meta.num_steps == expected.rewards.size and meta.horizon == farm_cfg.fragment_length
+    assert meta.nbytes == expected.nbytes and meta.rss_mb > 0
+    np.testing.assert_array_equal(meta.episode_returns, expected.episode_returns)
     root = fragment.obs
     while isinstance(root.base, np.ndarray):
         root = root.base

@@ -127,3 +127,13 @@ def test_polling_get_node_returns_rays_answer(embedded):
     assert _polling_get_node(rays_get_node)(gcs_address, node_id) == {"node_id": node_id}
     assert calls == [(gcs_address, node_id)]
     assert time.perf_counter() - started < 5.0  # a registered node: no wait (generous bound)
+
+
+def test_ray_init_called_every_patched_function(embedded):
+    """Each patch was on Ray's start path (counted through the patch): none is dead code."""
+    from rlfarm.cluster.ray_session import _PATCH_NAMES
+
+    session, _ = embedded
+    assert session.lean
+    assert set(session.patch_calls) == set(_PATCH_NAMES)
+    assert all(calls >= 1 for calls in session.patch_calls.values()), session.patch_calls

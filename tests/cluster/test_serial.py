@@ -23,8 +23,28 @@ def test_make_farm_dispatches_serial_and_rejects_unknown_modes():
     farm = serial_farm()
     assert isinstance(farm, SerialFarm)
     farm.close()
-    with pytest.raises(ValueError, match="farm.mode"):
-        make_farm(ENV, MODEL, agents.AlgoConfig(), FarmConfig(mode="nope"), 0, None)
+    with pytest.raises(ValueError, match="mode: must be one of serial, ray, got 'nope'"):
+        FarmConfig(mode="nope")
+
+
+@pytest.mark.parametrize("field, value", [("num_runners", 0), ("fragment_length", 1.5), ("max_lag", -1),
+                                          ("batch_size", True), ("runner_resources", 1), ("address", "")])
+def test_farm_config_validates_itself_naming_the_field(field, value):
+    with pytest.raises(ValueError, match=f"^{field}: "):
+        FarmConfig(**{field: value})
+
+
+@pytest.mark.parametrize("algo, farm_fields, allowed_lag", [
+    ("ppo", {}, 0), ("ppo", {"artificial_lag": 2}, 2), ("appo", {"max_lag": 3}, 3)])
+def test_one_staleness_rule_for_both_farms(algo, farm_fields, allowed_lag):
+    """PPO drops what is older than the deliberate lag (a restart's or a resume's leftovers),
+    APPO what is more than max_lag behind; the Ray farm calls the same method."""
+    from rlfarm.cluster.ray_farm import RayFarm
+
+    assert "is_stale" not in vars(RayFarm) and "is_stale" not in vars(SerialFarm)
+    with serial_farm(algo=algo, **farm_fields) as farm:
+        assert not farm.is_stale(10, 10 + allowed_lag)
+        assert farm.is_stale(10, 11 + allowed_lag)
 
 
 def test_iterate_consumes_one_fragment_per_runner_and_publishes_weights():
@@ -78,3 +98,16 @@ def test_checkpoint_restores_counters_and_learner(tmp_path):
             np.testing.assert_array_equal(restored.learner.get_weights()["params"][name], value)
         assert all(runner.version == 3 for runner in restored.runners)  # republished
         assert restored.iterate()["env_steps"] == 4 * 2 * 16 * 8
+
+
+def test_one_torch_thread_parser(monkeypatch):
+    from rlfarm.cluster.learner import torch_threads
+
+    monkeypatch.delenv("RLFARM_TORCH_THREADS", raising=False)
+    assert torch_threads() == 1
+    monkeypatch.setenv("RLFARM_TORCH_THREADS", " 3 ")
+    assert torch_threads() == 3
+    for bad in ("0", "two", "1.5"):
+        monkeypatch.setenv("RLFARM_TORCH_THREADS", bad)
+        with pytest.raises(ValueError, match=f"RLFARM_TORCH_THREADS: expected an integer >= 1, got '{bad}'"):
+            torch_threads()

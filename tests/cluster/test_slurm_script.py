@@ -210,7 +210,7 @@ def test_long_temp_dir_is_refused_before_ray_starts(tmp_path):
     assert not os.path.exists(too_long)
 
 
-def test_cli_writes_the_script(tmp_path, monkeypatch):
+def test_cli_writes_the_script_and_prints_it(tmp_path, monkeypatch, capsys):
     from rlfarm.experiments.cli import main
 
     config = Path(__file__).resolve().parents[2] / "experiments" / "configs" / "cartpole_ppo.yaml"
@@ -218,6 +218,9 @@ def test_cli_writes_the_script(tmp_path, monkeypatch):
     monkeypatch.chdir(Path(__file__).resolve().parents[2])
     assert main(["slurm", str(config), "--nodes", "4", "--gpus-per-node", "4", "--output", str(out)]) == 0
     text = out.read_text()
+    printed = capsys.readouterr()
+    assert printed.out == text  # the script itself on stdout, ready to read or pipe to sbatch
+    assert f"wrote {out}" in printed.err and f"sbatch {out}" in printed.err
     assert "RLFARM_CONFIG=experiments/configs/cartpole_ppo.yaml" in text  # relative to the checkout
     assert "#SBATCH --gpus-per-node=4" in text
     assert main(["slurm", str(config), "--nodes", "0", "--output", str(out)]) == 2

@@ -49,3 +49,10 @@ def test_eval_of_a_folder_that_is_no_run_dir_exits_2(tmp_path, capsys):
     assert cli_main(["eval", str(tmp_path)]) == 2
     assert "not a run dir" in capsys.readouterr().err
     assert cli_main(["eval", str(tmp_path), "--episodes", "0"]) == 2
+
+
+def test_a_bad_torch_thread_count_exits_2_naming_the_variable(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("RLFARM_TORCH_THREADS", "many")
+    assert cli_main(["eval", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "RLFARM_TORCH_THREADS: expected an integer >= 1, got 'many'" in err and "Traceback" not in err

@@ -2,6 +2,8 @@
 saved one, and the return does not collapse."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -70,3 +72,43 @@ def test_resume_with_a_different_model_exits_2_naming_the_mismatch(write_config,
     err = capsys.readouterr().err.strip()
     assert err.startswith("rlfarm train: error: --resume") and "\n" not in err
     assert read_summary(run_dir)["env_steps"] == 256  # the run was left as it was
+
+
+def test_resume_and_eval_fall_back_to_the_newest_checkpoint_that_loads(write_config, runs_dir, train, capsys):
+    """3 checkpoints (256, 512, 768 steps), the newest cut off half-way: eval and --resume
+    name it once with its reason and use the 512-step one."""
+    from rlfarm.experiments.cli import main as cli_main
+
+    assert train(write_config(), "stop.env_steps=256") == 0
+    run_dir = only_run_dir(runs_dir)
+    for steps in (512, 768):
+        assert train(None, f"stop.env_steps={steps}", extra_args=("--resume", str(run_dir))) == 0
+    checkpoints = sorted((run_dir / "checkpoints").glob("ckpt-*.pt"))
+    assert [p.name for p in checkpoints] == [f"ckpt-{s:012d}.pt" for s in (256, 512, 768)]
+    newest, valid = checkpoints[-1], checkpoints[-2]
+    newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])
+    capsys.readouterr()
+
+    assert cli_main(["eval", str(run_dir), "--episodes", "2"]) == 0
+    out, err = capsys.readouterr()
+    assert err.count(newest.name) == 1 and f"checkpoint {newest}: truncated" in err
+    assert f"using {valid}" in err and "Traceback" not in err and "weights_only" not in err
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["checkpoint"] == str(valid) and result["env_steps"] == 512
+
+    assert train(None, "stop.env_steps=1024", extra_args=("--resume", str(run_dir))) == 0
+    err = capsys.readouterr().err
+    assert err.count(newest.name) == 1 and f"checkpoint {newest}: truncated" in err
+    assert f"using {valid}" in err and "Traceback" not in err
+    assert read_summary(run_dir)["env_steps"] == 1024
+
+
+def test_resume_when_no_checkpoint_loads_exits_2_with_the_newest_ones_reason(write_config, runs_dir, train, capsys):
+    assert train(write_config(), "stop.env_steps=256") == 0
+    run_dir = only_run_dir(runs_dir)
+    (checkpoint,) = (run_dir / "checkpoints").glob("ckpt-*.pt")
+    checkpoint.write_bytes(b"")
+    capsys.readouterr()
+    assert train(None, extra_args=("--resume", str(run_dir))) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"rlfarm train: error: --resume: checkpoint {checkpoint}: empty (truncated)"
