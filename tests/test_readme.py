@@ -23,9 +23,11 @@ def test_the_readme_has_python_examples():
 
 @pytest.mark.parametrize("index", range(len(PYTHON_BLOCKS)))
 def test_each_python_example_runs(index, tmp_path):
-    """In a fresh interpreter, outside the checkout, as a user pastes it."""
+    """In a fresh interpreter, outside the checkout, as a user pastes it (beside the project's
+    experiments/ folder, whose configs the examples name)."""
+    (tmp_path / "experiments").symlink_to(README.parent / "experiments")
     proc = subprocess.run([sys.executable, "-c", PYTHON_BLOCKS[index]], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120,
+                          capture_output=True, text=True, timeout=300,
                           env={"RLFARM_TORCH_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", **os.environ})
     assert proc.returncode == 0, f"README python block {index + 1} failed:\n{proc.stderr[-2000:]}"
 
