@@ -70,7 +70,14 @@ def registered_ids() -> list[str]:
     return [env_id for env_id in ENTRIES if env_id in gym.registry]
 
 
+SUBPROCESS_ID = "rlfarm/Subprocess-v0"
+"""An external program as a batched env (envs/subprocess_env.py); needs its kwargs, so it is
+registered apart from ENTRIES, whose envs are built with defaults by `rlfarm envs`."""
+
+
 def register_all() -> None:
+    if SUBPROCESS_ID not in gym.registry:
+        gym.register(id=SUBPROCESS_ID, vector_entry_point="rlfarm.envs.subprocess_env:SubprocessEnv")
     for env_id in available_ids():
         if env_id not in gym.registry:
             entry = ENTRIES[env_id]
