@@ -1,10 +1,15 @@
 """rlfarm/Subprocess-v0: the C and Python reference simulators match the built-in CartPole,
-follow the conventions, and a program that crashes, hangs or garbles is restarted and counted."""
+follow the conventions and train to its target through the Ray farm; a program that crashes,
+hangs or garbles is restarted and counted; a killed runner leaves no simulator behind."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -91,3 +96,59 @@ def test_bad_commands_and_spaces_are_config_errors(c_sim):
         envs.make("rlfarm/Subprocess-v0", 2, command=["no-such-simulator"], **CARTPOLE)
     with pytest.raises(ValueError, match=r"^command: the program declares protocol 1, \(obs_dim"):
         envs.make("rlfarm/Subprocess-v0", 2, command=c_sim, obs_dim=3, num_actions=2)
+
+
+CONFIG = Path(__file__).resolve().parents[2] / "experiments" / "configs" / "external_sim.yaml"
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    if int(stat.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        found.append(int(entry))
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sim", ["c", "python"])
+def test_reference_simulators_train_to_the_target_through_the_ray_farm(sim, c_sim, tmp_path):
+    command = json.dumps(c_sim if sim == "c" else PYTHON_SIM)
+    proc = subprocess.run(
+        [sys.executable, "-m", "rlfarm.experiments.cli", "train", str(CONFIG), "--run-dir", str(tmp_path / "run"),
+         "--set", f"env.kwargs.command={command}", "--set", f"log.dir={tmp_path}"],
+        capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["exit_reason"] == "target_return" and summary["solved"], summary
+
+
+def test_a_killed_runner_leaves_no_simulator_processes(c_sim):
+    import ray
+
+    from rlfarm import agents, envs
+    from rlfarm.cluster import FarmConfig
+    from rlfarm.cluster.ray_farm import RayFarm
+
+    env_cfg = envs.EnvConfig(id="rlfarm/Subprocess-v0", envs_per_runner=8,
+                             kwargs={"command": c_sim, "copies_per_process": 4, **CARTPOLE})
+    farm = RayFarm(env_cfg, agents.PolicyConfig(hidden_sizes=[16]), agents.AlgoConfig(name="ppo", device="cpu"),
+                   FarmConfig(mode="ray", num_runners=1, fragment_length=8), seed=0, total_env_steps=None)
+    try:
+        farm.iterate()
+        runner_pid = farm.pool.pids()[0]
+        sims = children(runner_pid)
+        assert len(sims) == 2 and all(alive(pid) for pid in sims)
+        os.kill(runner_pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while any(alive(pid) for pid in sims) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(alive(pid) for pid in sims)
+    finally:
+        farm.close()
+        if ray.is_initialized():
+            ray.shutdown()
