@@ -67,12 +67,25 @@ class RunnerActor:
             import torch
 
             torch.set_num_threads(1)
-        self.runner = Runner(env_cfg, policy_cfg, seed=seed, runner_index=runner_index,
-                             fragment_length=fragment_length, artificial_lag=artificial_lag)
+        from rlfarm.envs.failures import EnvStartError
+
+        self.start_error: EnvStartError | None = None
+        """Why this runner could not make its env; the driver asks with `started()`."""
+        try:
+            self.runner = Runner(env_cfg, policy_cfg, seed=seed, runner_index=runner_index,
+                                 fragment_length=fragment_length, artificial_lag=artificial_lag)
+        except EnvStartError as err:  # kept for the driver, not a dead actor in Ray's log
+            self.start_error = err
         self.runner_index = runner_index
         self._seen_version = None  # newest published version this runner has fetched
 
+    def started(self) -> Any:
+        """None when the env was made, else the EnvStartError describing why not."""
+        return self.start_error
+
     def spaces(self) -> tuple[Any, Any]:
+        if self.start_error is not None:
+            raise self.start_error
         return self.runner.spaces
 
     def pid(self) -> int:

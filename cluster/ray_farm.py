@@ -78,6 +78,11 @@ class RayFarm(Farm):
                                  "farm.runner_resources")
         self.pool = RunnerPool(env_cfg, policy_cfg, farm_cfg, seed, runner_opts)
         self._start_learners(algo_cfg, total_env_steps)
+        try:  # a runner without an env is reported as such, not as the learner's death
+            self.pool.check_started()
+        except BaseException:
+            self.close()
+            raise
         self._publish_weights()
         self._last_iterate = time.perf_counter()
 

@@ -26,10 +26,15 @@ class Runner:
         self.runner_index = int(runner_index)
         self.fragment_length = int(fragment_length)
         self.num_envs = int(env_cfg.envs_per_runner)
-        self.env = envs.make(env_cfg.id, self.num_envs, seed=seed, runner_index=runner_index,
-                             autoreset_mode="same_step",
-                             vectorization=getattr(env_cfg, "vectorization", "sync"),
-                             **dict(env_cfg.kwargs or {}))
+        try:  # the runner's own process resolves the id and imports env.imports itself
+            self.env = envs.make(env_cfg.id, self.num_envs, seed=seed, runner_index=runner_index,
+                                 autoreset_mode="same_step", imports=tuple(getattr(env_cfg, "imports", ())),
+                                 vectorization=getattr(env_cfg, "vectorization", "sync"),
+                                 **dict(env_cfg.kwargs or {}))
+        except Exception as err:  # reported to the user by the driver (envs/failures.py)
+            from rlfarm.envs.failures import describe
+
+            raise describe(err, f"runner {runner_index}") from err
         self.spaces = (self.env.single_observation_space, self.env.single_action_space)
         # The policy's sampling stream is derived from (seed, runner), like the env copies' streams.
         policy_seed = None if seed is None else int(

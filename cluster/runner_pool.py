@@ -95,6 +95,12 @@ class RunnerPool:
     def placements(self) -> list[dict[str, Any]]:
         return ray.get([actor.placement.remote() for actor in self.actors])
 
+    def check_started(self) -> None:
+        """Wait until every runner has made its env; raise the first one's EnvStartError."""
+        for error in ray.get([actor.started.remote() for actor in self.actors]):
+            if error is not None:
+                raise error
+
     # ---- requests ------------------------------------------------------------------------
     def top_up(self, version: int, weights_ref: Any, limit: int | None = None) -> int:
         """Submit requests to runners with free slots, least busy first; at most `limit`."""

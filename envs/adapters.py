@@ -15,6 +15,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
+from gymnasium.envs.registration import EnvSpec
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
@@ -54,7 +55,7 @@ def _float32_box(space: gym.Space, env_id: str) -> spaces.Box:
 class ForeignVectorEnv(VectorEnv):
     """A gymnasium vector env of a foreign id, with rlfarm's info conventions."""
 
-    def __init__(self, env_id: str, num_envs: int, *, autoreset_mode: AutoresetMode,
+    def __init__(self, env_id: str | EnvSpec, num_envs: int, *, autoreset_mode: AutoresetMode,
                  vectorization: str = "sync", runner_index: int = 0, **kwargs: Any):
         if vectorization not in ("sync", "async"):
             raise ValueError(f"vectorization: expected 'sync' or 'async', got {vectorization!r}")
@@ -64,12 +65,12 @@ class ForeignVectorEnv(VectorEnv):
                                 vector_kwargs={"autoreset_mode": autoreset_mode},
                                 wrappers=[ErrorGuard], **kwargs)
         self.num_envs = num_envs
-        self.env_id = env_id
+        self.env_id = env_id if isinstance(env_id, str) else env_id.id
         self.runner_index = runner_index
         self.autoreset_mode = autoreset_mode
         self.metadata = {**self.env.metadata, "autoreset_mode": autoreset_mode}
         self.render_mode = self.env.render_mode
-        self.single_observation_space = _float32_box(self.env.single_observation_space, env_id)
+        self.single_observation_space = _float32_box(self.env.single_observation_space, self.env_id)
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.single_action_space = self.env.single_action_space
         self.action_space = self.env.action_space

@@ -8,7 +8,12 @@ from typing import Any
 @dataclass
 class EnvConfig:
     id: str = "rlfarm/CartPole-v1"
-    """Env id: an `rlfarm/...` id (numpy-batched) or any gymnasium id (vectorized by gymnasium)."""
+    """Env id: a registered id (rlfarm's, gymnasium's, one from `imports` or from a package's
+    `rlfarm.envs` entry point), or "package.module:attr" naming a BatchedEnv subclass, a
+    gymnasium Env class or a factory (num_envs, **kwargs) -> VectorEnv (docs/envs.md)."""
+    imports: list[str] = field(default_factory=list)
+    """Modules every process imports before making the env (driver and each runner), so
+    that their `gymnasium.register` calls take effect, e.g. ["mypkg.envs"]."""
     envs_per_runner: int = 1024
     """Copies stepped together by one runner, in one numpy call for rlfarm ids."""
     kwargs: dict[str, Any] = field(default_factory=dict)
@@ -22,6 +27,8 @@ class EnvConfig:
         if isinstance(self.envs_per_runner, bool) or not isinstance(self.envs_per_runner, int) \
                 or self.envs_per_runner < 1:
             raise ValueError(f"env.envs_per_runner: expected an int >= 1, got {self.envs_per_runner!r}")
+        if not isinstance(self.imports, list) or not all(isinstance(m, str) and m for m in self.imports):
+            raise ValueError(f"env.imports: expected a list of module names, got {self.imports!r}")
         if not isinstance(self.kwargs, dict):
             raise ValueError(f"env.kwargs: expected a mapping of keyword arguments, got {self.kwargs!r}")
         if self.vectorization not in ("sync", "async"):

@@ -37,8 +37,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    p = sub.add_parser("envs", help="list the registered envs with their spaces")
+    p = sub.add_parser("envs", help="list the registered envs; `envs check ID` tests one against the conventions")
+    envs_sub = p.add_subparsers(dest="envs_command", metavar="ACTION")
     p.set_defaults(handler="rlfarm.experiments.list_envs:main")
+    check = envs_sub.add_parser("check", help="run the conventions checks on an env, then a one-core speed figure")
+    check.add_argument("target", metavar="ID_OR_PATH", nargs="?", default=None,
+                       help="a registered id, an entry-point id, or package.module:Class")
+    check.add_argument("--num-envs", type=int, default=4, help="copies for the checks (default: %(default)s)")
+    check.add_argument("--import", dest="imports", action="append", metavar="MODULE",
+                       help="module to import first, like env.imports (repeatable)")
+    check.add_argument("--speed-envs", type=int, default=256, metavar="N",
+                       help="copies for the speed figure (default: %(default)s)")
+    check.add_argument("--seconds", type=float, default=1.0, help="speed measurement time (default: %(default)s)")
+    check.set_defaults(handler="rlfarm.experiments.envs_check:main")
 
     p = sub.add_parser("bench", help="measure env steps/s per core, or sampling through the farm")
     p.add_argument("--env", dest="env_ids", action="append", metavar="ID",

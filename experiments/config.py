@@ -274,7 +274,7 @@ def _number(value: Any) -> int | float | None:
 
 
 def _check_cross_fields(cfg: ExperimentConfig) -> None:
-    _check_env_id(cfg.env.id)
+    _check_env_id(cfg.env.id, cfg.env.imports)
     if cfg.algo.name == "appo" and cfg.farm.artificial_lag > cfg.farm.max_lag:
         raise ConfigError(f"farm.artificial_lag: {cfg.farm.artificial_lag} is above farm.max_lag "
                           f"({cfg.farm.max_lag}), so APPO would drop every fragment")
@@ -286,17 +286,24 @@ def _check_cross_fields(cfg: ExperimentConfig) -> None:
         raise ConfigError("stop: set at least one of env_steps, wall_s, target_return")
 
 
-def _check_env_id(env_id: str) -> None:
+def _check_env_id(env_id: str, imports: list[str]) -> None:
+    """Resolve the id as every runner will (envs.resolve): imports, entry points, registry."""
     import gymnasium
 
     from rlfarm import envs
 
-    known = set(envs.registered_ids())
-    if env_id in known or env_id in gymnasium.registry:
+    try:
+        envs.resolve(env_id, imports)
         return
+    except envs.EnvSpecError as err:
+        message = str(err)
+    if not message.startswith("env_id: unknown env "):
+        raise ConfigError(message.replace("env_id: ", "env.id: ", 1))
+    known = set(envs.registered_ids())
     near = difflib.get_close_matches(env_id, sorted(known | set(gymnasium.registry)), n=1, cutoff=0.6)
     hint = f"; did you mean '{near[0]}'?" if near else f"; rlfarm envs: {', '.join(sorted(known))}"
-    raise ConfigError(f"env.id: unknown env id {env_id!r}{hint} (`rlfarm envs` lists them)")
+    raise ConfigError(f"env.id: unknown env id {env_id!r}{hint} (`rlfarm envs` lists them; "
+                      "a user's env: 'package.module:Class', or list its module in env.imports)")
 
 
 def _plain(value: Any) -> Any:

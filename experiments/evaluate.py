@@ -62,7 +62,7 @@ def evaluate(cfg: Any, checkpoint: str | Sequence[str], *, episodes: int, seed: 
         kwargs["render_mode"] = "rgb_array"
     try:
         env = envs.make(cfg.env.id, episodes, seed=seed, autoreset_mode="same_step",
-                        vectorization=cfg.env.vectorization, **kwargs)
+                        vectorization=cfg.env.vectorization, imports=tuple(cfg.env.imports), **kwargs)
     except ValueError as err:
         raise ConfigError(f"--gif: {cfg.env.id} cannot render: {err}" if gif else f"env: {err}") from None
     obs_space, action_space = env.single_observation_space, env.single_action_space

@@ -106,20 +106,22 @@ class Training:
 
             set_torch_threads()
 
+        from rlfarm.envs.failures import EnvStartError
+
         extra: dict[str, Any] = {}
-        if self._farm_builder is not None:
-            preload_event_writer()  # while the farm starts on its thread
-            farm = self._farm_builder.result()  # re-raises a ConfigError from the thread
-        else:
-            farm = self._make_farm(self._segment_seed())
+        try:
+            if self._farm_builder is not None:
+                preload_event_writer()  # while the farm starts on its thread
+                farm = self._farm_builder.result()  # re-raises a ConfigError from the thread
+            else:
+                farm = self._make_farm(self._segment_seed())
+        except EnvStartError as err:
+            return self._start_failed(err)
         try:
             if self.resume_checkpoint:
                 extra = self._restore(farm)
             self.segment = int(extra.get("segment", -1)) + 1
-            os.makedirs(os.path.join(self.run_dir, CHECKPOINT_DIR), exist_ok=True)
-            config_text = dump_config(self.cfg)
-            with open(os.path.join(self.run_dir, "config.yaml"), "w", encoding="utf-8") as stream:
-                stream.write(config_text)
+            config_text = self._write_run_dir()
             monitor = Monitor(
                 self.run_dir, config_text=config_text, report_interval_s=self.cfg.log.report_interval_s,
                 return_window=self.cfg.log.return_window, total_env_steps=self.cfg.stop.env_steps,
@@ -128,23 +130,65 @@ class Training:
             print(f"rlfarm train: {'resuming' if self.resume_checkpoint else 'run'} {self.run_dir} "
                   f"({self.cfg.env.id}, {self.cfg.algo.name}, farm.mode={self.cfg.farm.mode})",
                   file=sys.stderr)
+        except Exception as err:  # after the run dir exists, every exit leaves a summary
+            if os.path.isdir(self.run_dir):
+                self._write_bare_summary("crashed", f"{type(err).__name__}: {err}")
+            raise
+        try:
             return self._loop(farm, monitor)
         finally:
             farm.close()
 
+    def _write_run_dir(self) -> str:
+        os.makedirs(os.path.join(self.run_dir, CHECKPOINT_DIR), exist_ok=True)
+        config_text = dump_config(self.cfg)
+        with open(os.path.join(self.run_dir, "config.yaml"), "w", encoding="utf-8") as stream:
+            stream.write(config_text)
+        return config_text
+
+    def _write_bare_summary(self, exit_reason: str, error: str) -> str:
+        """summary.json of a run that ended before its loop (no monitor, no steps)."""
+        from rlfarm.experiments.monitor import write_summary
+
+        return write_summary(self.run_dir, {
+            "env_steps": 0, "wall_s": 0.0, "episode_return_mean": None, "episodes": 0, "solved": False,
+            "exit_reason": exit_reason, "last_checkpoint": self.last_checkpoint, "error": error,
+            "run_dir": self.run_dir})
+
+    def _start_failed(self, err: Any) -> int:
+        """A runner (or the driver's probe) could not make the env: say why where the user
+        looks, keep a run dir with summary.json, exit 2 for a config error and 1 otherwise."""
+        from rlfarm.envs.failures import print_report
+
+        self._write_run_dir()
+        path = self._write_bare_summary("runner_start_failed", err.report())
+        print_report(err)
+        print(f"rlfarm train: runner_start_failed; summary {path}", file=sys.stderr)
+        return 2 if err.config_error else 1
+
     def _make_farm(self, seed: int) -> Any:
         from rlfarm.cluster import make_farm
-
-        from rlfarm import envs
 
         cfg = self.cfg
         try:
             # One copy built here first: in Ray mode a bad env keyword would otherwise surface
             # inside a runner actor, as a dead actor instead of a one-line config error.
-            envs.make(cfg.env.id, 1, **(cfg.env.kwargs or {})).close()
+            self._probe_env()
             return make_farm(cfg.env, cfg.model, cfg.algo, cfg.farm, seed, cfg.stop.env_steps or None)
         except ValueError as err:  # env kwargs and model/space mismatches surface here
             raise ConfigError(_name_field(str(err), cfg)) from None
+
+    def _probe_env(self) -> None:
+        from rlfarm import envs
+        from rlfarm.envs.failures import describe
+
+        env_cfg = self.cfg.env
+        try:
+            envs.make(env_cfg.id, 1, imports=tuple(env_cfg.imports), **(env_cfg.kwargs or {})).close()
+        except ValueError:
+            raise
+        except Exception as err:  # the user's env code failed: reported like a runner's failure
+            raise describe(err, "the driver") from err
 
     def _restore(self, farm: Any) -> dict[str, Any]:
         """Load the newest checkpoint of the run that loads (see `load_newest_valid`)."""

@@ -38,5 +38,5 @@ def test_the_readme_is_a_guide_not_a_notebook():
     assert not times_of_day, times_of_day
     assert "../" not in TEXT, "a path outside the repository"
     for link in re.findall(r"\]\(([^)#]+)", TEXT):  # relative links point at files that exist
-        if not link.startswith("http") and link != "docs/envs.md":  # envs.md: written with issue 15
+        if not link.startswith("http"):
             assert (README.parent / link).exists(), link

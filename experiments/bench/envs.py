@@ -92,9 +92,11 @@ def main(args: argparse.Namespace) -> int:
 
     sizes = positive_ints("--num-envs", args.num_envs, "64,1024,4096")
     env_ids = args.env_ids or envs.registered_ids()
-    unknown = [env_id for env_id in env_ids if env_id not in envs.registered_ids()]
-    if unknown:
-        raise ConfigError(f"--env: unknown {unknown}; rlfarm ids: {envs.registered_ids()}")
+    for env_id in env_ids:  # any id a config's env.id accepts
+        try:
+            envs.resolve(env_id)
+        except envs.EnvSpecError as err:
+            raise ConfigError(f"--env: {err}") from None
     seconds = 1.0 if args.seconds is None else args.seconds
     if not seconds > 0:
         raise ConfigError(f"--seconds: expected a positive number, got {args.seconds}")

@@ -1,0 +1,42 @@
+"""`rlfarm envs check ID_OR_PATH [--num-envs N] [--import MODULE]`: will this env farm?
+
+Runs envs/conventions.py's checks on the env as a runner would make it, prints one line per
+check, then the env-only steps/s on one core. Exit 0 when every check passes, 1 when one
+fails (named in the output), 2 when the id or an option is wrong.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from rlfarm.experiments.errors import ConfigError
+
+
+def main(args: argparse.Namespace) -> int:
+    from rlfarm import envs
+    from rlfarm.envs import conventions
+    from rlfarm.experiments.bench_envs import pin_to_one_core, steps_per_second
+
+    if not args.target:
+        raise ConfigError("ID_OR_PATH: give the env to check, e.g. rlfarm envs check mypkg.envs:MyEnv")
+    if args.num_envs < 1:
+        raise ConfigError(f"--num-envs: expected an int >= 1, got {args.num_envs}")
+    imports = tuple(args.imports or ())
+    core = pin_to_one_core()
+    try:
+        results = conventions.check(args.target, args.num_envs, imports=imports)
+    except envs.EnvSpecError as err:
+        raise ConfigError(str(err).replace("env_id: ", "ID_OR_PATH: ", 1)) from None
+    for result in results:
+        status = "ok  " if result.ok else "FAIL"
+        print(f"{status} {result.name}{': ' + result.message if result.message else ''}")
+    failed = [result.name for result in results if not result.ok]
+    if failed:
+        print(f"rlfarm envs check: {args.target} will not farm: failed {', '.join(failed)}", file=sys.stderr)
+        return 1
+    env = envs.make(args.target, args.speed_envs, seed=0, imports=imports)
+    rate = steps_per_second(env, args.seconds)
+    env.close()
+    print(f"speed: {rate:,.0f} env steps/s on one core (core {core}), {args.speed_envs} copies, random actions")
+    print(f"rlfarm envs check: {args.target} follows the conventions and will farm")
+    return 0

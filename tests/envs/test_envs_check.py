@@ -1,0 +1,73 @@
+"""`rlfarm envs check`: three broken envs fail, each naming the check it breaks."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from gymnasium import spaces
+
+from rlfarm.envs import conventions
+from rlfarm.envs.cartpole import CartPoleBatched
+
+HERE = Path(__file__).resolve()
+
+
+class Float64Obs(CartPoleBatched):
+    """Observations in float64: a learner would get the wrong dtype."""
+
+    def __init__(self, num_envs=1, **kwargs):
+        super().__init__(num_envs, **kwargs)
+        high = np.full(4, np.inf)
+        self.single_observation_space = spaces.Box(-high, high, dtype=np.float64)
+
+    def _observe(self, copies):
+        return super()._observe(copies).astype(np.float64)
+
+    def _physics(self, actions):
+        obs, rewards, terminated = super()._physics(actions)
+        return obs.astype(np.float64), rewards, terminated
+
+
+class IgnoresSeed(CartPoleBatched):
+    """Resets from numpy's global generator: seeds do not reproduce a run."""
+
+    def _reset_copies(self, copies, unit):
+        super()._reset_copies(copies, np.random.default_rng().random(unit.shape))
+
+
+class AcceptsAnyAction(CartPoleBatched):
+    """No action checks: a policy's bug would be silently clipped into the physics."""
+
+    def __init__(self, num_envs=1, **kwargs):
+        super().__init__(num_envs, **kwargs)
+        self._check_actions = lambda actions: np.clip(np.resize(actions, self.num_envs), 0, 1).astype(np.int64)
+
+
+@pytest.mark.parametrize("name, failed", [
+    ("Float64Obs", "spaces_and_dtypes"),
+    ("IgnoresSeed", "seeding"),
+    ("AcceptsAnyAction", "bad_actions"),
+])
+def test_a_broken_env_fails_the_check_it_breaks(name, failed):
+    results = {r.name: r for r in conventions.check(f"{__name__}:{name}", num_envs=4)}
+    assert [n for n, r in results.items() if not r.ok][:1] == [failed]
+    assert results[failed].message
+
+
+def run_cli(*args):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parent), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run([sys.executable, "-m", "rlfarm.experiments.cli", "envs", "check", *args],
+                          capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_cli_exit_codes_name_the_failed_check_or_the_bad_id():
+    passed = run_cli("rlfarm/CartPole-v1", "--seconds", "0.1")
+    assert passed.returncode == 0, passed.stderr
+    assert "speed:" in passed.stdout and "will farm" in passed.stdout
+    failed = run_cli("test_envs_check:IgnoresSeed")
+    assert failed.returncode == 1
+    assert "FAIL seeding" in failed.stdout and "failed seeding" in failed.stderr
+    unknown = run_cli("rlfarm/Nope-v0")
+    assert unknown.returncode == 2 and unknown.stderr.startswith("rlfarm envs: error: ID_OR_PATH: unknown env")
