@@ -38,14 +38,19 @@ class _Tally:
     """What the measurement window saw."""
 
     steps: int = 0
+    """Env steps the learner received."""
     fragments: int = 0
     deliveries: int = 0
+    """Learner calls that received them."""
     fragment_bytes: float = 0.0
+    """Bytes of one fragment in the object store."""
     env_ms: float = 0.0
     inference_ms: float = 0.0
     rows: int = 0
+    """Env rows (time steps) sampled, the denominator of the per-row times above."""
     sampling_cpu_ms: float = 0.0
     sampled: int = 0
+    """Fragments the runners delivered, received by the learner or not."""
     max_store_mb: float = 0.0
 
     def add(self, arrived: list, delivered: list[dict[str, float]]) -> None:
