@@ -15,6 +15,8 @@ machine.
 """
 from __future__ import annotations
 
+import collections
+
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -33,36 +35,20 @@ def farm_sampling(env_cfg: Any, policy_cfg: Any, algo_cfg: Any, farm_cfg: Any, s
         farm.close()
 
 
-@dataclass
-class _Tally:
-    """What the measurement window saw."""
+class _Tally(collections.Counter):
+    """What the measurement window saw, as counts: steps and fragments the learner received,
+    its deliveries, and the runners' sampled fragments with their env rows, env, inference
+    and sampling-CPU milliseconds (one fragment's bytes and the store's peak are kept apart)."""
 
-    steps: int = 0
-    """Env steps the learner received."""
-    fragments: int = 0
-    deliveries: int = 0
-    """Learner calls that received them."""
     fragment_bytes: float = 0.0
-    """Bytes of one fragment in the object store."""
-    env_ms: float = 0.0
-    inference_ms: float = 0.0
-    rows: int = 0
-    """Env rows (time steps) sampled, the denominator of the per-row times above."""
-    sampling_cpu_ms: float = 0.0
-    sampled: int = 0
-    """Fragments the runners delivered, received by the learner or not."""
     max_store_mb: float = 0.0
 
     def add(self, arrived: list, delivered: list[dict[str, float]]) -> None:
-        self.env_ms += sum(meta.env_ms for meta in arrived)
-        self.inference_ms += sum(meta.inference_ms for meta in arrived)
-        self.rows += sum(meta.horizon for meta in arrived)
-        self.sampling_cpu_ms += sum(meta.sample_cpu_ms for meta in arrived)
-        self.sampled += len(arrived)
+        for meta in arrived:
+            self.update(env_ms=meta.env_ms, inference_ms=meta.inference_ms, rows=meta.horizon,
+                        sampling_cpu_ms=meta.sample_cpu_ms, sampled=1)
         for receipt in delivered:
-            self.steps += receipt["steps"]
-            self.fragments += receipt["fragments"]
-            self.deliveries += 1
+            self.update(steps=receipt["steps"], fragments=receipt["fragments"], deliveries=1)
             self.fragment_bytes = receipt["bytes"] / max(receipt["fragments"], 1)
 
 
@@ -83,17 +69,17 @@ def _measure(farm: RayFarm, seconds: float, warmup_s: float) -> dict[str, float]
     used = cpu_window.stop() if cpu_window is not None else None
     tally = tally or _Tally()
     return {
-        "env_steps_per_s": tally.steps / elapsed,
+        "env_steps_per_s": tally["steps"] / elapsed,
         "seconds": elapsed,
-        "env_steps": tally.steps,
-        "fragments": tally.fragments,
+        "env_steps": tally["steps"],
+        "fragments": tally["fragments"],
         "fragment_mb": tally.fragment_bytes / 1e6,
-        "env_step_ms": tally.env_ms / max(tally.rows, 1),
-        "inference_ms": tally.inference_ms / max(tally.rows, 1),
+        "env_step_ms": tally["env_ms"] / max(tally["rows"], 1),
+        "inference_ms": tally["inference_ms"] / max(tally["rows"], 1),
         "object_store_max_mb": tally.max_store_mb,
         "max_inflight_seen": max_inflight,
-        "fragments_per_delivery": tally.fragments / max(tally.deliveries, 1),
-        **_cpu_accounting(used, farm.runner_pids(), elapsed, tally.sampling_cpu_ms, tally.sampled),
+        "fragments_per_delivery": tally["fragments"] / max(tally["deliveries"], 1),
+        **_cpu_accounting(used, farm.runner_pids(), elapsed, tally["sampling_cpu_ms"], tally["sampled"]),
     }
 
 
