@@ -268,6 +268,7 @@ class RayFarm(Farm):
         record["replacements"] = [
             {"runner": r["runner"], "reason": r["reason"],
              "placement": _get_or_unknown(r["placement_ref"], timeout_s)} for r in self.pool.replacements]
+        record["lost_fragments"] = self.lost_fragments + self.pool.lost_fragments
         return record
 
     def _check_open(self) -> None:

@@ -194,7 +194,8 @@ class Training:
             exit_reason, solved, self.last_checkpoint, error=error, train_loop_s=round(loop_s, 3),
             process_s=None if age is None else round(age, 3),
             startup_s=round(loop_start - self.process_start_s, 3), run_dir=self.run_dir,
-            **({"placement": placement} if placement else {}))
+            **({"placement": placement, "lost_fragments": placement.get("lost_fragments")}
+               if placement else {}))
         write_summary(self.run_dir, summary)
         self._print_end(summary)
         return {"crashed": 1, "interrupted": 130, "sigterm": 143}.get(exit_reason, 0)
