@@ -228,9 +228,13 @@ def test_node_kill_replaces_runners_on_the_surviving_host(cluster, tmp_path):
     summary = summary_of(log_dir)
     assert summary["exit_reason"] == "env_steps" and summary["runner_restarts"] >= 1
     assert summary["lost_fragments"] >= 1
-    replaced = summary["placement"]["replacements"]
-    assert len(replaced) == summary["runner_restarts"]
-    assert all(r["placement"]["hostname"] == survivor for r in replaced), replaced
+    placement = summary["placement"]
+    assert len(placement["replacements"]) == summary["runner_restarts"]
+    # Every runner ends on the survivor; a replacement that itself died (started before Ray
+    # had declared the node dead) is recorded with why its placement is unknown.
+    assert {p["hostname"] for p in placement["runners"]} == {survivor}, placement
+    for replaced in placement["replacements"]:
+        assert replaced["placement"].get("hostname", survivor) == survivor, replaced
     assert "starting a fresh one" in log.read_text()
 
 

@@ -49,8 +49,9 @@ def write_config(tmp_path: Path, name: str) -> tuple[Path, Path]:
     return config, log_dir
 
 
-def rlfarm_slurm(config: Path, script: Path, *extra: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "rlfarm.experiments.cli", "slurm", str(config), "--nodes", "1",
+def rlfarm_slurm(config: Path, script: Path, *extra: str, shape: tuple[str, ...] = ("--nodes", "1")
+                 ) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "rlfarm.experiments.cli", "slurm", str(config), *shape,
                "--cpus-per-node", "1", "--time", "00:05:00", "--output", str(script), "--submit", *extra]
     return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=400)
 
@@ -62,8 +63,9 @@ def job_id_of(out: subprocess.CompletedProcess) -> str:
 
 
 def ray_processes_of(job_id: str) -> list[str]:
-    """Command lines of live processes that belong to this job's Ray (its temp dir)."""
-    marker = f"/tmp/rf-{job_id}/"
+    """Command lines of live processes that belong to this job's Ray (its temp dirs, one per
+    node: /tmp/rf-JOBID-HOSTNAME)."""
+    marker = f"/tmp/rf-{job_id}-"
     found = []
     for cmdline in glob.glob("/proc/[0-9]*/cmdline"):
         try:
@@ -77,6 +79,11 @@ def ray_processes_of(job_id: str) -> list[str]:
 
 def check_job(job_id: str, log_dir: Path, log_file: Path) -> str:
     """Assert COMPLETED, summary.json written, no Ray left; return the job's log text."""
+    return check_job_summary(job_id, log_dir, log_file)[0]
+
+
+def check_job_summary(job_id: str, log_dir: Path, log_file: Path) -> tuple[str, dict]:
+    """check_job, returning the log text and summary.json."""
     state, exit_code = slurm.job_state(job_id)
     log_text = log_file.read_text() if log_file.exists() else "(no log)"
     assert state == "COMPLETED", f"job {job_id}: {state} {exit_code}\n{log_text[-4000:]}"
@@ -86,8 +93,8 @@ def check_job(job_id: str, log_dir: Path, log_file: Path) -> str:
     assert summary["env_steps"] >= 1024
     assert "farm.mode=ray" in log_text          # the Ray farm ran, on the job's own Ray
     assert ray_processes_of(job_id) == [], "Ray processes outlived the job"
-    assert not os.path.exists(f"/tmp/rf-{job_id}")
-    return log_text
+    assert glob.glob(f"/tmp/rf-{job_id}-*") == [], "Ray temp dirs outlived the job"
+    return log_text, summary
 
 
 def test_one_job_completes_and_leaves_no_ray(tmp_path):
