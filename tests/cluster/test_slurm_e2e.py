@@ -1,4 +1,6 @@
-"""`rlfarm slurm ... --submit` on a real one-node SLURM (`bash .ci/slurm.sh start`).
+"""`rlfarm slurm ... --submit` on the real SLURM of the test cluster (`bash .ci/slurm.sh start`:
+gpu1 in partition `gpu`, cpu1 and cpu2 in `cpu`, the default, all three in `all`): one-node
+jobs, two jobs side by side, a 3-node job and a heterogeneous CPU+GPU job.
 
 Each job brings up a real Ray head inside the allocation, trains a tiny CartPole run on the
 Ray farm and brings Ray down. Skipped with the reason when SLURM is not running here; with
@@ -128,3 +130,31 @@ def test_two_jobs_share_the_node_without_port_clash(tmp_path):
         log_text = check_job(job_id, log_dir, tmp_path / f"{name}-{job_id}.out")
         heads.append(re.search(r"Ray head on \S+ at (\S+), dashboard (\S+),", log_text).groups())
     assert set(heads[0]).isdisjoint(heads[1]), f"the jobs shared ports: {heads}"
+
+
+def hosts_of(summary: dict, role: str) -> set[str]:
+    return {placement["hostname"] for placement in summary["placement"][role]}
+
+
+def test_homogeneous_three_node_job_spreads_runners(tmp_path):
+    config, log_dir = write_config(tmp_path, "three")
+    out = rlfarm_slurm(config, tmp_path / "three.sbatch", "--partition", "all", "--wait",
+                       shape=("--nodes", "3"))
+    assert out.returncode == 0, out.stdout + out.stderr
+    job_id = job_id_of(out)
+    log_text, summary = check_job_summary(job_id, log_dir, tmp_path / f"three-{job_id}.out")
+    assert "3 Ray node(s) up" in log_text
+    assert hosts_of(summary, "runners") | hosts_of(summary, "learners") <= {"gpu1", "cpu1", "cpu2"}
+
+
+def test_heterogeneous_job_runners_on_cpu_nodes_learner_on_gpu1(tmp_path):
+    config, log_dir = write_config(tmp_path, "het")
+    out = rlfarm_slurm(config, tmp_path / "het.sbatch", "--gpus-per-node", "1", "--wait",
+                       shape=("--cpu-nodes", "2", "--cpu-partition", "cpu",
+                              "--gpu-nodes", "1", "--gpu-partition", "gpu"))
+    assert out.returncode == 0, out.stdout + out.stderr
+    job_id = job_id_of(out)
+    _, summary = check_job_summary(job_id, log_dir, tmp_path / f"het-{job_id}.out")
+    assert hosts_of(summary, "runners") == {"cpu1", "cpu2"}, summary["placement"]
+    assert hosts_of(summary, "learners") == {"gpu1"}
+    assert slurm.job_state(job_id)[0] == "COMPLETED"
