@@ -14,6 +14,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -158,8 +159,9 @@ def cluster(tmp_path_factory):
         yield ray_hosts
     finally:
         ray_hosts.stop()
-        for host in HOSTS:  # a cut link must not outlive the module
+        for host in HOSTS:  # a cut link must not outlive the module, nor Ray's temp dirs
             subprocess.run(["ip", "netns", "exec", host, "ip", "link", "set", "eth0", "up"], check=False)
+            shutil.rmtree(f"/tmp/rf-mh-{host}", ignore_errors=True)
 
 
 def write_config(tmp_path: Path, name: str, env_steps: int, learner_resource: str = "{gpu_node: 1}",
