@@ -89,11 +89,24 @@ def check_total_cpus(farm_cfg) -> None:
 
 
 def node_placement() -> dict[str, Any]:
-    """Where the calling actor runs: node id, node ip, pid, and the GPUs Ray assigned it."""
+    """Where the calling actor runs: node id, node ip, hostname, pid, and the GPUs Ray assigned it."""
     import os
+    import socket
 
     import ray
 
     context = ray.get_runtime_context()
     return {"node_id": context.get_node_id(), "ip": ray.util.get_node_ip_address(),
-            "pid": os.getpid(), "gpu_ids": [str(g) for g in ray.get_gpu_ids()]}
+            "hostname": socket.gethostname(), "pid": os.getpid(),
+            "gpu_ids": [str(g) for g in ray.get_gpu_ids()]}
+
+
+def describe_placement(placement: dict[str, Any]) -> str:
+    """One line: where every runner and learner runs, e.g.
+    `runners 0@cpu1(198.18.0.2) 1@cpu2(198.18.0.3); learners 0@gpu1(198.18.0.1)`."""
+    parts = []
+    for role in ("runners", "learners"):
+        where = " ".join(f"{index}@{p.get('hostname', '?')}({p.get('ip', '?')})"
+                         for index, p in enumerate(placement.get(role, [])))
+        parts.append(f"{role} {where or '-'}")
+    return "; ".join(parts)

@@ -269,6 +269,19 @@ class RayFarm(Farm):
         return {"runners": self.pool.placements(),
                 "learners": ray.get([learner.placement.remote() for learner in self.learners])}
 
+    def placement_record(self, timeout_s: float = 10.0) -> dict[str, Any]:
+        """Placements plus every runner replacement and where the replacement ran; actors that
+        do not answer within `timeout_s` (a lost node) are recorded as unknown."""
+        refs = {"runners": [a.placement.remote() for a in self.pool.actors],
+                "learners": [learner.placement.remote() for learner in self.learners]}
+        record: dict[str, Any] = {role: [_get_or_unknown(ref, timeout_s) for ref in role_refs]
+                                  for role, role_refs in refs.items()}
+        record["replacements"] = [
+            {"runner": r["runner"], "reason": r["reason"],
+             "placement": _get_or_unknown(r["placement_ref"], timeout_s)} for r in self.pool.replacements]
+        record["lost_fragments"] = self.lost_fragments + self.pool.lost_fragments
+        return record
+
     def _check_open(self) -> None:
         if self._closed:
             raise RuntimeError("RayFarm: iterate() after close()")
@@ -283,4 +296,11 @@ class RayFarm(Farm):
             ray.kill(learner, no_restart=True)
         self.learners = []
         self.session.close()
+
+
+def _get_or_unknown(ref: Any, timeout_s: float) -> dict[str, Any]:
+    try:
+        return ray.get(ref, timeout=timeout_s)
+    except (ray.exceptions.RayError, ray.exceptions.GetTimeoutError) as err:
+        return {"unknown": type(err).__name__}
 

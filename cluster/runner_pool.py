@@ -73,6 +73,8 @@ class RunnerPool:
         self.pending: dict[Any, Request] = {}  # meta_ref -> request not yet arrived
         self.restarts = 0
         self.lost_fragments = 0
+        self.replacements: list[dict[str, Any]] = []
+        """One entry per replaced runner: {"runner", "reason", "placement_ref"} (the new actor's)."""
 
     def _spawn(self, index: int) -> Any:
         self.sent_version[index] = None  # a fresh actor has no weights yet
@@ -197,6 +199,8 @@ class RunnerPool:
         ray.kill(self.actors[index], no_restart=True)
         self.generation[index] += 1
         self.actors[index] = self._spawn(index)
+        self.replacements.append({"runner": index, "reason": f"{type(err).__name__}: {reason}",
+                                  "placement_ref": self.actors[index].placement.remote()})
 
     def close(self) -> None:
         self.pending.clear()

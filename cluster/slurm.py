@@ -34,7 +34,8 @@ class SlurmJobSpec:
     config: str
     """The experiment config, as `rlfarm train` will see it from `workdir` (relative is best)."""
     nodes: int
-    """Nodes in the allocation; the first runs the Ray head and the driver."""
+    """Nodes in the allocation (in a heterogeneous job: its GPU component); the first runs the
+    Ray head and the driver."""
     gpus_per_node: int = 0
     """GPUs per node; learners get one each."""
     cpus_per_node: int | None = None
@@ -51,10 +52,17 @@ class SlurmJobSpec:
     """The rlfarm checkout the job runs in (on a shared filesystem)."""
     python: str = sys.executable
     """The Python interpreter with rlfarm installed, on every node."""
+    cpu_nodes: int = 0
+    """> 0: a heterogeneous job (`#SBATCH hetjob`) whose second component has this many CPU
+    nodes for the runners; `nodes`/`partition`/`gpus_per_node` then describe the GPU component."""
+    cpu_partition: str | None = None
+    """The CPU component's partition (heterogeneous jobs only)."""
 
     def __post_init__(self) -> None:
         if self.nodes < 1:
             raise ValueError(f"--nodes: must be >= 1, got {self.nodes}")
+        if self.cpu_nodes < 0:
+            raise ValueError(f"--cpu-nodes: must be >= 0, got {self.cpu_nodes}")
         if self.gpus_per_node < 0:
             raise ValueError(f"--gpus-per-node: must be >= 0, got {self.gpus_per_node}")
         if self.cpus_per_node is not None and self.cpus_per_node < 1:
@@ -64,20 +72,27 @@ class SlurmJobSpec:
 
 
 def sbatch_lines(spec: SlurmJobSpec) -> list[str]:
-    """The `#SBATCH` directives for `spec` (one Ray node = one task per node)."""
-    lines = [f"--job-name={spec.job_name}", f"--nodes={spec.nodes}", "--ntasks-per-node=1"]
-    if spec.cpus_per_node is None:
-        lines.append("--exclusive")
-    else:
-        lines.append(f"--cpus-per-task={spec.cpus_per_node}")
-    if spec.gpus_per_node:
-        lines.append(f"--gpus-per-node={spec.gpus_per_node}")
+    """The `#SBATCH` directives for `spec` (one Ray node = one task per node). A heterogeneous
+    job gets the GPU component first (the batch script, the head), then `hetjob` and the CPU one."""
+    lines = [f"--job-name={spec.job_name}", *_component(spec.nodes, spec.cpus_per_node, spec.gpus_per_node)]
     lines += [f"--time={spec.time}", f"--output={spec.output}", f"--chdir={spec.workdir}"]
     if spec.partition:
         lines.append(f"--partition={spec.partition}")
     if spec.account:
         lines.append(f"--account={spec.account}")
+    if spec.cpu_nodes:
+        lines += ["hetjob", *_component(spec.cpu_nodes, spec.cpus_per_node, 0)]
+        if spec.cpu_partition:
+            lines.append(f"--partition={spec.cpu_partition}")
     return [f"#SBATCH {line}" for line in lines]
+
+
+def _component(nodes: int, cpus_per_node: int | None, gpus_per_node: int) -> list[str]:
+    lines = [f"--nodes={nodes}", "--ntasks-per-node=1"]
+    lines.append("--exclusive" if cpus_per_node is None else f"--cpus-per-task={cpus_per_node}")
+    if gpus_per_node:
+        lines.append(f"--gpus-per-node={gpus_per_node}")
+    return lines
 
 
 def settings_block(spec: SlurmJobSpec) -> list[str]:
@@ -87,6 +102,7 @@ def settings_block(spec: SlurmJobSpec) -> list[str]:
         f"RLFARM_CONFIG={shlex.quote(spec.config)}",
         f"RLFARM_OVERRIDES=({overrides})",
         f"RLFARM_GPUS_PER_NODE={spec.gpus_per_node}",
+        f"RLFARM_HET_CPU_NODES={spec.cpu_nodes}",
         f"RLFARM_WORKDIR={shlex.quote(spec.workdir)}",
         f"RLFARM_PYTHON={shlex.quote(spec.python)}",
         SETTINGS_END,

@@ -135,10 +135,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("slurm", help="write (and with --submit, submit) an sbatch script that trains on SLURM")
     p.add_argument("config", metavar="CONFIG")
-    p.add_argument("--nodes", type=int, required=True, help="nodes in the allocation (the first runs the Ray head)")
+    p.add_argument("--nodes", type=int, default=None, help="nodes in the allocation (the first runs the Ray head)")
     p.add_argument("--gpus-per-node", type=int, default=0)
     p.add_argument("--cpus-per-node", type=int, default=None)
     p.add_argument("--partition", default=None)
+    p.add_argument("--cpu-nodes", type=int, default=None,
+                   help="a heterogeneous job: CPU nodes for the runners (with --gpu-nodes)")
+    p.add_argument("--cpu-partition", default=None, help="the CPU nodes' partition")
+    p.add_argument("--gpu-nodes", type=int, default=None,
+                   help="a heterogeneous job: GPU nodes for the head and the learners")
+    p.add_argument("--gpu-partition", default=None, help="the GPU nodes' partition")
     p.add_argument("--time", default="01:00:00", help="wall time limit (default: %(default)s)")
     p.add_argument("--account", default=None)
     p.add_argument("--output", metavar="FILE", default=None, help="where to write the script")

@@ -20,6 +20,15 @@ def main(args: argparse.Namespace) -> int:
     from rlfarm.cluster import slurm
     from rlfarm.experiments.config import load_config
 
+    het = args.cpu_nodes is not None or args.gpu_nodes is not None
+    if het and args.nodes is not None:
+        raise ConfigError("--nodes: give either --nodes or --cpu-nodes with --gpu-nodes, not both")
+    if het and (args.cpu_nodes is None or args.gpu_nodes is None):
+        raise ConfigError("--cpu-nodes: a heterogeneous job needs both --cpu-nodes and --gpu-nodes")
+    if not het and args.nodes is None:
+        raise ConfigError("--nodes: required (or --cpu-nodes N --gpu-nodes M for a heterogeneous job)")
+    if het and args.cpu_nodes < 1:
+        raise ConfigError(f"--cpu-nodes: must be >= 1, got {args.cpu_nodes}")
     cfg = load_config(args.config, args.overrides)
     workdir = os.getcwd()
     config = _relative_if_inside(args.config, workdir)
@@ -27,8 +36,10 @@ def main(args: argparse.Namespace) -> int:
     script_path = os.path.abspath(args.output or os.path.join(cfg.log.dir, "slurm", f"{cfg.name}-{stamp}.sbatch"))
     try:
         spec = slurm.SlurmJobSpec(
-            config=config, nodes=args.nodes, gpus_per_node=args.gpus_per_node,
-            cpus_per_node=args.cpus_per_node, partition=args.partition, time=args.time,
+            config=config, nodes=args.gpu_nodes if het else args.nodes, gpus_per_node=args.gpus_per_node,
+            cpus_per_node=args.cpus_per_node, partition=(args.gpu_partition or args.partition) if het
+            else args.partition, time=args.time, cpu_nodes=args.cpu_nodes or 0,
+            cpu_partition=args.cpu_partition,
             account=args.account, job_name=f"rlfarm-{cfg.name}"[:64],
             output=os.path.join(os.path.dirname(script_path), f"{cfg.name}-%j.out"),
             overrides=list(args.overrides), workdir=workdir, python=sys.executable)

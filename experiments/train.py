@@ -130,6 +130,7 @@ class Training:
             print(f"rlfarm train: {'resuming' if self.resume_checkpoint else 'run'} {self.run_dir} "
                   f"({self.cfg.env.id}, {self.cfg.algo.name}, farm.mode={self.cfg.farm.mode})",
                   file=sys.stderr)
+            self._report_placement(farm, monitor, final=False)
         except Exception as err:  # after the run dir exists, every exit leaves a summary
             if os.path.isdir(self.run_dir):
                 self._write_bare_summary("crashed", f"{type(err).__name__}: {err}")
@@ -239,6 +240,7 @@ class Training:
                 exit_reason, error = "crashed", f"final checkpoint failed: {type(err).__name__}: {err}"
                 traceback.print_exc()
         monitor.report(final=True)
+        placement = self._report_placement(farm, monitor, final=True)
         monitor.close()
         from rlfarm.experiments.monitor import process_age_s, write_summary
 
@@ -246,7 +248,9 @@ class Training:
         summary = monitor.summary(
             exit_reason, solved, self.last_checkpoint, error=error, train_loop_s=round(loop_s, 3),
             process_s=None if age is None else round(age, 3),
-            startup_s=round(loop_start - self.process_start_s, 3), run_dir=self.run_dir)
+            startup_s=round(loop_start - self.process_start_s, 3), run_dir=self.run_dir,
+            **({"placement": placement, "lost_fragments": placement.get("lost_fragments")}
+               if placement else {}))
         write_summary(self.run_dir, summary)
         self._print_end(summary)
         return EXIT_CODES.get(exit_reason, 0)
@@ -267,6 +271,28 @@ class Training:
             else:
                 stop = stop or answer is True
         return stop
+
+    def _report_placement(self, farm: Any, monitor: Any, final: bool) -> dict[str, Any] | None:
+        """Where every runner and learner runs (Ray farms only): one line on stderr at the
+        start, a TensorBoard text at the start and the end (with every runner replacement);
+        returns the record for summary.json."""
+        if not hasattr(farm, "placement_record"):
+            return None
+        import json
+
+        from rlfarm.cluster.placement import describe_placement
+
+        try:
+            record = farm.placement_record()
+        except Exception as err:  # noqa: BLE001 - a lost cluster must not hide the summary
+            return {"unknown": f"{type(err).__name__}: {err}"}
+        record["segment"] = self.segment
+        if not final:
+            print(f"rlfarm train: placement: {describe_placement(record)}", file=sys.stderr)
+        tag = "placement/end" if final else "placement/start"
+        monitor.writer.add_text(tag, "    " + json.dumps(record, indent=1).replace("\n", "\n    "),
+                                farm.env_steps)
+        return record
 
     def _checkpoint(self, farm: Any, monitor: Any) -> str:
         path = os.path.join(self.run_dir, CHECKPOINT_DIR, f"ckpt-{farm.env_steps:012d}.pt")

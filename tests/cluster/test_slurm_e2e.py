@@ -1,4 +1,6 @@
-"""`rlfarm slurm ... --submit` on a real one-node SLURM (`bash .ci/slurm.sh start`).
+"""`rlfarm slurm ... --submit` on the real SLURM of the test cluster (`bash .ci/slurm.sh start`:
+gpu1 in partition `gpu`, cpu1 and cpu2 in `cpu`, the default, all three in `all`): one-node
+jobs, two jobs side by side, a 3-node job and a heterogeneous CPU+GPU job.
 
 Each job brings up a real Ray head inside the allocation, trains a tiny CartPole run on the
 Ray farm and brings Ray down. Skipped with the reason when SLURM is not running here; with
@@ -49,8 +51,9 @@ def write_config(tmp_path: Path, name: str) -> tuple[Path, Path]:
     return config, log_dir
 
 
-def rlfarm_slurm(config: Path, script: Path, *extra: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "rlfarm.experiments.cli", "slurm", str(config), "--nodes", "1",
+def rlfarm_slurm(config: Path, script: Path, *extra: str, shape: tuple[str, ...] = ("--nodes", "1")
+                 ) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "rlfarm.experiments.cli", "slurm", str(config), *shape,
                "--cpus-per-node", "1", "--time", "00:05:00", "--output", str(script), "--submit", *extra]
     return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=400)
 
@@ -62,8 +65,9 @@ def job_id_of(out: subprocess.CompletedProcess) -> str:
 
 
 def ray_processes_of(job_id: str) -> list[str]:
-    """Command lines of live processes that belong to this job's Ray (its temp dir)."""
-    marker = f"/tmp/rf-{job_id}/"
+    """Command lines of live processes that belong to this job's Ray (its temp dirs, one per
+    node: /tmp/rf-JOBID-HOSTNAME)."""
+    marker = f"/tmp/rf-{job_id}-"
     found = []
     for cmdline in glob.glob("/proc/[0-9]*/cmdline"):
         try:
@@ -77,6 +81,11 @@ def ray_processes_of(job_id: str) -> list[str]:
 
 def check_job(job_id: str, log_dir: Path, log_file: Path) -> str:
     """Assert COMPLETED, summary.json written, no Ray left; return the job's log text."""
+    return check_job_summary(job_id, log_dir, log_file)[0]
+
+
+def check_job_summary(job_id: str, log_dir: Path, log_file: Path) -> tuple[str, dict]:
+    """check_job, returning the log text and summary.json."""
     state, exit_code = slurm.job_state(job_id)
     log_text = log_file.read_text() if log_file.exists() else "(no log)"
     assert state == "COMPLETED", f"job {job_id}: {state} {exit_code}\n{log_text[-4000:]}"
@@ -86,8 +95,8 @@ def check_job(job_id: str, log_dir: Path, log_file: Path) -> str:
     assert summary["env_steps"] >= 1024
     assert "farm.mode=ray" in log_text          # the Ray farm ran, on the job's own Ray
     assert ray_processes_of(job_id) == [], "Ray processes outlived the job"
-    assert not os.path.exists(f"/tmp/rf-{job_id}")
-    return log_text
+    assert glob.glob(f"/tmp/rf-{job_id}-*") == [], "Ray temp dirs outlived the job"
+    return log_text, summary
 
 
 def test_one_job_completes_and_leaves_no_ray(tmp_path):
@@ -121,3 +130,31 @@ def test_two_jobs_share_the_node_without_port_clash(tmp_path):
         log_text = check_job(job_id, log_dir, tmp_path / f"{name}-{job_id}.out")
         heads.append(re.search(r"Ray head on \S+ at (\S+), dashboard (\S+),", log_text).groups())
     assert set(heads[0]).isdisjoint(heads[1]), f"the jobs shared ports: {heads}"
+
+
+def hosts_of(summary: dict, role: str) -> set[str]:
+    return {placement["hostname"] for placement in summary["placement"][role]}
+
+
+def test_homogeneous_three_node_job_spreads_runners(tmp_path):
+    config, log_dir = write_config(tmp_path, "three")
+    out = rlfarm_slurm(config, tmp_path / "three.sbatch", "--partition", "all", "--wait",
+                       shape=("--nodes", "3"))
+    assert out.returncode == 0, out.stdout + out.stderr
+    job_id = job_id_of(out)
+    log_text, summary = check_job_summary(job_id, log_dir, tmp_path / f"three-{job_id}.out")
+    assert "3 Ray node(s) up" in log_text
+    assert hosts_of(summary, "runners") | hosts_of(summary, "learners") <= {"gpu1", "cpu1", "cpu2"}
+
+
+def test_heterogeneous_job_runners_on_cpu_nodes_learner_on_gpu1(tmp_path):
+    config, log_dir = write_config(tmp_path, "het")
+    out = rlfarm_slurm(config, tmp_path / "het.sbatch", "--gpus-per-node", "1", "--wait",
+                       shape=("--cpu-nodes", "2", "--cpu-partition", "cpu",
+                              "--gpu-nodes", "1", "--gpu-partition", "gpu"))
+    assert out.returncode == 0, out.stdout + out.stderr
+    job_id = job_id_of(out)
+    _, summary = check_job_summary(job_id, log_dir, tmp_path / f"het-{job_id}.out")
+    assert hosts_of(summary, "runners") == {"cpu1", "cpu2"}, summary["placement"]
+    assert hosts_of(summary, "learners") == {"gpu1"}
+    assert slurm.job_state(job_id)[0] == "COMPLETED"

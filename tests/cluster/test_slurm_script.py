@@ -92,7 +92,7 @@ def test_head_command(script):
     assert head.endswith('"${RF_FLAGS[@]}" &')
     start = script.index("RF_FLAGS=(")
     flags = " ".join(script[start:script.index(")\n", start)].split())
-    for flag in ("--block", '--temp-dir "$RF_TMP"', '--num-gpus "$RLFARM_GPUS_PER_NODE"',
+    for flag in ("--block", '--temp-dir "$RF_TMP"', '--num-gpus "$gpus"',
                  '--resources "$resources"', '--dashboard-agent-listen-port "$RF_PORT_AGENT_HTTP"',
                  "--object-manager-port 0", "--min-worker-port 0 --max-worker-port 0"):
         assert flag in flags
@@ -227,3 +227,28 @@ def test_cli_writes_the_script_and_prints_it(tmp_path, monkeypatch, capsys):
     assert main(["slurm", str(config), "--nodes", "1", "--set", "farm.num_runners=0",
                  "--output", str(tmp_path / "bad.sbatch")]) == 2
     assert not (tmp_path / "bad.sbatch").exists()
+
+
+def test_heterogeneous_job_has_a_gpu_then_a_cpu_component():
+    spec = slurm.SlurmJobSpec(config="c.yaml", nodes=1, gpus_per_node=2, partition="gpu", cpu_nodes=3,
+                              cpu_partition="cpu", cpus_per_node=8)
+    lines = slurm.sbatch_lines(spec)
+    split = lines.index("#SBATCH hetjob")
+    gpu, cpu = lines[:split], lines[split + 1:]
+    assert {"#SBATCH --nodes=1", "#SBATCH --gpus-per-node=2", "#SBATCH --partition=gpu"} <= set(gpu)
+    assert {"#SBATCH --nodes=3", "#SBATCH --partition=cpu", "#SBATCH --cpus-per-task=8"} <= set(cpu)
+    assert not any("gpus" in line for line in cpu)
+    assert "RLFARM_HET_CPU_NODES=3" in slurm.render_script(spec)
+
+
+@pytest.mark.parametrize("kind, expected", [("cpu", ["8", "0", '{"cpu_node": 8}']),
+                                            ("gpu", ["8", "2", '{"gpu_node": 2}'])])
+def test_hetjob_nodes_advertise_only_their_kind(kind, expected, tmp_path):
+    script = tmp_path / "job.sbatch"
+    script.write_text(slurm.render_script(slurm.SlurmJobSpec(config="c.yaml", nodes=1, gpus_per_node=2,
+                                                             cpu_nodes=1, workdir=str(tmp_path))))
+    body = f"source {script}; RF_TMP=/tmp/x; eval \"$(rf_pick_ports)\"; rf_ray_common_flags worker; printf '%s\\n' \"${{RF_FLAGS[@]}}\""
+    env = {**os.environ, "RLFARM_SOURCE_ONLY": "1", "RF_NODE_KIND": kind, "SLURM_CPUS_ON_NODE": "8"}
+    flags = subprocess.run(["bash", "-c", body], capture_output=True, text=True, env=env).stdout.splitlines()
+    got = [flags[flags.index(name) + 1] for name in ("--num-cpus", "--num-gpus", "--resources")]
+    assert got == expected
