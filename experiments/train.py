@@ -171,6 +171,10 @@ class Training:
             while not exit_reason:
                 metrics = farm.iterate()
                 monitor.record(metrics)
+                if metrics.get("stop_error"):
+                    from rlfarm.cluster.farm_base import EnvErrorRateExceeded
+
+                    raise EnvErrorRateExceeded(metrics["stop_error"])
                 solved = (stop.target_return is not None and monitor.window_full
                           and monitor.return_mean >= stop.target_return)
                 callback_stop = bool(self.callbacks) and self._run_callbacks(metrics, monitor)
@@ -192,7 +196,8 @@ class Training:
             exit_reason = "interrupted"
         except Exception as err:  # noqa: BLE001 - a crash still writes the summary
             exit_reason, error = "crashed", f"{type(err).__name__}: {err}"
-            traceback.print_exc()
+            if not _is_stop_condition(err):  # those say all there is in their message
+                traceback.print_exc()
         finally:
             self._restore_signal_handlers(previous)
         loop_s = time.perf_counter() - loop_start
@@ -383,6 +388,13 @@ def _name_field(message: str, cfg: ExperimentConfig) -> str:
         if hasattr(getattr(cfg, section), head):
             return f"{section}.{message}"
     return f"{cfg.env.id}: {message}"
+
+
+def _is_stop_condition(err: BaseException) -> bool:
+    """An error that stops a run on purpose (too many env errors, non-finite updates), also
+    as a Ray actor raises it (Ray's error is then an instance of the cause's class too).
+    Matched by class name: importing agents.learner would import torch into a Ray driver."""
+    return bool({cls.__name__ for cls in type(err).__mro__} & {"NonFiniteUpdates", "EnvErrorRateExceeded"})
 
 
 def _process_start() -> float:
