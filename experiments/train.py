@@ -47,6 +47,10 @@ def main(args: argparse.Namespace) -> int:
     cfg = load_config(config_path, args.overrides)
     if getattr(args, "address", None):
         cfg.farm.address = args.address
+    if not getattr(args, "force", False):
+        from rlfarm.experiments.capacity import check_capacity
+
+        check_capacity(cfg)
     run_dir = args.resume or args.run_dir or new_run_dir(cfg)
     if args.run_dir and not args.resume:
         _refuse_used_run_dir(run_dir)  # early, before the farm starts; claim_run_dir is the atomic check
