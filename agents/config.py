@@ -169,6 +169,10 @@ class AlgoConfig:
     """On CUDA, replay each minibatch step as one captured CUDA graph (the same math; a small
     network's step is otherwise bound by kernel launches). false runs it eagerly, for debugging."""
 
+    max_skipped_updates: int = 10
+    """Updates in a row whose loss or gradient is NaN/Inf (each one skipped, the weights kept)
+    after which the run stops with exit 1: the data or the settings are broken."""
+
     def __post_init__(self) -> None:
         self.validate()
 
@@ -178,7 +182,7 @@ class AlgoConfig:
         for name in ("anneal_lr", "clip_vloss", "cuda_graphs", "normalize_adv", "normalize_obs", "vtrace"):
             value = getattr(self, name)
             _check(isinstance(value, bool), name, f"must be true or false, got {value!r}")
-        for name in ("epochs", "minibatches"):
+        for name in ("epochs", "minibatches", "max_skipped_updates"):
             value = getattr(self, name)
             _check(_is_int(value) and value >= 1, name, f"must be an int >= 1, got {value!r}")
         ranges = {  # name: (low, high, low_inclusive)

@@ -56,6 +56,10 @@ class FarmConfig:
     max_runner_restarts: int = 10
     """Dead runners are replaced on their own seed stream up to this many times in a run."""
 
+    max_env_error_rate: float = 0.5
+    """Stop the run (exit 1) when env errors (copies reset after an exception, a bad state or
+    NaN/Inf data) exceed this fraction of the env steps of the last ENV_ERROR_WINDOW updates."""
+
     address: str | None = None
     """Ray cluster to join; None starts an embedded local Ray (or uses $RAY_ADDRESS)."""
 
@@ -71,6 +75,9 @@ class FarmConfig:
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 hint = " (0: one fragment per runner)" if name == "batch_size" else ""
                 raise ValueError(f"{name}: must be an integer >= {low}{hint}, got {value!r}")
+        rate = self.max_env_error_rate
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 < rate <= 1.0:
+            raise ValueError(f"max_env_error_rate: must be a number in (0, 1], got {rate!r}")
         for name in ("runner_resources", "learner_resources"):
             if not isinstance(getattr(self, name), dict):
                 raise ValueError(f"{name}: expected a mapping of Ray resources, got {getattr(self, name)!r}")

@@ -23,6 +23,9 @@ from pathlib import Path
 TEMPLATE = Path(__file__).with_name("slurm") / "rlfarm.sbatch"
 SETTINGS_BEGIN = "# >>> rlfarm settings"
 SETTINGS_END = "# <<< rlfarm settings"
+_DIRECTIVE_VALUE = re.compile(r"[^\s\"'\\\x00-\x1f\x7f]{1,4096}")
+"""What an #SBATCH value may hold: sbatch splits its directives at whitespace and reads quotes,
+and a newline would end the directive and start a script line."""
 FINISHED_STATES = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "PREEMPTED",
                    "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE")
 
@@ -69,6 +72,12 @@ class SlurmJobSpec:
             raise ValueError(f"--cpus-per-node: must be >= 1, got {self.cpus_per_node}")
         if not re.fullmatch(r"(\d+-)?\d{1,3}(:\d\d){0,2}|\d+", self.time):
             raise ValueError(f"--time: expected [D-]HH:MM:SS or minutes, got {self.time!r}")
+        for option, value in (("--job-name", self.job_name), ("--output", self.output),
+                              ("--chdir", self.workdir), ("--partition", self.partition),
+                              ("--account", self.account)):
+            if value is not None and not _DIRECTIVE_VALUE.fullmatch(value):
+                raise ValueError(f"{option}: {value!r} cannot go on an #SBATCH line (no spaces, quotes, "
+                                 "backslashes or control characters; at most 4096 characters)")
 
 
 def sbatch_lines(spec: SlurmJobSpec) -> list[str]:

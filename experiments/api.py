@@ -71,8 +71,11 @@ def train(cfg: ExperimentConfig | str | os.PathLike, *, callbacks: Sequence[Call
         checkpoint = training.find_last_checkpoint(run_dir)
         if checkpoint is None:
             raise ConfigError(f"resume: no checkpoint in {os.path.join(run_dir, training.CHECKPOINT_DIR)}")
+    unique = run_dir is None and resume is None
     run_dir = os.fspath(run_dir) if run_dir is not None else training.new_run_dir(cfg)
-    code = training.Training(cfg, run_dir, checkpoint, started, callbacks=callbacks).run()
+    trainer = training.Training(cfg, run_dir, checkpoint, started, callbacks=callbacks, unique_run_dir=unique)
+    code = trainer.run()
+    run_dir = trainer.run_dir  # the dir claimed: a suffix when another run took the name
     run = Run(run_dir)
     reason = run.summary.get("exit_reason")
     if reason == "interrupted":

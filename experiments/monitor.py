@@ -36,6 +36,7 @@ TAGS: dict[str, str] = {
     "perf/runner_restarts": "runners replaced after dying (cumulative)",
     "perf/dropped_fragments": "fragments dropped as too stale (cumulative)",
     "perf/env_errors": "env copies reset after a bad state or an exception (cumulative)",
+    "perf/skipped_updates": "learner updates rolled back for a NaN/Inf loss or gradient (cumulative)",
     "losses/grad_norm": "gradient norm before clipping",
     "learner/lr": "the learning rate of the last update (annealed when algo.anneal_lr)",
     "perf/runner_env_steps_per_s": "env steps per second of a runner's own env-step time",

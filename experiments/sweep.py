@@ -31,6 +31,7 @@ import csv
 import json
 import math
 import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field, fields
@@ -163,6 +164,8 @@ def trial(params: dict[str, Any], *, raw: dict[str, Any], trials_dir: str) -> No
         return {"stop": cluster_tune.report(metrics)}
 
     resume = run_dir if list_checkpoints(run_dir) else None
+    if resume is None and os.path.isdir(run_dir):  # this trial restarted before its first checkpoint
+        shutil.rmtree(run_dir)
     try:
         api.train(cfg, callbacks=[to_tune], run_dir=None if resume else run_dir, resume=resume)
     finally:

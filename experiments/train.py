@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import itertools
 import os
 import re
 import signal
@@ -46,10 +47,15 @@ def main(args: argparse.Namespace) -> int:
     cfg = load_config(config_path, args.overrides)
     if getattr(args, "address", None):
         cfg.farm.address = args.address
+    if not getattr(args, "force", False):
+        from rlfarm.experiments.capacity import check_capacity
+
+        check_capacity(cfg)
     run_dir = args.resume or args.run_dir or new_run_dir(cfg)
-    if not args.resume and os.path.exists(run_dir) and os.listdir(run_dir):
-        raise ConfigError(f"--run-dir: {run_dir} exists and is not empty; use --resume {run_dir} to continue it")
-    training = Training(cfg, run_dir, resume_checkpoint, process_start_s)
+    if args.run_dir and not args.resume:
+        _refuse_used_run_dir(run_dir)  # early, before the farm starts; claim_run_dir is the atomic check
+    training = Training(cfg, run_dir, resume_checkpoint, process_start_s,
+                        unique_run_dir=not (args.resume or args.run_dir))
     if cfg.farm.mode == "ray":
         # Ray's start (seconds, mostly waiting on its processes) and the actors' torch imports
         # overlap the driver's own imports (torch, TensorBoard's writer) from here on.
@@ -61,8 +67,11 @@ class Training:
     """One process's segment of a run: setup, loop, and the clean exits."""
 
     def __init__(self, cfg: ExperimentConfig, run_dir: str, resume_checkpoint: str | None,
-                 process_start_s: float, callbacks: Sequence[Callable[[dict], Any]] = ()) -> None:
+                 process_start_s: float, callbacks: Sequence[Callable[[dict], Any]] = (),
+                 unique_run_dir: bool = False) -> None:
         self.cfg, self.run_dir, self.resume_checkpoint = cfg, run_dir, resume_checkpoint
+        self.unique_run_dir = unique_run_dir
+        """True: `run_dir` is a proposed name, suffixed -2, -3, ... when taken (see claim_run_dir)."""
         self.callbacks = list(callbacks)
         """Called with each iteration's metrics (see experiments/api.py's Callback)."""
         self.process_start_s = process_start_s
@@ -141,7 +150,11 @@ class Training:
             farm.close()
 
     def _write_run_dir(self) -> str:
-        os.makedirs(os.path.join(self.run_dir, CHECKPOINT_DIR), exist_ok=True)
+        """Claim the run dir (a resumed run keeps its own) and write the resolved config."""
+        if self.resume_checkpoint:
+            os.makedirs(os.path.join(self.run_dir, CHECKPOINT_DIR), exist_ok=True)
+        else:
+            self.run_dir = claim_run_dir(self.run_dir, unique=self.unique_run_dir)
         config_text = dump_config(self.cfg)
         with open(os.path.join(self.run_dir, "config.yaml"), "w", encoding="utf-8") as stream:
             stream.write(config_text)
@@ -208,6 +221,10 @@ class Training:
             while not exit_reason:
                 metrics = farm.iterate()
                 monitor.record(metrics)
+                if metrics.get("stop_error"):
+                    from rlfarm.cluster.farm_base import EnvErrorRateExceeded
+
+                    raise EnvErrorRateExceeded(metrics["stop_error"])
                 solved = (stop.target_return is not None and monitor.window_full
                           and monitor.return_mean >= stop.target_return)
                 callback_stop = bool(self.callbacks) and self._run_callbacks(metrics, monitor)
@@ -229,7 +246,8 @@ class Training:
             exit_reason = "interrupted"
         except Exception as err:  # noqa: BLE001 - a crash still writes the summary
             exit_reason, error = "crashed", f"{type(err).__name__}: {err}"
-            traceback.print_exc()
+            if not _is_stop_condition(err):  # those say all there is in their message
+                traceback.print_exc()
         finally:
             self._restore_signal_handlers(previous)
         loop_s = time.perf_counter() - loop_start
@@ -344,13 +362,50 @@ class Training:
 
 
 def new_run_dir(cfg: ExperimentConfig) -> str:
-    """<log.dir>/<name>-<YYYYmmdd-HHMMSS>, with -2, -3, ... when two runs start in one second."""
-    base = os.path.join(cfg.log.dir, f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}")
-    path, count = base, 1
-    while os.path.exists(path):
-        count += 1
-        path = f"{base}-{count}"
-    return path
+    """The proposed name <log.dir>/<name>-<YYYYmmdd-HHMMSS>; nothing is created here.
+
+    `claim_run_dir(..., unique=True)` creates it when the run starts, as -2, -3, ... when
+    another run took the name first (runs started in one second).
+    """
+    return os.path.join(cfg.log.dir, f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+
+
+def claim_run_dir(path: str, unique: bool) -> str:
+    """Create the run dir `path` and its checkpoints/ folder atomically; return the dir claimed.
+
+    Two processes can never claim one dir: the claim is an exclusive `os.mkdir` (of the dir,
+    or of its checkpoints/ when the dir already exists), which exactly one of them wins.
+    unique: on a taken name try `path-2`, `path-3`, ...; otherwise (a --run-dir the user
+    chose) a taken or non-empty dir is a ConfigError.
+    """
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    for count in itertools.count(1):
+        candidate = path if count == 1 else f"{path}-{count}"
+        try:
+            os.mkdir(candidate)
+        except FileExistsError:
+            if unique:
+                continue
+        try:
+            os.mkdir(os.path.join(candidate, CHECKPOINT_DIR))
+        except FileExistsError:
+            if unique:
+                continue
+            _refuse_used_run_dir(candidate, force=True)
+        if not unique and os.listdir(candidate) != [CHECKPOINT_DIR]:
+            os.rmdir(os.path.join(candidate, CHECKPOINT_DIR))
+            _refuse_used_run_dir(candidate, force=True)
+        return candidate
+    raise AssertionError("unreachable")
+
+
+def _refuse_used_run_dir(run_dir: str, force: bool = False) -> None:
+    """ConfigError for a --run-dir that exists and is not empty (always, with force)."""
+    if force or (os.path.isdir(run_dir) and os.listdir(run_dir)):
+        raise ConfigError(f"--run-dir: {run_dir} exists and is not empty (or another run took it); "
+                          f"use --resume {run_dir} to continue it")
+    if os.path.exists(run_dir) and not os.path.isdir(run_dir):
+        raise ConfigError(f"--run-dir: {run_dir} exists and is not a folder")
 
 
 def list_checkpoints(run_dir: str) -> list[str]:
@@ -408,6 +463,13 @@ def _name_field(message: str, cfg: ExperimentConfig) -> str:
         if hasattr(getattr(cfg, section), head):
             return f"{section}.{message}"
     return f"{cfg.env.id}: {message}"
+
+
+def _is_stop_condition(err: BaseException) -> bool:
+    """An error that stops a run on purpose (too many env errors, non-finite updates), also
+    as a Ray actor raises it (Ray's error is then an instance of the cause's class too).
+    Matched by class name: importing agents.learner would import torch into a Ray driver."""
+    return bool({cls.__name__ for cls in type(err).__mro__} & {"NonFiniteUpdates", "EnvErrorRateExceeded"})
 
 
 def _process_start() -> float:
