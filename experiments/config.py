@@ -166,6 +166,18 @@ def dump_config(cfg: ExperimentConfig) -> str:
     return yaml.safe_dump(to_dict(cfg), sort_keys=False, default_flow_style=None)
 
 
+def display_config(cfg: ExperimentConfig) -> str:
+    """The config for people (TensorBoard's Text tab): block style, one key a line, and only the
+    algo keys that apply to cfg.algo.name (config.yaml keeps every key)."""
+    data = to_dict(cfg)
+    only_for = type(cfg.algo).ONLY_FOR
+    left_out = [key for key in data["algo"] if only_for.get(key, cfg.algo.name) != cfg.algo.name]
+    data["algo"] = {key: value for key, value in data["algo"].items() if key not in left_out}
+    text = yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
+    note = f"# algo keys not used by {cfg.algo.name}, left out: {', '.join(left_out)}\n" if left_out else ""
+    return note + text
+
+
 # ---- building and type checking ------------------------------------------------------------
 
 def _build(cls: type, data: Any, path: str) -> Any:

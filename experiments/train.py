@@ -18,7 +18,7 @@ import time
 import traceback
 from typing import Any, Callable, Sequence, TypeVar
 
-from rlfarm.experiments.config import ExperimentConfig, dump_config, load_config
+from rlfarm.experiments.config import ExperimentConfig, display_config, dump_config, load_config
 from rlfarm.experiments.errors import ConfigError, check_torch_threads
 
 CHECKPOINT_DIR = "checkpoints"
@@ -50,7 +50,9 @@ def main(args: argparse.Namespace) -> int:
     if not args.resume and os.path.exists(run_dir) and os.listdir(run_dir):
         raise ConfigError(f"--run-dir: {run_dir} exists and is not empty; use --resume {run_dir} to continue it")
     training = Training(cfg, run_dir, resume_checkpoint, process_start_s)
+    training.announce()  # before Ray's start, which takes seconds
     if cfg.farm.mode == "ray":
+        summarise_ray_startup_warnings()
         # Ray's start (seconds, mostly waiting on its processes) and the actors' torch imports
         # overlap the driver's own imports (torch, TensorBoard's writer) from here on.
         training.start_farm_in_background()
@@ -69,6 +71,17 @@ class Training:
         self.last_checkpoint: str | None = resume_checkpoint
         self.stop_signal: str | None = None
         self._farm_builder: Any = None
+        self._announced = False
+
+    def announce(self) -> None:
+        """The run line: where it writes and what it runs (once)."""
+        if not self._announced:
+            cfg = self.cfg
+            starting = "; starting Ray" if cfg.farm.mode == "ray" else ""
+            print(f"rlfarm train: {'resuming' if self.resume_checkpoint else 'run'} {self.run_dir} "
+                  f"({cfg.env.id}, {cfg.algo.name}, farm.mode={cfg.farm.mode}{starting})",
+                  file=sys.stderr, flush=True)
+        self._announced = True
 
     def _segment_seed(self) -> int:
         seed = self.cfg.seed
@@ -117,17 +130,15 @@ class Training:
                 extra = self._restore(farm)
             self.segment = int(extra.get("segment", -1)) + 1
             os.makedirs(os.path.join(self.run_dir, CHECKPOINT_DIR), exist_ok=True)
-            config_text = dump_config(self.cfg)
             with open(os.path.join(self.run_dir, "config.yaml"), "w", encoding="utf-8") as stream:
-                stream.write(config_text)
+                stream.write(dump_config(self.cfg))
+            cfg = self.cfg
+            self.announce()
             monitor = Monitor(
-                self.run_dir, config_text=config_text, report_interval_s=self.cfg.log.report_interval_s,
-                return_window=self.cfg.log.return_window, total_env_steps=self.cfg.stop.env_steps,
-                progress=self.cfg.log.progress, start_env_steps=farm.env_steps,
-                state=extra.get("monitor"))
-            print(f"rlfarm train: {'resuming' if self.resume_checkpoint else 'run'} {self.run_dir} "
-                  f"({self.cfg.env.id}, {self.cfg.algo.name}, farm.mode={self.cfg.farm.mode})",
-                  file=sys.stderr)
+                self.run_dir, config_text=display_config(cfg), report_interval_s=cfg.log.report_interval_s,
+                return_window=cfg.log.return_window, total_env_steps=cfg.stop.env_steps,
+                progress=cfg.log.progress, start_env_steps=farm.env_steps, state=extra.get("monitor"),
+                target_return=cfg.stop.target_return, wall_limit_s=cfg.stop.wall_s, hparams=hparams(cfg))
             return self._loop(farm, monitor)
         finally:
             farm.close()
@@ -194,8 +205,7 @@ class Training:
             except Exception as err:  # noqa: BLE001
                 exit_reason, error = "crashed", f"final checkpoint failed: {type(err).__name__}: {err}"
                 traceback.print_exc()
-        monitor.report(final=True)
-        monitor.close()
+        monitor.report(final=True, exit_reason=exit_reason)
         from rlfarm.experiments.monitor import process_age_s, write_summary
 
         age = process_age_s()
@@ -203,6 +213,8 @@ class Training:
             exit_reason, solved, self.last_checkpoint, error=error, train_loop_s=round(loop_s, 3),
             process_s=None if age is None else round(age, 3),
             startup_s=round(loop_start - self.process_start_s, 3), run_dir=self.run_dir)
+        monitor.write_final(summary)
+        monitor.close()
         write_summary(self.run_dir, summary)
         self._print_end(summary)
         return EXIT_CODES.get(exit_reason, 0)
@@ -235,19 +247,24 @@ class Training:
         return path
 
     def _print_end(self, summary: dict[str, Any]) -> None:
-        ret = summary["episode_return_mean"]
-        ret_text = "n/a" if ret is None else f"{ret:.2f}"
-        print(f"rlfarm train: {summary['exit_reason']} after {summary['env_steps']} env steps, "
-              f"{summary['wall_s']:.1f} s ({summary['env_steps_per_s']:.0f} steps/s), "
-              f"return {ret_text}{' (solved)' if summary['solved'] else ''}", file=sys.stderr)
+        """The closing block: what happened in words, then where the results are and what next."""
+        import shutil
+        import textwrap
+
+        width = max(shutil.get_terminal_size().columns - 1, 40)
+        print(textwrap.fill(f"rlfarm train: {closing_sentence(summary, self.cfg)}", width=width,
+                            subsequent_indent="  ", break_on_hyphens=False), file=sys.stderr)
         if summary["exit_reason"] == "crashed":
             where = (f"{summary['last_checkpoint']}; continue with `rlfarm train --resume {self.run_dir}`"
                      if summary["last_checkpoint"] else "none was written")
             print(f"rlfarm train: crashed: {summary['error']}\n"
                   f"rlfarm train: last checkpoint: {where}", file=sys.stderr)
-        else:
-            print(f"rlfarm train: checkpoint {summary['last_checkpoint']}; summary "
-                  f"{os.path.join(self.run_dir, 'summary.json')}", file=sys.stderr)
+        lines = [("run dir", self.run_dir), ("summary", os.path.join(self.run_dir, "summary.json")),
+                 ("curves", f"tensorboard --logdir {self.run_dir}")]
+        if summary["last_checkpoint"]:
+            lines.append(("evaluate", f"rlfarm eval {self.run_dir}"))
+        for label, text in lines:
+            print(f"  {label:<9} {text}", file=sys.stderr)
 
     # ---- signals: the first Ctrl-C or SIGTERM stops after the current update -----------
     def _install_signal_handlers(self) -> dict[int, Any]:
@@ -271,6 +288,63 @@ class Training:
     def _restore_signal_handlers(previous: dict[int, Any]) -> None:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+_EXIT_WORDS = {"wall_s": "reached its wall-time limit",
+               "interrupted": "stopped on Ctrl-C", "sigterm": "stopped on SIGTERM",
+               "callback": "stopped at a callback's request", "crashed": "crashed"}
+
+
+def closing_sentence(summary: dict[str, Any], cfg: ExperimentConfig) -> str:
+    """What happened, in words: "reached the target return 475 at 153.6k env steps in 3.9 s of
+    training (13.3 s in all); return 489.9, 39.4k env steps/s"."""
+    from rlfarm.experiments.progress import format_count
+
+    steps = format_count(summary["env_steps"])
+    if summary["exit_reason"] == "target_return":
+        head = f"reached the target return {cfg.stop.target_return:g} at {steps} env steps"
+    elif summary["exit_reason"] == "env_steps":
+        budget = format_count(cfg.stop.env_steps or 0)
+        head = f"ran its budget of {budget} env steps" + (f" ({steps} done)" if budget != steps else "")
+    else:
+        words = _EXIT_WORDS.get(summary["exit_reason"], summary["exit_reason"])
+        head = f"{words} after {steps} env steps"
+    in_all = f" ({summary['process_s']:.1f} s in all)" if summary.get("process_s") else ""
+    ret = summary["episode_return_mean"]
+    ret_text = "no episode finished" if ret is None else f"return {ret:.1f}"
+    return (f"{head} in {summary['wall_s']:.1f} s of training{in_all}; {ret_text}, "
+            f"{format_count(summary['env_steps_per_s'])} env steps/s")
+
+
+def hparams(cfg: ExperimentConfig) -> dict[str, Any]:
+    """The run's HPARAMS row: what people vary between runs they compare."""
+    return {"env": cfg.env.id, "algo": cfg.algo.name, "lr": cfg.algo.lr, "runners": cfg.farm.num_runners,
+            "envs_per_runner": cfg.env.envs_per_runner, "seed": cfg.seed, "farm_mode": cfg.farm.mode}
+
+
+class _RayStartupWarnings:
+    """logging filter: Ray's token-auth WARNING (a long paragraph at every local start) becomes
+    one line of ours; the mode and how to change it are all it says."""
+
+    said = False
+
+    def filter(self, record: Any) -> bool:
+        message = record.getMessage()
+        if "Token authentication is enabled" in message:
+            if not self.said:
+                print("rlfarm train: Ray token authentication is on (Ray's default; "
+                      "RAY_AUTH_MODE=disabled turns it off)", file=sys.stderr)
+            self.said = True
+            return False
+        return True
+
+
+def summarise_ray_startup_warnings() -> None:
+    import logging
+
+    logger = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    if not any(isinstance(f, _RayStartupWarnings) for f in logger.filters):
+        logger.addFilter(_RayStartupWarnings())
 
 
 def new_run_dir(cfg: ExperimentConfig) -> str:
