@@ -50,8 +50,9 @@ def main(args: argparse.Namespace) -> int:
     if not args.resume and os.path.exists(run_dir) and os.listdir(run_dir):
         raise ConfigError(f"--run-dir: {run_dir} exists and is not empty; use --resume {run_dir} to continue it")
     training = Training(cfg, run_dir, resume_checkpoint, process_start_s)
-    training.announce()  # before Ray's start, which takes seconds
     if cfg.farm.mode == "ray":
+        training.check_env()  # a bad env keyword stays one line, before the run line
+        training.announce()  # before Ray's start, which takes seconds
         summarise_ray_startup_warnings()
         # Ray's start (seconds, mostly waiting on its processes) and the actors' torch imports
         # overlap the driver's own imports (torch, TensorBoard's writer) from here on.
@@ -71,16 +72,15 @@ class Training:
         self.last_checkpoint: str | None = resume_checkpoint
         self.stop_signal: str | None = None
         self._farm_builder: Any = None
-        self._announced = False
+        self._announced = self._env_checked = False
 
     def announce(self) -> None:
         """The run line: where it writes and what it runs (once)."""
         if not self._announced:
             cfg = self.cfg
             starting = "; starting Ray" if cfg.farm.mode == "ray" else ""
-            print(f"rlfarm train: {'resuming' if self.resume_checkpoint else 'run'} {self.run_dir} "
-                  f"({cfg.env.id}, {cfg.algo.name}, farm.mode={cfg.farm.mode}{starting})",
-                  file=sys.stderr, flush=True)
+            say(f"rlfarm train: {'resuming' if self.resume_checkpoint else 'run'} {self.run_dir} "
+                f"({cfg.env.id}, {cfg.algo.name}, farm.mode={cfg.farm.mode}{starting})")
         self._announced = True
 
     def _segment_seed(self) -> int:
@@ -146,16 +146,26 @@ class Training:
     def _make_farm(self, seed: int) -> Any:
         from rlfarm.cluster import make_farm
 
-        from rlfarm import envs
-
         cfg = self.cfg
+        self.check_env()
         try:
-            # One copy built here first: in Ray mode a bad env keyword would otherwise surface
-            # inside a runner actor, as a dead actor instead of a one-line config error.
-            envs.make(cfg.env.id, 1, **(cfg.env.kwargs or {})).close()
             return make_farm(cfg.env, cfg.model, cfg.algo, cfg.farm, seed, cfg.stop.env_steps or None)
         except ValueError as err:  # env kwargs and model/space mismatches surface here
             raise ConfigError(_name_field(str(err), cfg)) from None
+
+    def check_env(self) -> None:
+        """Build one env copy: in Ray mode a bad env keyword would otherwise surface inside a
+        runner actor, as a dead actor instead of a one-line config error."""
+        from rlfarm import envs
+
+        cfg = self.cfg
+        if self._env_checked:
+            return
+        try:
+            envs.make(cfg.env.id, 1, **(cfg.env.kwargs or {})).close()
+        except ValueError as err:
+            raise ConfigError(_name_field(str(err), cfg)) from None
+        self._env_checked = True
 
     def _restore(self, farm: Any) -> dict[str, Any]:
         """Load the newest checkpoint of the run that loads (see `load_newest_valid`)."""
@@ -248,12 +258,7 @@ class Training:
 
     def _print_end(self, summary: dict[str, Any]) -> None:
         """The closing block: what happened in words, then where the results are and what next."""
-        import shutil
-        import textwrap
-
-        width = max(shutil.get_terminal_size().columns - 1, 40)
-        print(textwrap.fill(f"rlfarm train: {closing_sentence(summary, self.cfg)}", width=width,
-                            subsequent_indent="  ", break_on_hyphens=False), file=sys.stderr)
+        say(f"rlfarm train: {closing_sentence(summary, self.cfg)}")
         if summary["exit_reason"] == "crashed":
             where = (f"{summary['last_checkpoint']}; continue with `rlfarm train --resume {self.run_dir}`"
                      if summary["last_checkpoint"] else "none was written")
@@ -288,6 +293,16 @@ class Training:
     def _restore_signal_handlers(previous: dict[int, Any]) -> None:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def say(text: str) -> None:
+    """Print to stderr, wrapped at spaces to the terminal's width (paths are never broken)."""
+    import shutil
+    import textwrap
+
+    width = max(shutil.get_terminal_size().columns - 1, 40)
+    print(textwrap.fill(text, width=width, subsequent_indent="  ", break_on_hyphens=False,
+                        break_long_words=False), file=sys.stderr, flush=True)
 
 
 _EXIT_WORDS = {"wall_s": "reached its wall-time limit",
@@ -332,8 +347,8 @@ class _RayStartupWarnings:
         message = record.getMessage()
         if "Token authentication is enabled" in message:
             if not self.said:
-                print("rlfarm train: Ray token authentication is on (Ray's default; "
-                      "RAY_AUTH_MODE=disabled turns it off)", file=sys.stderr)
+                say("rlfarm train: Ray token authentication is on (Ray's default; "
+                    "RAY_AUTH_MODE=disabled turns it off)")
             self.said = True
             return False
         return True
