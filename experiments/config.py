@@ -66,6 +66,10 @@ class LogConfig:
     progress: str = "auto"
     """auto (a bar on a terminal, plain lines otherwise) | bar | lines | none."""
 
+    pictures: bool = True
+    """At each checkpoint, replay copy 0's episode with its policy on the driver and write one
+    picture of it to TensorBoard's Images tab (u(x, t) for KS; render() frames otherwise)."""
+
 
 @dataclass
 class ExperimentConfig:

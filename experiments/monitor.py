@@ -268,6 +268,7 @@ class Monitor:
             "last_checkpoint": last_checkpoint,
             **({"fragment_mb": round(self.farm_figures["fragment_mb"], 4)}
                if "fragment_mb" in self.farm_figures else {}),
+            "cpu_energy": self.cpu_energy.reason or "RAPL, whole CPU package",
             **extra,
         }
 

@@ -72,7 +72,7 @@ class Training:
         self.last_checkpoint: str | None = resume_checkpoint
         self.stop_signal: str | None = None
         self._farm_builder: Any = None
-        self._announced = self._env_checked = False
+        self._announced = self._env_checked = self._pictures_failed = False
 
     def announce(self) -> None:
         """The run line: where it writes and what it runs (once)."""
@@ -200,6 +200,7 @@ class Training:
                 elif cfg.log.checkpoint_interval_s and \
                         time.monotonic() - last_checkpoint_time >= cfg.log.checkpoint_interval_s:
                     self._checkpoint(farm, monitor)
+                    self._picture(monitor)
                     last_checkpoint_time = time.monotonic()
         except KeyboardInterrupt:  # a second Ctrl-C, or one outside the loop's checks
             exit_reason = "interrupted"
@@ -215,6 +216,8 @@ class Training:
             except Exception as err:  # noqa: BLE001
                 exit_reason, error = "crashed", f"final checkpoint failed: {type(err).__name__}: {err}"
                 traceback.print_exc()
+        if exit_reason != "crashed":
+            self._picture(monitor)
         monitor.report(final=True, exit_reason=exit_reason)
         from rlfarm.experiments.monitor import process_age_s, write_summary
 
@@ -245,6 +248,22 @@ class Training:
             else:
                 stop = stop or answer is True
         return stop
+
+    def _picture(self, monitor: Any) -> None:
+        """One picture of the physics from the last checkpoint (see experiments/pictures.py);
+        a failure is said once and turns pictures off, it never stops the run."""
+        if not self.cfg.log.pictures or self._pictures_failed or not self.last_checkpoint:
+            return
+        from rlfarm.experiments.pictures import episode_picture
+
+        try:
+            image = episode_picture(self.cfg, self.last_checkpoint, seed=self.cfg.seed)
+        except Exception as err:  # noqa: BLE001 - a picture is never worth a crash
+            say(f"rlfarm train: no pictures for this run ({type(err).__name__}: {err})")
+            self._pictures_failed = True
+            return
+        if image is not None:
+            monitor.writer.add_image("physics/episode", image, monitor.env_steps)
 
     def _checkpoint(self, farm: Any, monitor: Any) -> str:
         path = os.path.join(self.run_dir, CHECKPOINT_DIR, f"ckpt-{farm.env_steps:012d}.pt")
