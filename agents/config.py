@@ -7,7 +7,7 @@ This module imports neither torch nor numpy: the CLI imports it at start-up.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import ClassVar, Optional
 
 ACTIVATIONS = ("tanh", "relu", "elu", "gelu", "silu")
 TRUNKS = ("mlp", "cnn")
@@ -106,6 +106,10 @@ class PolicyConfig:
 @dataclass
 class AlgoConfig:
     """The learning algorithm: PPO (on-policy) or APPO (asynchronous PPO over V-trace)."""
+
+    ONLY_FOR: ClassVar[dict[str, str]] = {"vtrace": "appo", "rho_bar": "appo", "c_bar": "appo"}
+    """Fields that only one algorithm reads (field -> algo name); a display of the config can
+    leave them out of the others'."""
 
     name: str = "ppo"
     """`ppo` or `appo`."""

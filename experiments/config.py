@@ -67,6 +67,10 @@ class LogConfig:
     progress: str = "auto"
     """auto (a bar on a terminal, plain lines otherwise) | bar | lines | none."""
 
+    pictures: bool = True
+    """At each checkpoint, replay copy 0's episode with its policy on the driver and write one
+    picture of it to TensorBoard's Images tab (u(x, t) for KS; render() frames otherwise)."""
+
 
 @dataclass
 class ExperimentConfig:
@@ -201,6 +205,18 @@ def to_dict(cfg: ExperimentConfig) -> dict[str, Any]:
 
 def dump_config(cfg: ExperimentConfig) -> str:
     return yaml.safe_dump(to_dict(cfg), sort_keys=False, default_flow_style=None)
+
+
+def display_config(cfg: ExperimentConfig) -> str:
+    """The config for people (TensorBoard's Text tab): block style, one key a line, and only the
+    algo keys that apply to cfg.algo.name (config.yaml keeps every key)."""
+    data = to_dict(cfg)
+    only_for = type(cfg.algo).ONLY_FOR
+    left_out = [key for key in data["algo"] if only_for.get(key, cfg.algo.name) != cfg.algo.name]
+    data["algo"] = {key: value for key, value in data["algo"].items() if key not in left_out}
+    text = yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
+    note = f"# algo keys not used by {cfg.algo.name}, left out: {', '.join(left_out)}\n" if left_out else ""
+    return note + text
 
 
 # ---- building and type checking ------------------------------------------------------------
@@ -358,3 +374,19 @@ def _type_name(value: Any) -> str:
 
 def _hint_name(tp: Any) -> str:
     return " or ".join(getattr(a, "__name__", str(a)) for a in typing.get_args(tp) if a is not type(None))
+
+
+def name_field(message: str, cfg: ExperimentConfig) -> str:
+    """Prefix a layer's "field: what is wrong" with its config section (env.kwargs, model, ...)."""
+    head = message.split(":", 1)[0].strip()
+    if head == cfg.env.id:  # envs.make: "<id>: unknown keyword(s) ..."
+        return f"env.kwargs:{message.split(':', 1)[1]}"
+    if head in (cfg.env.kwargs or {}):
+        return f"env.kwargs.{message}"
+    keyword = message.split("=", 1)[0].strip()  # "dt=0.01 breaks the stability limit ..."
+    if keyword in (cfg.env.kwargs or {}):
+        return f"env.kwargs.{keyword}: {message}"
+    for section in ("model", "algo", "farm", "env"):
+        if hasattr(getattr(cfg, section), head):
+            return f"{section}.{message}"
+    return f"{cfg.env.id}: {message}"

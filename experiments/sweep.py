@@ -152,7 +152,7 @@ def trial(params: dict[str, Any], *, raw: dict[str, Any], trials_dir: str) -> No
     from rlfarm.cluster import tune as cluster_tune
     from rlfarm.experiments import api
     from rlfarm.experiments.config import config_from_dict
-    from rlfarm.experiments.train import list_checkpoints
+    from rlfarm.experiments.run_dirs import list_checkpoints
 
     data = with_parameters(raw, {**params, "log.progress": "none"})
     cfg = config_from_dict(data)

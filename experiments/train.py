@@ -9,28 +9,26 @@ Every exit except a crash writes a final checkpoint; every exit writes summary.j
 from __future__ import annotations
 
 import argparse
-import glob
-import itertools
 import os
-import re
 import signal
 import sys
 import time
 import traceback
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, Callable, Sequence
 
-from rlfarm.experiments.config import ExperimentConfig, dump_config, load_config
+from rlfarm.experiments.config import ExperimentConfig, display_config, dump_config, load_config, name_field
+from rlfarm.experiments.console import hparams, print_closing_block, say, summarise_ray_startup_warnings
 from rlfarm.experiments.errors import ConfigError, check_torch_threads
+from rlfarm.experiments.run_dirs import (_CHECKPOINT_RE, CHECKPOINT_DIR, _refuse_used_run_dir,
+                                         claim_run_dir, find_last_checkpoint, list_checkpoints,
+                                         load_newest_valid, new_run_dir)
 
-CHECKPOINT_DIR = "checkpoints"
-_CHECKPOINT_RE = re.compile(r"ckpt-(\d+)\.pt$")
 EXIT_CODES = {"crashed": 1, "interrupted": 130, "sigterm": 143}
 """Exit codes of `rlfarm train` by exit_reason; every other reason (env_steps, wall_s,
 target_return, callback) exits 0."""
 _SEGMENT_SEED_STRIDE = 2**32
 """A resumed segment's env streams start from a seed derived from the run's newest checkpoint
 name's env steps (that of the file it resumes from, unless that one was unusable)."""
-Loaded = TypeVar("Loaded")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -57,6 +55,14 @@ def main(args: argparse.Namespace) -> int:
     training = Training(cfg, run_dir, resume_checkpoint, process_start_s,
                         unique_run_dir=not (args.resume or args.run_dir))
     if cfg.farm.mode == "ray":
+        from rlfarm.envs.failures import EnvStartError
+
+        try:
+            training.check_env()  # a bad env keyword stays one line, before the run line
+        except EnvStartError as err:
+            return training._start_failed(err)
+        training.announce()  # before Ray's start, which takes seconds
+        summarise_ray_startup_warnings()
         # Ray's start (seconds, mostly waiting on its processes) and the actors' torch imports
         # overlap the driver's own imports (torch, TensorBoard's writer) from here on.
         training.start_farm_in_background()
@@ -78,6 +84,16 @@ class Training:
         self.last_checkpoint: str | None = resume_checkpoint
         self.stop_signal: str | None = None
         self._farm_builder: Any = None
+        self._announced = self._env_checked = self._pictures_failed = False
+
+    def announce(self) -> None:
+        """The run line: where it writes and what it runs (once)."""
+        if not self._announced:
+            cfg = self.cfg
+            starting = "; starting Ray" if cfg.farm.mode == "ray" else ""
+            say(f"rlfarm train: {'resuming' if self.resume_checkpoint else 'run'} {self.run_dir} "
+                f"({cfg.env.id}, {cfg.algo.name}, farm.mode={cfg.farm.mode}{starting})")
+        self._announced = True
 
     def _segment_seed(self) -> int:
         seed = self.cfg.seed
@@ -130,15 +146,14 @@ class Training:
             if self.resume_checkpoint:
                 extra = self._restore(farm)
             self.segment = int(extra.get("segment", -1)) + 1
-            config_text = self._write_run_dir()
+            self._write_run_dir()
+            cfg = self.cfg
+            self.announce()
             monitor = Monitor(
-                self.run_dir, config_text=config_text, report_interval_s=self.cfg.log.report_interval_s,
-                return_window=self.cfg.log.return_window, total_env_steps=self.cfg.stop.env_steps,
-                progress=self.cfg.log.progress, start_env_steps=farm.env_steps,
-                state=extra.get("monitor"))
-            print(f"rlfarm train: {'resuming' if self.resume_checkpoint else 'run'} {self.run_dir} "
-                  f"({self.cfg.env.id}, {self.cfg.algo.name}, farm.mode={self.cfg.farm.mode})",
-                  file=sys.stderr)
+                self.run_dir, config_text=display_config(cfg), report_interval_s=cfg.log.report_interval_s,
+                return_window=cfg.log.return_window, total_env_steps=cfg.stop.env_steps,
+                progress=cfg.log.progress, start_env_steps=farm.env_steps, state=extra.get("monitor"),
+                target_return=cfg.stop.target_return, wall_limit_s=cfg.stop.wall_s, hparams=hparams(cfg))
             self._report_placement(farm, monitor, final=False)
         except Exception as err:  # after the run dir exists, every exit leaves a summary
             if os.path.isdir(self.run_dir):
@@ -154,7 +169,9 @@ class Training:
         if self.resume_checkpoint:
             os.makedirs(os.path.join(self.run_dir, CHECKPOINT_DIR), exist_ok=True)
         else:
-            self.run_dir = claim_run_dir(self.run_dir, unique=self.unique_run_dir)
+            proposed, self.run_dir = self.run_dir, claim_run_dir(self.run_dir, unique=self.unique_run_dir)
+            if self._announced and self.run_dir != proposed:  # said before Ray started
+                say(f"rlfarm train: {proposed} was taken meanwhile; writing {self.run_dir}")
         config_text = dump_config(self.cfg)
         with open(os.path.join(self.run_dir, "config.yaml"), "w", encoding="utf-8") as stream:
             stream.write(config_text)
@@ -184,25 +201,28 @@ class Training:
         from rlfarm.cluster import make_farm
 
         cfg = self.cfg
+        self.check_env()
         try:
-            # One copy built here first: in Ray mode a bad env keyword would otherwise surface
-            # inside a runner actor, as a dead actor instead of a one-line config error.
-            self._probe_env()
             return make_farm(cfg.env, cfg.model, cfg.algo, cfg.farm, seed, cfg.stop.env_steps or None)
         except ValueError as err:  # env kwargs and model/space mismatches surface here
-            raise ConfigError(_name_field(str(err), cfg)) from None
+            raise ConfigError(name_field(str(err), cfg)) from None
 
-    def _probe_env(self) -> None:
+    def check_env(self) -> None:
+        """Build one env copy first: in Ray mode a bad env keyword, or the user's env failing
+        in its __init__, would otherwise surface inside a runner actor as a dead actor."""
         from rlfarm import envs
         from rlfarm.envs.failures import describe
 
+        if self._env_checked:
+            return
         env_cfg = self.cfg.env
         try:
             envs.make(env_cfg.id, 1, imports=tuple(env_cfg.imports), **(env_cfg.kwargs or {})).close()
-        except ValueError:
-            raise
+        except ValueError as err:
+            raise ConfigError(name_field(str(err), self.cfg)) from None
         except Exception as err:  # the user's env code failed: reported like a runner's failure
             raise describe(err, "the driver") from err
+        self._env_checked = True
 
     def _restore(self, farm: Any) -> dict[str, Any]:
         """Load the newest checkpoint of the run that loads (see `load_newest_valid`)."""
@@ -241,6 +261,7 @@ class Training:
                 elif cfg.log.checkpoint_interval_s and \
                         time.monotonic() - last_checkpoint_time >= cfg.log.checkpoint_interval_s:
                     self._checkpoint(farm, monitor)
+                    self._picture(monitor)
                     last_checkpoint_time = time.monotonic()
         except KeyboardInterrupt:  # a second Ctrl-C, or one outside the loop's checks
             exit_reason = "interrupted"
@@ -257,9 +278,10 @@ class Training:
             except Exception as err:  # noqa: BLE001
                 exit_reason, error = "crashed", f"final checkpoint failed: {type(err).__name__}: {err}"
                 traceback.print_exc()
-        monitor.report(final=True)
+        if exit_reason != "crashed":
+            self._picture(monitor)
+        monitor.report(final=True, exit_reason=exit_reason)
         placement = self._report_placement(farm, monitor, final=True)
-        monitor.close()
         from rlfarm.experiments.monitor import process_age_s, write_summary
 
         age = process_age_s()
@@ -269,8 +291,10 @@ class Training:
             startup_s=round(loop_start - self.process_start_s, 3), run_dir=self.run_dir,
             **({"placement": placement, "lost_fragments": placement.get("lost_fragments")}
                if placement else {}))
+        monitor.write_final(summary)
+        monitor.close()
         write_summary(self.run_dir, summary)
-        self._print_end(summary)
+        print_closing_block(summary, self.cfg, self.run_dir)
         return EXIT_CODES.get(exit_reason, 0)
 
     def _run_callbacks(self, metrics: dict[str, Any], monitor: Any) -> bool:
@@ -306,11 +330,27 @@ class Training:
             return {"unknown": f"{type(err).__name__}: {err}"}
         record["segment"] = self.segment
         if not final:
-            print(f"rlfarm train: placement: {describe_placement(record)}", file=sys.stderr)
+            say(f"rlfarm train: placement: {describe_placement(record)}")
         tag = "placement/end" if final else "placement/start"
         monitor.writer.add_text(tag, "    " + json.dumps(record, indent=1).replace("\n", "\n    "),
                                 farm.env_steps)
         return record
+
+    def _picture(self, monitor: Any) -> None:
+        """One picture of the physics from the last checkpoint (see experiments/pictures.py);
+        a failure is said once and turns pictures off, it never stops the run."""
+        if not self.cfg.log.pictures or self._pictures_failed or not self.last_checkpoint:
+            return
+        from rlfarm.experiments.pictures import episode_picture
+
+        try:
+            image = episode_picture(self.cfg, self.last_checkpoint, seed=self.cfg.seed)
+        except Exception as err:  # noqa: BLE001 - a picture is never worth a crash
+            say(f"rlfarm train: no pictures for this run ({type(err).__name__}: {err})")
+            self._pictures_failed = True
+            return
+        if image is not None:
+            monitor.writer.add_image("physics/episode", image, monitor.env_steps)
 
     def _checkpoint(self, farm: Any, monitor: Any) -> str:
         path = os.path.join(self.run_dir, CHECKPOINT_DIR, f"ckpt-{farm.env_steps:012d}.pt")
@@ -322,20 +362,6 @@ class Training:
                 os.remove(old)
         return path
 
-    def _print_end(self, summary: dict[str, Any]) -> None:
-        ret = summary["episode_return_mean"]
-        ret_text = "n/a" if ret is None else f"{ret:.2f}"
-        print(f"rlfarm train: {summary['exit_reason']} after {summary['env_steps']} env steps, "
-              f"{summary['wall_s']:.1f} s ({summary['env_steps_per_s']:.0f} steps/s), "
-              f"return {ret_text}{' (solved)' if summary['solved'] else ''}", file=sys.stderr)
-        if summary["exit_reason"] == "crashed":
-            where = (f"{summary['last_checkpoint']}; continue with `rlfarm train --resume {self.run_dir}`"
-                     if summary["last_checkpoint"] else "none was written")
-            print(f"rlfarm train: crashed: {summary['error']}\n"
-                  f"rlfarm train: last checkpoint: {where}", file=sys.stderr)
-        else:
-            print(f"rlfarm train: checkpoint {summary['last_checkpoint']}; summary "
-                  f"{os.path.join(self.run_dir, 'summary.json')}", file=sys.stderr)
 
     # ---- signals: the first Ctrl-C or SIGTERM stops after the current update -----------
     def _install_signal_handlers(self) -> dict[int, Any]:
@@ -359,110 +385,6 @@ class Training:
     def _restore_signal_handlers(previous: dict[int, Any]) -> None:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-
-
-def new_run_dir(cfg: ExperimentConfig) -> str:
-    """The proposed name <log.dir>/<name>-<YYYYmmdd-HHMMSS>; nothing is created here.
-
-    `claim_run_dir(..., unique=True)` creates it when the run starts, as -2, -3, ... when
-    another run took the name first (runs started in one second).
-    """
-    return os.path.join(cfg.log.dir, f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}")
-
-
-def claim_run_dir(path: str, unique: bool) -> str:
-    """Create the run dir `path` and its checkpoints/ folder atomically; return the dir claimed.
-
-    Two processes can never claim one dir: the claim is an exclusive `os.mkdir` (of the dir,
-    or of its checkpoints/ when the dir already exists), which exactly one of them wins.
-    unique: on a taken name try `path-2`, `path-3`, ...; otherwise (a --run-dir the user
-    chose) a taken or non-empty dir is a ConfigError.
-    """
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    for count in itertools.count(1):
-        candidate = path if count == 1 else f"{path}-{count}"
-        try:
-            os.mkdir(candidate)
-        except FileExistsError:
-            if unique:
-                continue
-        try:
-            os.mkdir(os.path.join(candidate, CHECKPOINT_DIR))
-        except FileExistsError:
-            if unique:
-                continue
-            _refuse_used_run_dir(candidate, force=True)
-        if not unique and os.listdir(candidate) != [CHECKPOINT_DIR]:
-            os.rmdir(os.path.join(candidate, CHECKPOINT_DIR))
-            _refuse_used_run_dir(candidate, force=True)
-        return candidate
-    raise AssertionError("unreachable")
-
-
-def _refuse_used_run_dir(run_dir: str, force: bool = False) -> None:
-    """ConfigError for a --run-dir that exists and is not empty (always, with force)."""
-    if force or (os.path.isdir(run_dir) and os.listdir(run_dir)):
-        raise ConfigError(f"--run-dir: {run_dir} exists and is not empty (or another run took it); "
-                          f"use --resume {run_dir} to continue it")
-    if os.path.exists(run_dir) and not os.path.isdir(run_dir):
-        raise ConfigError(f"--run-dir: {run_dir} exists and is not a folder")
-
-
-def list_checkpoints(run_dir: str) -> list[str]:
-    """A run's checkpoints, oldest first (ordered by env steps in the file name)."""
-    paths = glob.glob(os.path.join(glob.escape(run_dir), CHECKPOINT_DIR, "ckpt-*.pt"))
-    return sorted((p for p in paths if _CHECKPOINT_RE.search(p)),
-                  key=lambda p: int(_CHECKPOINT_RE.search(p).group(1)))
-
-
-def load_newest_valid(candidates: Sequence[str], load: Callable[[str], Loaded],
-                      option: str) -> tuple[str, Loaded]:
-    """(path, load(path)) for the first of `candidates` (newest first) that loads.
-
-    Each unusable one is named once on stderr with its reason, with the one used; when none
-    loads, a ConfigError for `option` names the newest one's reason.
-    """
-    from rlfarm import agents
-
-    failures: list[str] = []
-    for path in candidates:
-        try:
-            loaded = load(path)
-        except agents.CheckpointError as err:
-            failures.append(str(getattr(err, "cause", err)))  # a learner actor's: Ray wraps it
-            continue
-        for failure in failures:
-            print(f"rlfarm: skipping {failure}", file=sys.stderr)
-        if failures:
-            print(f"rlfarm: using {path}, the newest checkpoint that loads", file=sys.stderr)
-        return path, loaded
-    if not failures:
-        raise ConfigError(f"{option}: no checkpoint to load")
-    older = f" (nor do the {len(failures) - 1} older ones load)" if len(failures) > 1 else ""
-    raise ConfigError(f"{option}: {failures[0]}{older}")
-
-
-def find_last_checkpoint(run_dir: str) -> str | None:
-    if not os.path.isdir(run_dir):
-        raise ConfigError(f"{run_dir}: no such run dir")
-    checkpoints = list_checkpoints(run_dir)
-    return checkpoints[-1] if checkpoints else None
-
-
-def _name_field(message: str, cfg: ExperimentConfig) -> str:
-    """Prefix a layer's "field: what is wrong" with its config section (env.kwargs, model, ...)."""
-    head = message.split(":", 1)[0].strip()
-    if head == cfg.env.id:  # envs.make: "<id>: unknown keyword(s) ..."
-        return f"env.kwargs:{message.split(':', 1)[1]}"
-    if head in (cfg.env.kwargs or {}):
-        return f"env.kwargs.{message}"
-    keyword = message.split("=", 1)[0].strip()  # "dt=0.01 breaks the stability limit ..."
-    if keyword in (cfg.env.kwargs or {}):
-        return f"env.kwargs.{keyword}: {message}"
-    for section in ("model", "algo", "farm", "env"):
-        if hasattr(getattr(cfg, section), head):
-            return f"{section}.{message}"
-    return f"{cfg.env.id}: {message}"
 
 
 def _is_stop_condition(err: BaseException) -> bool:

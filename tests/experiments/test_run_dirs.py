@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from rlfarm.experiments.errors import ConfigError
-from rlfarm.experiments.train import claim_run_dir
+from rlfarm.experiments.run_dirs import claim_run_dir
 
 from .conftest import read_summary
 
