@@ -148,6 +148,7 @@ class Monitor:
         self._start = time.perf_counter()
         self._last_time, self._last_steps, self._last_cpu = self._start, self.env_steps, _cpu_s()
         self.eta_s: float | None = None
+        self._reported_once = False
 
     # ---- recording ---------------------------------------------------------------------
     def record(self, result: dict[str, Any]) -> None:
@@ -185,9 +186,13 @@ class Monitor:
         step, steps_done = self.env_steps, self.env_steps - self._last_steps
         steps_per_s = steps_done / max(now - self._last_time, 1e-9)
         scalars = self._scalars(steps_done, steps_per_s, cpu)
+        # A second point at a step that has one (a final report right after a regular one)
+        # would add nothing, and TensorBoard's line chart draws no line for such a series.
+        fresh = steps_done > 0 or not self._reported_once
         for tag, value in scalars.items():
-            if math.isfinite(value):
+            if math.isfinite(value) and fresh:
                 self.writer.add_scalar(tag, value, step)
+        self._reported_once = True
         self._pending.clear()
         self.eta_s = self._eta(steps_per_s)
         if final:  # the whole segment's speed, not the last few milliseconds'

@@ -17,7 +17,11 @@ import tempfile
 import time
 import urllib.request
 
-PAGES = {"scalars": "#timeseries", "custom": "#custom_scalars", "hparams": "#hparams", "images": "#images"}
+PAGES = {"scalars": "?forceSVG=true#timeseries", "custom": "#custom_scalars", "hparams": "#hparams",
+         "images": "#images"}
+"""URL tails of the pages shot. forceSVG: TensorBoard's line charts draw with WebGL, which a
+headless browser without a GPU renders for some cards and not others; its SVG renderer draws
+every card."""
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--hide-scrollbars", "--window-size=1400,1000", "--virtual-time-budget=20000")
