@@ -85,6 +85,8 @@ class Training:
         self.stop_signal: str | None = None
         self._farm_builder: Any = None
         self._announced = self._env_checked = self._pictures_failed = False
+        self._claimed = False
+        """True once this process created the run dir (a resumed run's dir is not ours to reset)."""
 
     def announce(self) -> None:
         """The run line: where it writes and what it runs (once)."""
@@ -155,8 +157,8 @@ class Training:
                 progress=cfg.log.progress, start_env_steps=farm.env_steps, state=extra.get("monitor"),
                 target_return=cfg.stop.target_return, wall_limit_s=cfg.stop.wall_s, hparams=hparams(cfg))
             self._report_placement(farm, monitor, final=False)
-        except Exception as err:  # after the run dir exists, every exit leaves a summary
-            if os.path.isdir(self.run_dir):
+        except Exception as err:  # a run dir this process made keeps a summary of every exit
+            if self._claimed and not isinstance(err, ConfigError):
                 self._write_bare_summary("crashed", f"{type(err).__name__}: {err}")
             raise
         try:
@@ -170,6 +172,7 @@ class Training:
             os.makedirs(os.path.join(self.run_dir, CHECKPOINT_DIR), exist_ok=True)
         else:
             proposed, self.run_dir = self.run_dir, claim_run_dir(self.run_dir, unique=self.unique_run_dir)
+            self._claimed = True
             if self._announced and self.run_dir != proposed:  # said before Ray started
                 say(f"rlfarm train: {proposed} was taken meanwhile; writing {self.run_dir}")
         config_text = dump_config(self.cfg)
