@@ -154,7 +154,9 @@ def trial(params: dict[str, Any], *, raw: dict[str, Any], trials_dir: str) -> No
     from rlfarm.experiments.config import config_from_dict
     from rlfarm.experiments.run_dirs import list_checkpoints
 
-    data = with_parameters(raw, {**params, "log.progress": "none"})
+    # No physics pictures in trials: sweep.png has the curves, and a trial that ASHA stops
+    # must write its checkpoint and summary before Tune ends its process (cluster/tune.py).
+    data = with_parameters(raw, {**params, "log.progress": "none", "log.pictures": False})
     cfg = config_from_dict(data)
     run_dir = os.path.join(trials_dir, f"trial-{cluster_tune.current_trial_id()}")
 
