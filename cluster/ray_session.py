@@ -403,8 +403,11 @@ class ObjectStoreGauge:
     """Object store bytes used and spilled, cluster-wide, read from a raylet.
 
     Ray has no public API for this; we use the call behind `ray memory --stats-only`
-    (ray._private.internal_api) and fall back to NaN if it moves. Reads are throttled,
-    since each one is a gRPC round trip to the raylet.
+    (ray._private.internal_api) and fall back to NaN if it moves. Each reading is a gRPC
+    round trip to the raylet that can take seconds when a runner is stopped or the machine is
+    loaded, so `read()` never waits for one: it returns the latest reading and, at most every
+    `min_interval_s`, starts the next one on a background thread. `read(force=True)` waits
+    (tests and benchmarks want the value now).
     """
 
     def __init__(self, min_interval_s: float = 1.0):
@@ -412,12 +415,21 @@ class ObjectStoreGauge:
         self._state = None
         self._last_read = -1e9
         self._last = {"used_mb": float("nan"), "spilled_mb": float("nan"), "spilled_objects": 0}
+        self._reading: threading.Thread | None = None
 
     def read(self, force: bool = False) -> dict[str, float]:
-        now = time.monotonic()
-        if not force and now - self._last_read < self.min_interval_s:
+        if force:
+            self._read_now()
             return dict(self._last)
-        self._last_read = now
+        now = time.monotonic()
+        busy = self._reading is not None and self._reading.is_alive()
+        if not busy and now - self._last_read >= self.min_interval_s:
+            self._last_read = now
+            self._reading = threading.Thread(target=self._read_now, name="rlfarm-store-gauge", daemon=True)
+            self._reading.start()
+        return dict(self._last)
+
+    def _read_now(self) -> None:
         try:
             from ray._private import internal_api
 
@@ -429,4 +441,3 @@ class ObjectStoreGauge:
                           "spilled_objects": int(stats.spilled_objects_total)}
         except Exception as err:  # a private API: never let a gauge end a run
             logger.debug("object store stats unavailable: %s", err)
-        return dict(self._last)

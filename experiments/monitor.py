@@ -34,6 +34,7 @@ TAGS: dict[str, str] = {
     "system/rss_mb": "resident memory of the driver without shared memory (RssAnon + RssFile), MB",
     "system/cpu_s_per_million_steps": "driver CPU seconds (user + system) per million env steps",
     "perf/runner_restarts": "runners replaced after dying (cumulative)",
+    "perf/runner_timeouts": "runners replaced after owing a fragment past farm.runner_timeout_s (cumulative)",
     "perf/dropped_fragments": "fragments dropped as too stale (cumulative)",
     "perf/env_errors": "env copies reset after a bad state or an exception (cumulative)",
     "perf/skipped_updates": "learner updates rolled back for a NaN/Inf loss or gradient (cumulative)",
@@ -75,7 +76,8 @@ def documented(tag: str) -> bool:
 
 TEXT_TAGS: dict[str, str] = {"config": "the resolved config.yaml of the run"}
 
-_FARM_COUNTERS = ("runner_restarts", "dropped_fragments", "env_errors")
+_FARM_COUNTERS = ("runner_restarts", "runner_timeouts", "dropped_fragments", "env_errors", "skipped_updates")
+"""Counts the summary carries; each is the result's key, or its perf/ key (the learner's)."""
 
 
 def process_age_s() -> float | None:
@@ -186,8 +188,9 @@ class Monitor:
         self.lengths.extend(np.asarray(result.get("episode_lengths", ()), dtype=np.int64).tolist())
         self.episodes += len(returns)
         for name in _FARM_COUNTERS:
-            if name in result:
-                self.counters[name] = int(result[name])
+            value = result.get(name, result.get(f"perf/{name}"))
+            if value is not None:
+                self.counters[name] = int(value)
         for key, value in result.items():
             if "/" in key and isinstance(value, (int, float, np.floating, np.integer)):
                 self._pending[key].append(float(value))

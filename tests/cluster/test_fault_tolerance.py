@@ -144,3 +144,34 @@ def test_checkpoint_round_trip_restores_counters_and_weights(ray_with_faulty_env
         assert result["env_steps"] == steps + 2 * 32 * 64
     finally:
         farm.close()
+
+
+def test_a_stopped_runner_is_replaced_after_runner_timeout_s(ray_with_faulty_envs, cartpole):
+    farm = RayFarm(*cartpole(algo="ppo", runner_timeout_s=3.0), seed=5, total_env_steps=None)
+    stopped = None
+    try:
+        farm.iterate()
+        stopped = farm.pool.pids()[0]
+        os.kill(stopped, signal.SIGSTOP)
+        deadline = time.monotonic() + 90
+        while farm.runner_timeouts == 0 and time.monotonic() < deadline:
+            result = farm.iterate()
+        for _ in range(2):  # and the farm goes on, the replacement included
+            result = farm.iterate()
+        new_pids = farm.pool.pids()
+    finally:
+        if stopped is not None and _alive(stopped):
+            os.kill(stopped, signal.SIGKILL)
+        farm.close()
+    assert result["runner_timeouts"] == 1 and result["runner_restarts"] == 1
+    assert result["perf/runner_timeouts"] == 1
+    assert new_pids[0] != stopped
+    assert farm.pool.replacements[0]["reason"].startswith("silent for")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stream:
+            return stream.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except OSError:
+        return False
