@@ -41,6 +41,11 @@ from rlfarm.cluster.sampling_stream import SamplingStream
 logger = logging.getLogger(__name__)
 
 
+SAVE_TIMEOUT_S = 120.0
+"""A checkpoint the learner has not written this long after it was asked is given up (the
+run then ends with the last one written): a hung learner cannot hold a stop forever."""
+
+
 class LearnerDiedError(RuntimeError):
     """The learner actor died; the run cannot continue. The message names the last checkpoint."""
 
@@ -232,10 +237,13 @@ class RayFarm(Farm):
         return out
 
     # ---- checkpoints and shutdown --------------------------------------------------------
-    def _call_learner(self, future: Any) -> Any:
-        """ray.get on learner futures; a dead learner ends the run naming the last checkpoint."""
+    def _call_learner(self, future: Any, timeout_s: float | None = None) -> Any:
+        """ray.get on learner futures; a dead learner ends the run naming the last checkpoint,
+        and one that does not answer within `timeout_s` (when given) raises TimeoutError."""
         try:
-            return ray.get(future)
+            return ray.get(future, timeout=timeout_s)
+        except ray.exceptions.GetTimeoutError as err:
+            raise TimeoutError(f"the learner did not answer within {timeout_s:.0f} s") from err
         except ray.exceptions.RayActorError as err:
             raise self._learner_died(err) from err
 
@@ -247,7 +255,8 @@ class RayFarm(Farm):
         return LearnerDiedError(f"the learner actor died ({type(err).__name__}); last checkpoint: {where}")
 
     def _save_learner(self, path: str, extra: dict[str, Any]) -> None:
-        self._call_learner(self.learners[0].save_checkpoint.remote(os.path.abspath(path), extra))
+        self._call_learner(self.learners[0].save_checkpoint.remote(os.path.abspath(path), extra),
+                           timeout_s=SAVE_TIMEOUT_S)
         self.last_checkpoint = os.path.abspath(path)
 
     def _load_learner(self, path: str) -> dict[str, Any]:

@@ -3,12 +3,14 @@
 Order of work, so that a bad config or argument writes nothing: load and check the config,
 build the farm (env kwargs and model are checked there), restore a checkpoint when resuming,
 and only then create the run dir. The loop stops on stop.env_steps, stop.wall_s or
-stop.target_return; Ctrl-C (SIGINT) or SIGTERM stop it cleanly after the current update.
-Every exit except a crash writes a final checkpoint; every exit writes summary.json.
+stop.target_return; Ctrl-C (SIGINT) or SIGTERM stop it cleanly after the current update, or
+STOP_GRACE_S later at the latest. Every exit except a crash writes a final checkpoint; every
+exit writes summary.json (docs/robustness.md has the bounds).
 """
 from __future__ import annotations
 
 import argparse
+import errno
 import glob
 import itertools
 import os
@@ -31,6 +33,22 @@ _SEGMENT_SEED_STRIDE = 2**32
 """A resumed segment's env streams start from a seed derived from the run's newest checkpoint
 name's env steps (that of the file it resumes from, unless that one was unusable)."""
 Loaded = TypeVar("Loaded")
+STOP_SIGNALS = {signal.SIGINT: "interrupted", signal.SIGTERM: "sigterm"}
+"""The signals that stop a run cleanly, and the exit_reason each gives (see EXIT_CODES)."""
+STOP_GRACE_S = 10.0
+"""After the first stop signal, the iteration in progress gets this long to end by itself;
+then it is interrupted (in the main thread, by SIGALRM) and the run stops."""
+WALL_GRACE_S = 5.0
+"""stop.wall_s: an iteration still running this long after the deadline is interrupted."""
+UPDATE_RECHECK_S = 0.5
+"""An interruption due while the serial farm's learner updates waits for the update's end,
+looking again this often: a half-done update is never checkpointed."""
+
+
+class StopDeadline(BaseException):
+    """A stop that was due did not come by itself (a hung env step, a silent farm): raised in
+    the main thread by SIGALRM. A BaseException, so an env's `except Exception` cannot count
+    it as an env error."""
 
 
 def main(args: argparse.Namespace) -> int:
@@ -77,6 +95,8 @@ class Training:
         self.process_start_s = process_start_s
         self.last_checkpoint: str | None = resume_checkpoint
         self.stop_signal: str | None = None
+        self._deadline_at, self._deadline_reason = float("inf"), ""
+        """When (monotonic) the armed SIGALRM fires, and the exit_reason it gives."""
         self._farm_builder: Any = None
 
     def _segment_seed(self) -> int:
@@ -216,7 +236,9 @@ class Training:
         loop_start = time.perf_counter()
         exit_reason, error, solved = "", None, False
         last_checkpoint_time = time.monotonic()
-        previous = self._install_signal_handlers()
+        previous = self._install_signal_handlers(farm)
+        if stop.wall_s:
+            self._arm_deadline(stop.wall_s - monitor.wall_before + WALL_GRACE_S, "wall_s")
         try:
             while not exit_reason:
                 metrics = farm.iterate()
@@ -244,22 +266,23 @@ class Training:
                     last_checkpoint_time = time.monotonic()
         except KeyboardInterrupt:  # a second Ctrl-C, or one outside the loop's checks
             exit_reason = "interrupted"
+        except StopDeadline as deadline:
+            exit_reason = str(deadline)
+            print(f"rlfarm train: {exit_reason}: the iteration in progress did not end in time; "
+                  "interrupted it", file=sys.stderr)
         except Exception as err:  # noqa: BLE001 - a crash still writes the summary
-            exit_reason, error = "crashed", f"{type(err).__name__}: {err}"
+            exit_reason, error = "crashed", _error_text(err)
             if not _is_stop_condition(err):  # those say all there is in their message
                 traceback.print_exc()
         finally:
             self._restore_signal_handlers(previous)
         loop_s = time.perf_counter() - loop_start
         if exit_reason != "crashed":
-            try:
-                self._checkpoint(farm, monitor)
-            except Exception as err:  # noqa: BLE001
-                exit_reason, error = "crashed", f"final checkpoint failed: {type(err).__name__}: {err}"
-                traceback.print_exc()
-        monitor.report(final=True)
+            exit_reason, error = _guarded(lambda: self._checkpoint(farm, monitor), exit_reason, error,
+                                          "final checkpoint failed: ")
+        exit_reason, error = _guarded(lambda: monitor.report(final=True), exit_reason, error)
         placement = self._report_placement(farm, monitor, final=True)
-        monitor.close()
+        exit_reason, error = _guarded(monitor.close, exit_reason, error)
         from rlfarm.experiments.monitor import process_age_s, write_summary
 
         age = process_age_s()
@@ -269,7 +292,11 @@ class Training:
             startup_s=round(loop_start - self.process_start_s, 3), run_dir=self.run_dir,
             **({"placement": placement, "lost_fragments": placement.get("lost_fragments")}
                if placement else {}))
-        write_summary(self.run_dir, summary)
+        try:
+            write_summary(self.run_dir, summary)
+        except OSError as err:  # a full disk: say so, with the checkpoint, and no summary
+            summary["error"] = f"{summary.get('error') or ''}; summary not written: {_error_text(err)}".lstrip("; ")
+            summary["exit_reason"] = exit_reason = "crashed"
         self._print_end(summary)
         return EXIT_CODES.get(exit_reason, 0)
 
@@ -308,8 +335,11 @@ class Training:
         if not final:
             print(f"rlfarm train: placement: {describe_placement(record)}", file=sys.stderr)
         tag = "placement/end" if final else "placement/start"
-        monitor.writer.add_text(tag, "    " + json.dumps(record, indent=1).replace("\n", "\n    "),
-                                farm.env_steps)
+        try:
+            monitor.writer.add_text(tag, "    " + json.dumps(record, indent=1).replace("\n", "\n    "),
+                                    farm.env_steps)
+        except OSError:  # a full disk, said once by the monitor's close
+            pass
         return record
 
     def _checkpoint(self, farm: Any, monitor: Any) -> str:
@@ -331,14 +361,18 @@ class Training:
         if summary["exit_reason"] == "crashed":
             where = (f"{summary['last_checkpoint']}; continue with `rlfarm train --resume {self.run_dir}`"
                      if summary["last_checkpoint"] else "none was written")
-            print(f"rlfarm train: crashed: {summary['error']}\n"
-                  f"rlfarm train: last checkpoint: {where}", file=sys.stderr)
+            if str(summary["error"]).startswith("disk full"):  # one line: what, where, what is kept
+                print(f"rlfarm train: {summary['error']}; last good checkpoint: {where}", file=sys.stderr)
+            else:
+                print(f"rlfarm train: crashed: {summary['error']}\n"
+                      f"rlfarm train: last checkpoint: {where}", file=sys.stderr)
         else:
             print(f"rlfarm train: checkpoint {summary['last_checkpoint']}; summary "
                   f"{os.path.join(self.run_dir, 'summary.json')}", file=sys.stderr)
 
     # ---- signals: the first Ctrl-C or SIGTERM stops after the current update -----------
-    def _install_signal_handlers(self) -> dict[int, Any]:
+    def _install_signal_handlers(self, farm: Any) -> dict[int, Any]:
+        """STOP_SIGNALS ask for a stop (twice: stop now); SIGALRM enforces the deadlines."""
         import threading
 
         if threading.current_thread() is not threading.main_thread():
@@ -348,15 +382,38 @@ class Training:
         def request_stop(signum: int, frame: Any) -> None:
             if self.stop_signal:  # asked twice: stop now
                 raise KeyboardInterrupt
-            self.stop_signal = "interrupted" if signum == signal.SIGINT else "sigterm"
-            print("\nrlfarm train: stopping after this update (again to stop at once)", file=sys.stderr)
+            self.stop_signal = STOP_SIGNALS[signum]
+            self._arm_deadline(STOP_GRACE_S, self.stop_signal)
+            print(f"\nrlfarm train: stopping after this update, in {STOP_GRACE_S:.0f} s at the latest "
+                  "(again to stop at once)", file=sys.stderr)
 
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        def deadline_passed(signum: int, frame: Any) -> None:
+            if getattr(farm, "updating", False):
+                signal.setitimer(signal.ITIMER_REAL, UPDATE_RECHECK_S)
+                return
+            raise StopDeadline(self._deadline_reason)
+
+        for signum in STOP_SIGNALS:
             previous[signum] = signal.signal(signum, request_stop)
+        previous[signal.SIGALRM] = signal.signal(signal.SIGALRM, deadline_passed)
         return previous
+
+    def _arm_deadline(self, seconds: float, reason: str) -> None:
+        """Raise StopDeadline(reason) in the main thread `seconds` from now, unless an earlier
+        deadline is armed (main thread only; elsewhere the loop's own checks apply)."""
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            return
+        at = time.monotonic() + max(seconds, 0.001)
+        if at < self._deadline_at:
+            self._deadline_at, self._deadline_reason = at, reason
+            signal.setitimer(signal.ITIMER_REAL, max(seconds, 0.001))
 
     @staticmethod
     def _restore_signal_handlers(previous: dict[int, Any]) -> None:
+        if signal.SIGALRM in previous:
+            signal.setitimer(signal.ITIMER_REAL, 0)
         for signum, handler in previous.items():
             signal.signal(signum, handler)
 
@@ -465,11 +522,45 @@ def _name_field(message: str, cfg: ExperimentConfig) -> str:
     return f"{cfg.env.id}: {message}"
 
 
+def _disk_full_path(err: BaseException) -> str | None:
+    """The path whose write failed for lack of space, when that is what `err` (or what
+    caused it, also across a Ray actor) says; "" when the path is unknown; else None."""
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+            return str(err.filename or "")
+        err = getattr(err, "cause", None) or err.__cause__ or err.__context__
+    return None
+
+
+def _error_text(err: BaseException) -> str:
+    """The summary's and the last line's error: "disk full writing <path>" for a full disk."""
+    path = _disk_full_path(err)
+    if path is not None:
+        return f"disk full writing {path or 'the run dir'}"
+    return f"{type(err).__name__}: {err}"
+
+
+def _guarded(action: Callable[[], Any], exit_reason: str, error: str | None,
+             prefix: str = "") -> tuple[str, str | None]:
+    """Run one of the end-of-run writes; a failure makes the run "crashed" with its error
+    (the first error stays), so that the summary is still written."""
+    try:
+        action()
+    except Exception as err:  # noqa: BLE001 - the summary comes next, whatever failed here
+        if _disk_full_path(err) is None:
+            traceback.print_exc()
+        return "crashed", error or prefix + _error_text(err)
+    return exit_reason, error
+
+
 def _is_stop_condition(err: BaseException) -> bool:
     """An error that stops a run on purpose (too many env errors, non-finite updates), also
     as a Ray actor raises it (Ray's error is then an instance of the cause's class too).
     Matched by class name: importing agents.learner would import torch into a Ray driver."""
-    return bool({cls.__name__ for cls in type(err).__mro__} & {"NonFiniteUpdates", "EnvErrorRateExceeded"})
+    names = {cls.__name__ for cls in type(err).__mro__}
+    return bool(names & {"NonFiniteUpdates", "EnvErrorRateExceeded"}) or _disk_full_path(err) is not None
 
 
 def _process_start() -> float:
