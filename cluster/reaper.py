@@ -82,14 +82,20 @@ def descendants(root: int) -> dict[int, int]:
     return found
 
 
+def running(pid: int, start_ticks: int | None = None) -> bool:
+    """True while `pid` runs (a zombie counts as gone), as the process that started at
+    `start_ticks` when given (a reused pid has another start time)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stream:
+            fields = stream.read().rsplit(b")", 1)[1].split()
+        return fields[0] != b"Z" and (start_ticks is None or int(fields[19]) == start_ticks)
+    except (OSError, ValueError, IndexError):
+        return False
+
+
 def _alive(recorded: dict[int, int]) -> list[int]:
-    """The recorded pids still running as the same process (a reused pid has another start)."""
-    alive = []
-    for pid, started in recorded.items():
-        stat = _stat(pid)
-        if stat is not None and stat[1] == started:
-            alive.append(pid)
-    return alive
+    """The recorded pids still running as the same process."""
+    return [pid for pid, started in recorded.items() if running(pid, started)]
 
 
 def _signal_all(pids: list[int], signum: int) -> None:

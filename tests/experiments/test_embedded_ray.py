@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from rlfarm.cluster.reaper import SNAPSHOT_INTERVAL_S, TERM_GRACE_S, descendants
+from rlfarm.cluster.reaper import SNAPSHOT_INTERVAL_S, TERM_GRACE_S, descendants, running
 
 REAP_BOUND_S = SNAPSHOT_INTERVAL_S + TERM_GRACE_S + 10.0
 """The reaper's bound plus slack for a loaded 2-core machine."""
@@ -57,22 +57,12 @@ def test_embedded_ray_listens_on_loopback_and_dies_with_a_sigkilled_driver(write
         deadline = time.monotonic() + REAP_BOUND_S
         left = set(tree)
         while left and time.monotonic() < deadline:
-            left = {pid for pid in left if _is_same_process(pid, tree[pid])}
+            left = {pid for pid in left if running(pid, tree[pid])}
             time.sleep(0.2)
         assert not left, f"left behind {REAP_BOUND_S:.0f} s after the driver's SIGKILL: {_names(left)}"
     finally:
         if driver.poll() is None:
             driver.kill()
-
-
-def _is_same_process(pid: int, start_ticks: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stream:
-            fields = stream.read().rsplit(b")", 1)[1].split()
-    except OSError:
-        return False
-    return int(fields[19]) == start_ticks and fields[0] != b"Z"
-
 
 def _names(pids: set[int]) -> list[str]:
     names = []
