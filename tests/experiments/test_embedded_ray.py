@@ -38,6 +38,7 @@ def _wait_for(path: str, text: str, process: subprocess.Popen, timeout_s: float)
     pytest.fail(f"no {text!r} from the run: {open(path, encoding='utf-8', errors='replace').read()[-3000:]}")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("ss") is None or not os.path.isdir("/proc"), reason="needs ss and /proc")
 def test_embedded_ray_listens_on_loopback_and_dies_with_a_sigkilled_driver(write_config, tmp_path):
     config = write_config({"farm": {"mode": "ray"}, "stop": {"env_steps": 0, "wall_s": 300}})
