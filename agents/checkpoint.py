@@ -7,6 +7,7 @@ everything (format, spaces, model sizes, optimizer) before touching the learner.
 """
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 import zipfile
@@ -70,16 +71,22 @@ def save_checkpoint(path, learner, extra: dict | None = None) -> Path:
         "rng": {"torch": torch.get_rng_state(), "numpy": _numpy_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
     }
+    # Serialised in memory first: torch's zip writer turns a failed write (a full disk) into
+    # "unexpected pos ..."; a plain write raises OSError with its errno, named with the path.
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
     handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(handle, "wb") as tmp:
-            torch.save(payload, tmp)
+            tmp.write(buffer.getbuffer())
             tmp.flush()
             os.fsync(tmp.fileno())
         os.replace(tmp_name, path)
-    except BaseException:
+    except BaseException as err:
         if os.path.exists(tmp_name):
             os.unlink(tmp_name)
+        if isinstance(err, OSError) and err.errno:  # named with the checkpoint, not the temp file
+            raise OSError(err.errno, os.strerror(err.errno), str(path)) from err
         raise
     return path
 

@@ -26,7 +26,8 @@ class EnvErrorRateExceeded(RuntimeError):
 
 
 # Counters that survive a resume; they travel in the checkpoint's `extra["farm"]`.
-COUNTER_NAMES = ("env_steps", "iterations", "runner_restarts", "dropped_fragments", "env_errors")
+COUNTER_NAMES = ("env_steps", "iterations", "runner_restarts", "runner_timeouts", "dropped_fragments",
+                 "env_errors")
 
 
 class Farm(abc.ABC):
@@ -45,6 +46,8 @@ class Farm(abc.ABC):
         """Env steps consumed by the learner (dropped fragments do not count)."""
         self.iterations = 0
         self.runner_restarts = 0
+        self.runner_timeouts = 0
+        """Runners replaced because they were silent past farm.runner_timeout_s (Ray mode)."""
         self.dropped_fragments = 0
         self.env_errors = 0
         self._error_window: collections.deque = collections.deque(maxlen=ENV_ERROR_WINDOW)
@@ -124,6 +127,7 @@ class Farm(abc.ABC):
             "episode_returns": np.concatenate(returns) if returns else np.zeros(0, np.float32),
             "episode_lengths": np.concatenate(lengths) if lengths else np.zeros(0, np.int32),
             "runner_restarts": self.runner_restarts,
+            "runner_timeouts": self.runner_timeouts,
             "dropped_fragments": self.dropped_fragments,
             "env_errors": self.env_errors,
             "perf/sample_ms": 1000.0 * sample_s,

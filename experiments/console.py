@@ -82,11 +82,40 @@ def print_closing_block(summary: dict[str, Any], cfg: ExperimentConfig, run_dir:
     if summary["exit_reason"] == "crashed":
         where = (f"{summary['last_checkpoint']}; continue with `rlfarm train --resume {run_dir}`"
                  if summary["last_checkpoint"] else "none was written")
-        print(f"rlfarm train: crashed: {summary['error']}\n"
-              f"rlfarm train: last checkpoint: {where}", file=sys.stderr)
+        if str(summary["error"]).startswith("disk full"):  # one line: what, where, what is kept
+            print(f"rlfarm train: {summary['error']}; last good checkpoint: {where}", file=sys.stderr)
+        else:
+            print(f"rlfarm train: crashed: {summary['error']}\n"
+                  f"rlfarm train: last checkpoint: {where}", file=sys.stderr)
     lines = [("run dir", run_dir), ("summary", os.path.join(run_dir, "summary.json")),
              ("curves", f"tensorboard --logdir {run_dir}")]
     if summary["last_checkpoint"]:
         lines.append(("evaluate", f"rlfarm eval {run_dir}"))
     for label, text in lines:
         print(f"  {label:<9} {text}", file=sys.stderr)
+
+
+def report_placement(farm: Any, writer: Any, segment: int, final: bool) -> dict[str, Any] | None:
+    """Where every runner and learner runs (Ray farms only): one line on stderr at the
+    start, a TensorBoard text at the start and the end (with every runner replacement);
+    returns the record for summary.json."""
+    if not hasattr(farm, "placement_record"):
+        return None
+    import json
+
+    from rlfarm.cluster.placement import describe_placement
+
+    try:
+        record = farm.placement_record()
+    except Exception as err:  # noqa: BLE001 - a lost cluster must not hide the summary
+        return {"unknown": f"{type(err).__name__}: {err}"}
+    record["segment"] = segment
+    if not final:
+        say(f"rlfarm train: placement: {describe_placement(record)}")
+    tag = "placement/end" if final else "placement/start"
+    try:
+        writer.add_text(tag, "    " + json.dumps(record, indent=1).replace("\n", "\n    "),
+                                farm.env_steps)
+    except OSError:  # a full disk, said once by the monitor's close
+        pass
+    return record

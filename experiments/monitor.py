@@ -29,7 +29,8 @@ the report interval starts short and grows to log.report_interval_s, so that Ten
 outlier-ignoring y axis does not cut a short run's return curve."""
 MIN_REPORT_INTERVAL_S = 0.05
 
-_FARM_COUNTERS = ("runner_restarts", "dropped_fragments", "env_errors")
+_FARM_COUNTERS = ("runner_restarts", "runner_timeouts", "dropped_fragments", "env_errors", "skipped_updates")
+"""Counts the summary carries; each is the result's key, or its perf/ key (the learner's)."""
 
 
 def process_age_s() -> float | None:
@@ -159,8 +160,9 @@ class Monitor:
         self.lengths.extend(np.asarray(result.get("episode_lengths", ()), dtype=np.int64).tolist())
         self.episodes += len(returns)
         for name in _FARM_COUNTERS:
-            if name in result:
-                self.counters[name] = int(result[name])
+            value = result.get(name, result.get(f"perf/{name}"))
+            if value is not None:
+                self.counters[name] = int(value)
         for key, value in result.items():
             if "/" in key and isinstance(value, (int, float, np.floating, np.integer)):
                 tag = tensorboard_tag(key)

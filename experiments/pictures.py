@@ -69,3 +69,18 @@ def episode_picture(cfg: Any, checkpoint: str, seed: int = 0) -> np.ndarray | No
     if fields:
         return space_time_image(np.stack(fields))
     return film_strip([frames[0], frames[len(frames) // 2], frames[-1]]) if frames else None
+
+
+def write_picture(cfg: Any, checkpoint: str, writer: Any, step: int) -> bool:
+    """Add the picture of `checkpoint`'s episode to TensorBoard (`physics/episode`); False when
+    it failed, said once in the terminal: a picture never stops a run."""
+    from rlfarm.experiments.console import say
+
+    try:
+        image = episode_picture(cfg, checkpoint, seed=cfg.seed)
+    except Exception as err:  # noqa: BLE001 - a picture is never worth a crash
+        say(f"rlfarm train: no pictures for this run ({type(err).__name__}: {err})")
+        return False
+    if image is not None:
+        writer.add_image("physics/episode", image, step)
+    return True

@@ -3,22 +3,25 @@
 Order of work, so that a bad config or argument writes nothing: load and check the config,
 build the farm (env kwargs and model are checked there), restore a checkpoint when resuming,
 and only then create the run dir. The loop stops on stop.env_steps, stop.wall_s or
-stop.target_return; Ctrl-C (SIGINT) or SIGTERM stop it cleanly after the current update.
-Every exit except a crash writes a final checkpoint; every exit writes summary.json.
+stop.target_return; Ctrl-C (SIGINT) or SIGTERM stop it cleanly after the current update, or
+STOP_GRACE_S later at the latest. Every exit except a crash writes a final checkpoint; every
+exit writes summary.json (docs/robustness.md has the bounds).
 """
 from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 import time
 import traceback
 from typing import Any, Callable, Sequence
 
 from rlfarm.experiments.config import ExperimentConfig, display_config, dump_config, load_config, name_field
-from rlfarm.experiments.console import hparams, print_closing_block, say, summarise_ray_startup_warnings
-from rlfarm.experiments.errors import ConfigError, check_torch_threads
+from rlfarm.experiments.console import (hparams, print_closing_block, report_placement, say,
+                                        summarise_ray_startup_warnings)
+from rlfarm.experiments.errors import ConfigError, check_torch_threads, disk_full_path, error_text, guarded
+from rlfarm.experiments.pictures import write_picture
+from rlfarm.experiments.stops import WALL_GRACE_S, SignalStops, StopDeadline
 from rlfarm.experiments.run_dirs import (_CHECKPOINT_RE, CHECKPOINT_DIR, _refuse_used_run_dir,
                                          claim_run_dir, find_last_checkpoint, list_checkpoints,
                                          load_newest_valid, new_run_dir)
@@ -29,8 +32,6 @@ target_return, callback) exits 0."""
 _SEGMENT_SEED_STRIDE = 2**32
 """A resumed segment's env streams start from a seed derived from the run's newest checkpoint
 name's env steps (that of the file it resumes from, unless that one was unusable)."""
-
-
 def main(args: argparse.Namespace) -> int:
     process_start_s = _process_start()
     check_torch_threads()
@@ -69,7 +70,7 @@ def main(args: argparse.Namespace) -> int:
     return training.run()
 
 
-class Training:
+class Training(SignalStops):
     """One process's segment of a run: setup, loop, and the clean exits."""
 
     def __init__(self, cfg: ExperimentConfig, run_dir: str, resume_checkpoint: str | None,
@@ -83,6 +84,8 @@ class Training:
         self.process_start_s = process_start_s
         self.last_checkpoint: str | None = resume_checkpoint
         self.stop_signal: str | None = None
+        self._deadline_at, self._deadline_reason = float("inf"), ""
+        """When (monotonic) the armed SIGALRM fires, and the exit_reason it gives."""
         self._farm_builder: Any = None
         self._announced = self._env_checked = self._pictures_failed = False
         self._claimed = False
@@ -156,7 +159,7 @@ class Training:
                 return_window=cfg.log.return_window, total_env_steps=cfg.stop.env_steps,
                 progress=cfg.log.progress, start_env_steps=farm.env_steps, state=extra.get("monitor"),
                 target_return=cfg.stop.target_return, wall_limit_s=cfg.stop.wall_s, hparams=hparams(cfg))
-            self._report_placement(farm, monitor, final=False)
+            report_placement(farm, monitor.writer, self.segment, final=False)
         except Exception as err:  # a run dir this process made keeps a summary of every exit
             if self._claimed and not isinstance(err, ConfigError):
                 self._write_bare_summary("crashed", f"{type(err).__name__}: {err}")
@@ -239,7 +242,9 @@ class Training:
         loop_start = time.perf_counter()
         exit_reason, error, solved = "", None, False
         last_checkpoint_time = time.monotonic()
-        previous = self._install_signal_handlers()
+        previous = self._install_signal_handlers(farm)
+        if stop.wall_s:
+            self._arm_deadline(stop.wall_s - monitor.wall_before + WALL_GRACE_S, "wall_s")
         try:
             while not exit_reason:
                 metrics = farm.iterate()
@@ -268,23 +273,25 @@ class Training:
                     last_checkpoint_time = time.monotonic()
         except KeyboardInterrupt:  # a second Ctrl-C, or one outside the loop's checks
             exit_reason = "interrupted"
+        except StopDeadline as deadline:
+            exit_reason = str(deadline)
+            print(f"rlfarm train: {exit_reason}: the iteration in progress did not end in time; "
+                  "interrupted it", file=sys.stderr)
         except Exception as err:  # noqa: BLE001 - a crash still writes the summary
-            exit_reason, error = "crashed", f"{type(err).__name__}: {err}"
+            exit_reason, error = "crashed", error_text(err)
             if not _is_stop_condition(err):  # those say all there is in their message
                 traceback.print_exc()
         finally:
             self._restore_signal_handlers(previous)
         loop_s = time.perf_counter() - loop_start
         if exit_reason != "crashed":
-            try:
-                self._checkpoint(farm, monitor)
-            except Exception as err:  # noqa: BLE001
-                exit_reason, error = "crashed", f"final checkpoint failed: {type(err).__name__}: {err}"
-                traceback.print_exc()
+            exit_reason, error = guarded(lambda: self._checkpoint(farm, monitor), exit_reason, error,
+                                          "final checkpoint failed: ")
         if exit_reason != "crashed":
             self._picture(monitor)
-        monitor.report(final=True, exit_reason=exit_reason)
-        placement = self._report_placement(farm, monitor, final=True)
+        exit_reason, error = guarded(lambda: monitor.report(final=True, exit_reason=exit_reason),
+                                      exit_reason, error)
+        placement = report_placement(farm, monitor.writer, self.segment, final=True)
         from rlfarm.experiments.monitor import process_age_s, write_summary
 
         age = process_age_s()
@@ -294,9 +301,14 @@ class Training:
             startup_s=round(loop_start - self.process_start_s, 3), run_dir=self.run_dir,
             **({"placement": placement, "lost_fragments": placement.get("lost_fragments")}
                if placement else {}))
-        monitor.write_final(summary)
-        monitor.close()
-        write_summary(self.run_dir, summary)
+        exit_reason, error = guarded(lambda: monitor.write_final(summary), exit_reason, error)
+        exit_reason, error = guarded(monitor.close, exit_reason, error)
+        summary.update(exit_reason=exit_reason, error=error)
+        try:
+            write_summary(self.run_dir, summary)
+        except OSError as err:  # a full disk: say so, with the checkpoint, and no summary
+            summary["error"] = f"{summary.get('error') or ''}; summary not written: {error_text(err)}".lstrip("; ")
+            summary["exit_reason"] = exit_reason = "crashed"
         print_closing_block(summary, self.cfg, self.run_dir)
         return EXIT_CODES.get(exit_reason, 0)
 
@@ -317,43 +329,9 @@ class Training:
                 stop = stop or answer is True
         return stop
 
-    def _report_placement(self, farm: Any, monitor: Any, final: bool) -> dict[str, Any] | None:
-        """Where every runner and learner runs (Ray farms only): one line on stderr at the
-        start, a TensorBoard text at the start and the end (with every runner replacement);
-        returns the record for summary.json."""
-        if not hasattr(farm, "placement_record"):
-            return None
-        import json
-
-        from rlfarm.cluster.placement import describe_placement
-
-        try:
-            record = farm.placement_record()
-        except Exception as err:  # noqa: BLE001 - a lost cluster must not hide the summary
-            return {"unknown": f"{type(err).__name__}: {err}"}
-        record["segment"] = self.segment
-        if not final:
-            say(f"rlfarm train: placement: {describe_placement(record)}")
-        tag = "placement/end" if final else "placement/start"
-        monitor.writer.add_text(tag, "    " + json.dumps(record, indent=1).replace("\n", "\n    "),
-                                farm.env_steps)
-        return record
-
     def _picture(self, monitor: Any) -> None:
-        """One picture of the physics from the last checkpoint (see experiments/pictures.py);
-        a failure is said once and turns pictures off, it never stops the run."""
-        if not self.cfg.log.pictures or self._pictures_failed or not self.last_checkpoint:
-            return
-        from rlfarm.experiments.pictures import episode_picture
-
-        try:
-            image = episode_picture(self.cfg, self.last_checkpoint, seed=self.cfg.seed)
-        except Exception as err:  # noqa: BLE001 - a picture is never worth a crash
-            say(f"rlfarm train: no pictures for this run ({type(err).__name__}: {err})")
-            self._pictures_failed = True
-            return
-        if image is not None:
-            monitor.writer.add_image("physics/episode", image, monitor.env_steps)
+        if self.cfg.log.pictures and not self._pictures_failed and self.last_checkpoint:
+            self._pictures_failed = not write_picture(self.cfg, self.last_checkpoint, monitor.writer, monitor.env_steps)
 
     def _checkpoint(self, farm: Any, monitor: Any) -> str:
         path = os.path.join(self.run_dir, CHECKPOINT_DIR, f"ckpt-{farm.env_steps:012d}.pt")
@@ -365,36 +343,12 @@ class Training:
                 os.remove(old)
         return path
 
-
-    # ---- signals: the first Ctrl-C or SIGTERM stops after the current update -----------
-    def _install_signal_handlers(self) -> dict[int, Any]:
-        import threading
-
-        if threading.current_thread() is not threading.main_thread():
-            return {}
-        previous = {}
-
-        def request_stop(signum: int, frame: Any) -> None:
-            if self.stop_signal:  # asked twice: stop now
-                raise KeyboardInterrupt
-            self.stop_signal = "interrupted" if signum == signal.SIGINT else "sigterm"
-            print("\nrlfarm train: stopping after this update (again to stop at once)", file=sys.stderr)
-
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            previous[signum] = signal.signal(signum, request_stop)
-        return previous
-
-    @staticmethod
-    def _restore_signal_handlers(previous: dict[int, Any]) -> None:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-
-
 def _is_stop_condition(err: BaseException) -> bool:
     """An error that stops a run on purpose (too many env errors, non-finite updates), also
     as a Ray actor raises it (Ray's error is then an instance of the cause's class too).
     Matched by class name: importing agents.learner would import torch into a Ray driver."""
-    return bool({cls.__name__ for cls in type(err).__mro__} & {"NonFiniteUpdates", "EnvErrorRateExceeded"})
+    names = {cls.__name__ for cls in type(err).__mro__}
+    return bool(names & {"NonFiniteUpdates", "EnvErrorRateExceeded"}) or disk_full_path(err) is not None
 
 
 def _process_start() -> float:

@@ -2,9 +2,14 @@
 
 - rlfarm_test/NaNCartPole-v0: CartPole whose obs (odd calls) or reward (even calls) is NaN or
   Inf on every `every`-th step of a copy;
-- rlfarm_test/RaisingCartPole-v0: CartPole whose `step` always raises.
+- rlfarm_test/RaisingCartPole-v0: CartPole whose `step` always raises;
+- rlfarm_test/HangingCartPole-v0: CartPole whose `step` hangs from a given call on.
 """
 from __future__ import annotations
+
+import os
+import signal
+import time
 
 import gymnasium as gym
 import numpy as np
@@ -36,3 +41,25 @@ for env_id, cls in (("rlfarm_test/NaNCartPole-v0", NaNCartPole),
                     ("rlfarm_test/RaisingCartPole-v0", AlwaysRaisingCartPole)):
     if env_id not in gym.registry:
         gym.register(id=env_id, entry_point=cls, max_episode_steps=500)
+
+
+class HangingCartPole(CartPoleEnv):
+    """CartPole whose `step` never returns from its `hang_at`-th call on (a solver that hangs);
+    with `sigterm`, it first sends its own process SIGTERM (serial mode: the driver)."""
+
+    def __init__(self, hang_at: int = 50, sigterm: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.hang_at, self.sigterm, self.calls = hang_at, sigterm, 0
+
+    def step(self, action):
+        self.calls += 1
+        if self.calls >= self.hang_at:
+            if self.sigterm:
+                os.kill(os.getpid(), signal.SIGTERM)
+            while True:
+                time.sleep(0.05)
+        return super().step(action)
+
+
+if "rlfarm_test/HangingCartPole-v0" not in gym.registry:
+    gym.register(id="rlfarm_test/HangingCartPole-v0", entry_point=HangingCartPole, max_episode_steps=500)
