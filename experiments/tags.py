@@ -85,7 +85,7 @@ TEXT_TAGS: dict[str, str] = {
 
 IMAGE_TAGS: dict[str, str] = {
     "physics/episode": "env.render() of copy 0's last recorded episode: u(x, t) for KS, "
-                       "temperature beside target for HeatControl (every log.image_interval_s)",
+                       "temperature beside target for HeatControl (at each checkpoint, every log.checkpoint_interval_s, and at the end)",
 }
 
 CUSTOM_SCALARS: dict[str, dict[str, list[str]]] = {
