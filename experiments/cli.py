@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--speed-envs", type=int, default=256, metavar="N",
                        help="copies for the speed figure (default: %(default)s)")
     check.add_argument("--seconds", type=float, default=1.0, help="speed measurement time (default: %(default)s)")
+    check.add_argument("--config", metavar="CONFIG", default=None,
+                       help="check the env of this experiment config (its env.id, env.kwargs, env.imports)")
     check.set_defaults(handler="rlfarm.experiments.envs_check:main")
 
     p = sub.add_parser("bench", help="measure env steps/s per core, or sampling through the farm")

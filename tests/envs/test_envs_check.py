@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from gymnasium import spaces
 
 from rlfarm.envs import conventions
@@ -71,3 +72,16 @@ def test_cli_exit_codes_name_the_failed_check_or_the_bad_id():
     assert "FAIL seeding" in failed.stdout and "failed seeding" in failed.stderr
     unknown = run_cli("rlfarm/Nope-v0")
     assert unknown.returncode == 2 and unknown.stderr.startswith("rlfarm envs: error: ID_OR_PATH: unknown env")
+
+
+def test_config_gives_the_env_its_keywords(tmp_path):
+    """rlfarm/Subprocess-v0 needs kwargs: --config takes the config's env section."""
+    config = tmp_path / "sim.yaml"
+    config.write_text(yaml.safe_dump({"env": {"id": "rlfarm/Subprocess-v0", "kwargs": {
+        "command": ["{python}", "-m", "rlfarm.envs.sims.cartpole_sim"], "obs_dim": 4, "num_actions": 2}}}))
+    ok = run_cli("--config", str(config), "--speed-envs", "8", "--seconds", "0.2")
+    assert ok.returncode == 0 and "will farm" in ok.stdout, ok.stderr[-2000:]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"env": {"id": "rlfarm/Subprocess-v0", "kwargs": {"obs_dim": 4}}}))
+    refused = run_cli("--config", str(bad))
+    assert refused.returncode == 2 and "env.kwargs" in refused.stderr, refused.stderr
