@@ -57,6 +57,14 @@ class SlurmJobSpec:
     nodes for the runners; `nodes`/`partition`/`gpus_per_node` then describe the GPU component."""
     cpu_partition: str | None = None
     """The CPU component's partition (heterogeneous jobs only)."""
+    requeue: bool = False
+    """Outlive the time limit: SLURM signals USR1 `requeue_warning_s` before it, the training
+    checkpoints and stops, the job requeues itself and its next start resumes `run_dir`."""
+    requeue_warning_s: int = 300
+    """Seconds before the time limit for the USR1 warning (SLURM may send it up to 60 s
+    earlier); the current update, a checkpoint and Ray's shutdown must fit in it."""
+    run_dir: str = ""
+    """The run dir every start of the job trains into (absolute; required with `requeue`)."""
 
     def __post_init__(self) -> None:
         if self.nodes < 1:
@@ -69,6 +77,10 @@ class SlurmJobSpec:
             raise ValueError(f"--cpus-per-node: must be >= 1, got {self.cpus_per_node}")
         if not re.fullmatch(r"(\d+-)?\d{1,3}(:\d\d){0,2}|\d+", self.time):
             raise ValueError(f"--time: expected [D-]HH:MM:SS or minutes, got {self.time!r}")
+        if not 1 <= self.requeue_warning_s <= 65535:
+            raise ValueError(f"--requeue-warning-s: must be in 1..65535, got {self.requeue_warning_s}")
+        if self.requeue and not self.run_dir:
+            raise ValueError("--requeue: needs the run dir that every start of the job resumes")
 
 
 def sbatch_lines(spec: SlurmJobSpec) -> list[str]:
@@ -80,6 +92,8 @@ def sbatch_lines(spec: SlurmJobSpec) -> list[str]:
         lines.append(f"--partition={spec.partition}")
     if spec.account:
         lines.append(f"--account={spec.account}")
+    if spec.requeue:  # the log collects every segment (a requeued job would truncate it)
+        lines += [f"--signal=B:USR1@{spec.requeue_warning_s}", "--requeue", "--open-mode=append"]
     if spec.cpu_nodes:
         lines += ["hetjob", *_component(spec.cpu_nodes, spec.cpus_per_node, 0)]
         if spec.cpu_partition:
@@ -103,6 +117,8 @@ def settings_block(spec: SlurmJobSpec) -> list[str]:
         f"RLFARM_OVERRIDES=({overrides})",
         f"RLFARM_GPUS_PER_NODE={spec.gpus_per_node}",
         f"RLFARM_HET_CPU_NODES={spec.cpu_nodes}",
+        f"RLFARM_REQUEUE={int(spec.requeue)}",
+        f"RLFARM_RUN_DIR={shlex.quote(spec.run_dir)}",
         f"RLFARM_WORKDIR={shlex.quote(spec.workdir)}",
         f"RLFARM_PYTHON={shlex.quote(spec.python)}",
         SETTINGS_END,

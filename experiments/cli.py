@@ -146,6 +146,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a heterogeneous job: GPU nodes for the head and the learners")
     p.add_argument("--gpu-partition", default=None, help="the GPU nodes' partition")
     p.add_argument("--time", default="01:00:00", help="wall time limit (default: %(default)s)")
+    p.add_argument("--requeue", action="store_true",
+                   help="outlive the time limit: checkpoint before it, requeue the job, resume the run "
+                        "dir on the next start, until training ends")
+    p.add_argument("--requeue-warning-s", type=int, default=300, metavar="S",
+                   help="with --requeue: SLURM's USR1 warning this long before the limit (default: %(default)s)")
     p.add_argument("--account", default=None)
     p.add_argument("--output", metavar="FILE", default=None, help="where to write the script")
     _add_overrides(p)

@@ -3,7 +3,8 @@
 Order of work, so that a bad config or argument writes nothing: load and check the config,
 build the farm (env kwargs and model are checked there), restore a checkpoint when resuming,
 and only then create the run dir. The loop stops on stop.env_steps, stop.wall_s or
-stop.target_return; Ctrl-C (SIGINT) or SIGTERM stop it cleanly after the current update.
+stop.target_return; Ctrl-C (SIGINT), SIGTERM or SIGUSR1 (SLURM's warning before a time
+limit: exit_reason "requeue") stop it cleanly after the current update.
 Every exit except a crash writes a final checkpoint; every exit writes summary.json.
 """
 from __future__ import annotations
@@ -23,9 +24,12 @@ from rlfarm.experiments.errors import ConfigError, check_torch_threads
 
 CHECKPOINT_DIR = "checkpoints"
 _CHECKPOINT_RE = re.compile(r"ckpt-(\d+)\.pt$")
-EXIT_CODES = {"crashed": 1, "interrupted": 130, "sigterm": 143}
+EXIT_CODES = {"crashed": 1, "interrupted": 130, "requeue": 138, "sigterm": 143}
 """Exit codes of `rlfarm train` by exit_reason; every other reason (env_steps, wall_s,
-target_return, callback) exits 0."""
+target_return, callback) exits 0. "requeue" (SIGUSR1, 128 + 10) is SLURM's warning before a
+time limit: the batch script requeues the job, whose next start resumes the run."""
+STOP_SIGNALS = {signal.SIGINT: "interrupted", signal.SIGTERM: "sigterm", signal.SIGUSR1: "requeue"}
+"""Signals that stop the loop after the current update, and the exit_reason each gives."""
 _SEGMENT_SEED_STRIDE = 2**32
 """A resumed segment's env streams start from a seed derived from the run's newest checkpoint
 name's env steps (that of the file it resumes from, unless that one was unusable)."""
@@ -249,6 +253,7 @@ class Training:
             exit_reason, solved, self.last_checkpoint, error=error, train_loop_s=round(loop_s, 3),
             process_s=None if age is None else round(age, 3),
             startup_s=round(loop_start - self.process_start_s, 3), run_dir=self.run_dir,
+            segments=self.segment + 1,
             **({"placement": placement, "lost_fragments": placement.get("lost_fragments")}
                if placement else {}))
         write_summary(self.run_dir, summary)
@@ -319,7 +324,7 @@ class Training:
             print(f"rlfarm train: checkpoint {summary['last_checkpoint']}; summary "
                   f"{os.path.join(self.run_dir, 'summary.json')}", file=sys.stderr)
 
-    # ---- signals: the first Ctrl-C or SIGTERM stops after the current update -----------
+    # ---- signals: the first Ctrl-C, SIGTERM or SIGUSR1 stops after the current update ---
     def _install_signal_handlers(self) -> dict[int, Any]:
         import threading
 
@@ -328,12 +333,14 @@ class Training:
         previous = {}
 
         def request_stop(signum: int, frame: Any) -> None:
-            if self.stop_signal:  # asked twice: stop now
+            if self.stop_signal:  # asked twice: stop now (the batch script repeats USR1)
+                if signum == signal.SIGUSR1:
+                    return
                 raise KeyboardInterrupt
-            self.stop_signal = "interrupted" if signum == signal.SIGINT else "sigterm"
+            self.stop_signal = STOP_SIGNALS[signum]
             print("\nrlfarm train: stopping after this update (again to stop at once)", file=sys.stderr)
 
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum in STOP_SIGNALS:
             previous[signum] = signal.signal(signum, request_stop)
         return previous
 
