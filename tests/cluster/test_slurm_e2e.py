@@ -1,6 +1,7 @@
 """`rlfarm slurm ... --submit` on the real SLURM of the test cluster (`bash .ci/slurm.sh start`:
 gpu1 in partition `gpu`, cpu1 and cpu2 in `cpu`, the default, all three in `all`): one-node
-jobs, two jobs side by side, a 3-node job and a heterogeneous CPU+GPU job.
+jobs, two jobs side by side, a 3-node job, a heterogeneous CPU+GPU job and a job that outlives
+its time limit by requeueing itself (--requeue).
 
 Each job brings up a real Ray head inside the allocation, trains a tiny CartPole run on the
 Ray farm and brings Ray down. Skipped with the reason when SLURM is not running here; with
@@ -158,3 +159,38 @@ def test_heterogeneous_job_runners_on_cpu_nodes_learner_on_gpu1(tmp_path):
     assert hosts_of(summary, "runners") == {"cpu1", "cpu2"}, summary["placement"]
     assert hosts_of(summary, "learners") == {"gpu1"}
     assert slurm.job_state(job_id)[0] == "COMPLETED"
+
+
+def test_requeue_chain_outlives_the_time_limit(tmp_path):
+    """A 2-minute job whose training needs 75 s of training time: SLURM's USR1 comes 60-90 s
+    into each start (30 s warning plus SLURM's 30 s resolution), after at most about 70 s of
+    training, so the run needs at least two segments; the chain ends at stop.wall_s."""
+    config, log_dir = write_config(tmp_path, "chain")
+    config.write_text(config.read_text().replace("stop: {env_steps: 1024}", "stop: {wall_s: 75}"))
+    command = [sys.executable, "-m", "rlfarm.experiments.cli", "slurm", str(config), "--nodes", "1",
+               "--cpus-per-node", "2", "--time", "2", "--requeue", "--requeue-warning-s", "30",
+               "--output", str(tmp_path / "chain.sbatch"), "--submit", "--wait"]
+    out = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stdout + out.stderr
+    job_id = job_id_of(out)
+    log_text = (tmp_path / f"chain-{job_id}.out").read_text()
+    show = subprocess.run(["scontrol", "show", "job", "-o", job_id], capture_output=True, text=True).stdout
+    assert int(re.search(r"Restarts=(\d+)", show).group(1)) >= 1, log_text[-4000:]
+    summaries = glob.glob(str(log_dir / "*" / "summary.json"))
+    assert len(summaries) == 1, log_text[-4000:]  # one run dir across every start
+    summary = json.loads(Path(summaries[0]).read_text())
+    # The final summary is an uninterrupted run's: ended by its budget, a checkpoint, returns.
+    assert summary["exit_reason"] == "wall_s" and summary["wall_s"] >= 75, summary
+    assert summary["segments"] >= 2 and os.path.exists(summary["last_checkpoint"])
+    assert summary["episode_return_mean"] is not None
+    # Each earlier start stopped on USR1 with a checkpoint, and the next resumed from it.
+    stops = [int(n) for n in re.findall(r"rlfarm train: requeue after (\d+) env steps", log_text)]
+    assert len(stops) == summary["segments"] - 1 and "USR1: the time limit is near" in log_text
+    assert log_text.count("rlfarm train: resuming") == len(stops)
+    assert stops == sorted(stops) and summary["env_steps"] > stops[-1]
+    # The step counter goes on across segments: the TensorBoard points of all starts, in order.
+    from rlfarm.experiments.monitor import read_scalars
+
+    steps = [step for step, _ in read_scalars(os.path.dirname(summaries[0]), ["system/rss_mb"])["system/rss_mb"]]
+    assert steps == sorted(steps) and steps[0] < stops[0] < steps[-1] <= summary["env_steps"]
+    assert ray_processes_of(job_id) == [] and glob.glob(f"/tmp/rf-{job_id}-*") == []
