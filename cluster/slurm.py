@@ -192,3 +192,60 @@ def wait_job(job_id: str, timeout_s: float | None = None, poll_s: float = 2.0) -
         if deadline is not None and time.monotonic() > deadline:
             return state, exit_code
         time.sleep(poll_s)
+
+
+JOB_COLUMNS = ("job_id", "name", "state", "run_time", "time_limit", "nodes", "restarts", "where")
+"""The fields of `list_jobs`' rows; `where` is the node list of a started job, else the reason
+it waits."""
+
+
+def list_jobs(uid: int | None = None) -> list[dict[str, str]]:
+    """This user's jobs, oldest first: every job the controller knows (`scontrol show job`:
+    pending, running, and finished within MinJobAge), then older ones from `sacct` where
+    accounting runs. A heterogeneous job is one row (its first component)."""
+    import pwd
+
+    uid = os.getuid() if uid is None else uid
+    result = subprocess.run(["scontrol", "show", "job", "-o"], capture_output=True, text=True, timeout=30)
+    if result.returncode != 0:
+        raise RuntimeError(f"scontrol show job: {result.stderr.strip() or result.stdout.strip()}")
+    rows = [row for line in result.stdout.splitlines()
+            if (row := _scontrol_row(line, uid)) is not None]
+    known = {row["job_id"] for row in rows}
+    return rows + [row for row in _sacct_rows(pwd.getpwuid(uid).pw_name) if row["job_id"] not in known]
+
+
+def _scontrol_row(line: str, uid: int) -> dict[str, str] | None:
+    def field_of(name: str) -> str:
+        match = re.search(rf"(?:^| ){re.escape(name)}=(\S*)", line)
+        return match.group(1) if match else ""
+
+    owner = re.search(r"UserId=\S*\((\d+)\)", line)
+    if not owner or int(owner.group(1)) != uid or field_of("HetJobOffset") not in ("", "0"):
+        return None
+    name = re.search(r"JobName=(.*?) [A-Za-z]+=", line)
+    state = field_of("JobState")
+    where = field_of("NodeList") if state not in ("PENDING", "REQUEUED") else f"({field_of('Reason')})"
+    return {"job_id": field_of("JobId"), "name": name.group(1) if name else "", "state": state,
+            "run_time": field_of("RunTime"), "time_limit": field_of("TimeLimit"),
+            "nodes": field_of("NumNodes"), "restarts": field_of("Restarts"), "where": where}
+
+
+def _sacct_rows(user: str) -> list[dict[str, str]]:
+    """Finished jobs from the accounting database (none without slurmdbd)."""
+    if shutil.which("sacct") is None:
+        return []
+    result = subprocess.run(["sacct", "-X", "-n", "-P", "-u", user, "-S", "now-7days",
+                             "-o", "JobID,JobName,State,Elapsed,Timelimit,NNodes,NodeList"],
+                            capture_output=True, text=True, timeout=30)
+    if result.returncode != 0:  # "Slurm accounting storage is disabled"
+        return []
+    rows = []
+    for line in result.stdout.splitlines():
+        parts = line.split("|")
+        if len(parts) == 7 and not re.search(r"\+[1-9]", parts[0]):  # a hetjob's later parts: ID+1
+            job_id, name, state, elapsed, limit, nodes, where = parts
+            rows.append({"job_id": job_id.split("+")[0], "name": name, "state": state.split()[0],
+                         "run_time": elapsed, "time_limit": limit, "nodes": nodes, "restarts": "-",
+                         "where": where})
+    return rows

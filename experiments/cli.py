@@ -127,9 +127,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="submit `rlfarm sweep CONFIG` (a config with a `sweep` section) instead of training")
     p.set_defaults(handler="rlfarm.experiments.submit:submit_main")
 
-    p = sub.add_parser("jobs", help="follow up a submitted Ray Job: status, logs or stop")
-    p.add_argument("action", choices=["status", "logs", "stop"])
-    p.add_argument("job_id", metavar="ID")
+    p = sub.add_parser("jobs", help="list jobs (Ray Jobs with --address, else your SLURM jobs), "
+                                    "or follow up a Ray Job: status, logs or stop")
+    p.add_argument("action", choices=["status", "logs", "stop"], nargs="?", default=None,
+                   help="without one: list the jobs with their state")
+    p.add_argument("job_id", metavar="ID", nargs="?", default=None)
     p.add_argument("--address", default=None, help="the Ray dashboard address (default: $RAY_ADDRESS)")
     p.set_defaults(handler="rlfarm.experiments.submit:jobs_main")
 

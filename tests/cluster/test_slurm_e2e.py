@@ -1,7 +1,7 @@
 """`rlfarm slurm ... --submit` on the real SLURM of the test cluster (`bash .ci/slurm.sh start`:
 gpu1 in partition `gpu`, cpu1 and cpu2 in `cpu`, the default, all three in `all`): one-node
 jobs, two jobs side by side, a 3-node job, a heterogeneous CPU+GPU job and a job that outlives
-its time limit by requeueing itself (--requeue).
+its time limit by requeueing itself (--requeue); `rlfarm jobs` listing this user's jobs.
 
 Each job brings up a real Ray head inside the allocation, trains a tiny CartPole run on the
 Ray farm and brings Ray down. Skipped with the reason when SLURM is not running here; with
@@ -12,6 +12,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import pwd
 import re
 import subprocess
 import sys
@@ -194,3 +195,34 @@ def test_requeue_chain_outlives_the_time_limit(tmp_path):
     steps = [step for step, _ in read_scalars(os.path.dirname(summaries[0]), ["system/rss_mb"])["system/rss_mb"]]
     assert steps == sorted(steps) and steps[0] < stops[0] < steps[-1] <= summary["env_steps"]
     assert ray_processes_of(job_id) == [] and glob.glob(f"/tmp/rf-{job_id}-*") == []
+
+
+def rlfarm_jobs() -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")}
+    return subprocess.run([sys.executable, "-m", "rlfarm.experiments.cli", "jobs"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def row_of(listing: str, job_id: str) -> list[str]:
+    rows = [line.split() for line in listing.splitlines() if line.split()[:1] == [job_id]]
+    assert len(rows) == 1, listing
+    return rows[0]
+
+
+def test_jobs_lists_this_users_slurm_jobs_with_their_state():
+    held = subprocess.run(["sbatch", "--parsable", "--hold", "--job-name=rlfarm-listed", "--output=/dev/null",
+                           "--wrap=true"], capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        out = rlfarm_jobs()
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.split()[:3] == ["JOB_ID", "NAME", "STATE"]
+        row = row_of(out.stdout, held)
+        assert row[1:3] == ["rlfarm-listed", "PENDING"] and row[-1] == "(JobHeldUser)"
+        nobody = pwd.getpwnam("nobody").pw_uid
+        assert held not in {r["job_id"] for r in slurm.list_jobs(uid=nobody)}  # another user's view
+    finally:
+        subprocess.run(["scancel", held], check=True)
+    deadline = time.monotonic() + 30
+    while slurm.job_state(held)[0] != "CANCELLED" and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert row_of(rlfarm_jobs().stdout, held)[2] == "CANCELLED"
