@@ -7,10 +7,12 @@ everything (format, spaces, model sizes, optimizer) before touching the learner.
 """
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -42,30 +44,49 @@ def _set_numpy_rng_state(state: dict) -> None:
                          state["has_gauss"], state["cached_gaussian"]))
 
 
+def _non_finite_tensors(tree: Any, where: str = "") -> list[str]:
+    """Names of the floating-point tensors in a state tree that hold NaN or Inf."""
+    if isinstance(tree, torch.Tensor):
+        return [where] if tree.is_floating_point() and not bool(torch.isfinite(tree).all()) else []
+    items = tree.items() if isinstance(tree, dict) else enumerate(tree) if isinstance(tree, (list, tuple)) else ()
+    return [name for key, value in items for name in _non_finite_tensors(value, f"{where}.{key}".lstrip("."))]
+
+
 def save_checkpoint(path, learner, extra: dict | None = None) -> Path:
     """Write `learner.state_dict()`, `extra` (e.g. env steps, wall time) and the global RNG
     states to `path` atomically. `extra` must hold plain data (numbers, strings, lists, dicts,
     tensors). Returns the path."""
     path = Path(path)
+    state = learner.state_dict()
+    bad = _non_finite_tensors(state)
+    if bad:
+        raise CheckpointError(path, f"not written: {', '.join(bad[:3])} hold NaN or Inf "
+                                    "(the last finite checkpoint stays the newest)")
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "learner": learner.state_dict(),
+        "learner": state,
         "extra": dict(extra or {}),
         "rng": {"torch": torch.get_rng_state(), "numpy": _numpy_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
     }
+    # Serialised in memory first: torch's zip writer turns a failed write (a full disk) into
+    # "unexpected pos ..."; a plain write raises OSError with its errno, named with the path.
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
     handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(handle, "wb") as tmp:
-            torch.save(payload, tmp)
+            tmp.write(buffer.getbuffer())
             tmp.flush()
             os.fsync(tmp.fileno())
         os.replace(tmp_name, path)
-    except BaseException:
+    except BaseException as err:
         if os.path.exists(tmp_name):
             os.unlink(tmp_name)
+        if isinstance(err, OSError) and err.errno:  # named with the checkpoint, not the temp file
+            raise OSError(err.errno, os.strerror(err.errno), str(path)) from err
         raise
     return path
 

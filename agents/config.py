@@ -7,7 +7,7 @@ This module imports neither torch nor numpy: the CLI imports it at start-up.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import ClassVar, Optional
 
 ACTIVATIONS = ("tanh", "relu", "elu", "gelu", "silu")
 TRUNKS = ("mlp", "cnn")
@@ -107,6 +107,10 @@ class PolicyConfig:
 class AlgoConfig:
     """The learning algorithm: PPO (on-policy) or APPO (asynchronous PPO over V-trace)."""
 
+    ONLY_FOR: ClassVar[dict[str, str]] = {"vtrace": "appo", "rho_bar": "appo", "c_bar": "appo"}
+    """Fields that only one algorithm reads (field -> algo name); a display of the config can
+    leave them out of the others'."""
+
     name: str = "ppo"
     """`ppo` or `appo`."""
 
@@ -169,6 +173,10 @@ class AlgoConfig:
     """On CUDA, replay each minibatch step as one captured CUDA graph (the same math; a small
     network's step is otherwise bound by kernel launches). false runs it eagerly, for debugging."""
 
+    max_skipped_updates: int = 10
+    """Updates in a row whose loss or gradient is NaN/Inf (each one skipped, the weights kept)
+    after which the run stops with exit 1: the data or the settings are broken."""
+
     def __post_init__(self) -> None:
         self.validate()
 
@@ -178,7 +186,7 @@ class AlgoConfig:
         for name in ("anneal_lr", "clip_vloss", "cuda_graphs", "normalize_adv", "normalize_obs", "vtrace"):
             value = getattr(self, name)
             _check(isinstance(value, bool), name, f"must be true or false, got {value!r}")
-        for name in ("epochs", "minibatches"):
+        for name in ("epochs", "minibatches", "max_skipped_updates"):
             value = getattr(self, name)
             _check(_is_int(value) and value >= 1, name, f"must be an int >= 1, got {value!r}")
         ranges = {  # name: (low, high, low_inclusive)

@@ -20,6 +20,10 @@ from rlfarm.agents.normalizer import RunningMeanStd, batch_moments, normalize_to
 from rlfarm.agents.policy import ActorCritic
 
 
+class NonFiniteUpdates(ArithmeticError):
+    """`algo.max_skipped_updates` updates in a row had a non-finite loss or gradient."""
+
+
 class LearnerBase:
     """Owns the network, its Adam optimizer and the observation normalizer.
 
@@ -59,6 +63,35 @@ class LearnerBase:
         self.graphs = None  # captured minibatch steps on CUDA (agents.cuda_graph.GraphCache)
         self.grad_sync: Callable[[list[torch.nn.Parameter]], None] | None = None
         self.moments_sync: Callable | None = None
+        self.skipped_updates = 0
+        """Updates refused for a non-finite loss or gradient (cumulative, this process)."""
+        self.skips_in_a_row = 0
+
+    # ----------------------------------------------------------------- the finite-update guard
+    def snapshot(self) -> tuple[list[torch.Tensor], int]:
+        """Copies of the weights and Adam's moments (on the device), to roll back to."""
+        tensors = list(self.model.parameters()) + self.optimizer.state_tensors()
+        return [t.detach().clone() for t in tensors], self.optimizer.steps
+
+    @torch.no_grad()
+    def keep_if_finite(self, snapshot: tuple[list[torch.Tensor], int], stats: Sequence[float]) -> bool:
+        """True when every one of the update's `stats` (losses, grad norm) is finite; else roll
+        the weights and Adam back to `snapshot` (in place: CUDA graphs hold their addresses),
+        count the skip, and raise NonFiniteUpdates after `algo.max_skipped_updates` in a row."""
+        if all(np.isfinite(stats)):
+            self.skips_in_a_row = 0
+            return True
+        saved, steps = snapshot
+        for current, before in zip(list(self.model.parameters()) + self.optimizer.state_tensors(), saved):
+            current.copy_(before)
+        self.optimizer.steps = steps
+        self.skipped_updates += 1
+        self.skips_in_a_row += 1
+        if self.skips_in_a_row >= self.algo_cfg.max_skipped_updates:
+            raise NonFiniteUpdates(
+                f"{self.skips_in_a_row} learner updates in a row had a non-finite loss or gradient "
+                f"(algo.max_skipped_updates); each was skipped and the last finite weights kept")
+        return False
 
     # ----------------------------------------------------------------- per update helpers
     def check_fragments(self, fragments: Sequence[Fragment]) -> None:

@@ -6,7 +6,8 @@ update(fragments):
   2. `targets` computes advantages and value targets (GAE here; APPO overrides it);
   3. `optimize` runs epochs x minibatches (index permutations on the device; on CUDA each
      minibatch step is one replayed CUDA graph, see cuda_graph.py);
-  4. the batch's obs moments join the normalizer and the version goes up by one.
+  4. the batch's obs moments join the normalizer and the version goes up by one; an update
+     whose losses or gradient norm are NaN/Inf is rolled back instead (LearnerBase.keep_if_finite).
 """
 from __future__ import annotations
 
@@ -38,13 +39,16 @@ class PPOLearner(LearnerBase):
         def flat(x: torch.Tensor) -> torch.Tensor:  # [T, N, ...] -> [T*N, ...]
             return x.reshape(steps * envs, *x.shape[2:])
 
+        snapshot = self.snapshot()
         losses = self.optimize(flat(obs[:-1]), flat(batch.actions), flat(batch.logp),
                                flat(advantages), flat(returns), flat(old_values))
-        self.merge_obs_stats(batch.obs[:-1])
-        self.version += 1
+        summary = torch.cat([losses, explained_variance(old_values, returns).reshape(1)]).tolist()  # one device sync
+        metrics = dict(zip(LOSS_KEYS + ("losses/explained_variance",), summary))
         self.env_steps_consumed += steps * envs
-        summary = torch.cat([losses, explained_variance(old_values, returns).reshape(1)])
-        metrics = dict(zip(LOSS_KEYS + ("losses/explained_variance",), summary.tolist()))  # one device sync
+        if self.keep_if_finite(snapshot, summary[:len(LOSS_KEYS)]):  # else: weights rolled back
+            self.merge_obs_stats(batch.obs[:-1])
+            self.version += 1
+        metrics["perf/skipped_updates"] = float(self.skipped_updates)
         elapsed = time.perf_counter() - start
         metrics["perf/learner_update_ms"] = 1000.0 * elapsed
         metrics["perf/learner_samples_per_s"] = steps * envs / elapsed

@@ -7,6 +7,7 @@ of the per-iteration result dict, so both report the same keys.
 from __future__ import annotations
 
 import abc
+import collections
 import time
 from typing import Any, Sequence
 
@@ -15,8 +16,18 @@ import numpy as np
 from rlfarm.agents.fragment import FragmentMeta
 from rlfarm.cluster.config import FarmConfig
 
+ENV_ERROR_WINDOW = 10
+"""Updates over which `farm.max_env_error_rate` is measured."""
+
+
+class EnvErrorRateExceeded(RuntimeError):
+    """Env errors passed `farm.max_env_error_rate` of the env steps over the window: raised by
+    the driver's loop on an iteration result that carries "stop_error" (after recording it)."""
+
+
 # Counters that survive a resume; they travel in the checkpoint's `extra["farm"]`.
-COUNTER_NAMES = ("env_steps", "iterations", "runner_restarts", "dropped_fragments", "env_errors")
+COUNTER_NAMES = ("env_steps", "iterations", "runner_restarts", "runner_timeouts", "dropped_fragments",
+                 "env_errors")
 
 
 class Farm(abc.ABC):
@@ -35,8 +46,12 @@ class Farm(abc.ABC):
         """Env steps consumed by the learner (dropped fragments do not count)."""
         self.iterations = 0
         self.runner_restarts = 0
+        self.runner_timeouts = 0
+        """Runners replaced because they were silent past farm.runner_timeout_s (Ray mode)."""
         self.dropped_fragments = 0
         self.env_errors = 0
+        self._error_window: collections.deque = collections.deque(maxlen=ENV_ERROR_WINDOW)
+        """(env steps, env errors) of the last updates."""
         self.steps_per_fragment = int(farm_cfg.fragment_length) * int(env_cfg.envs_per_runner)
         self.batch_env_steps = int(farm_cfg.batch_size) or farm_cfg.num_runners * self.steps_per_fragment
         """Env steps per learner update; batch_size 0 means one fragment from every runner."""
@@ -98,7 +113,8 @@ class Farm(abc.ABC):
         steps = sum(m.num_steps for m in metas)
         self.env_steps += steps
         self.iterations += 1
-        self.env_errors += sum(m.env_errors for m in metas)
+        errors = sum(m.env_errors for m in metas)
+        self.env_errors += errors
         returns = [np.asarray(m.episode_returns, np.float32) for m in metas]
         lengths = [np.asarray(m.episode_lengths, np.int32) for m in metas]
         env_ms = sum(m.env_ms for m in metas)
@@ -111,6 +127,7 @@ class Farm(abc.ABC):
             "episode_returns": np.concatenate(returns) if returns else np.zeros(0, np.float32),
             "episode_lengths": np.concatenate(lengths) if lengths else np.zeros(0, np.int32),
             "runner_restarts": self.runner_restarts,
+            "runner_timeouts": self.runner_timeouts,
             "dropped_fragments": self.dropped_fragments,
             "env_errors": self.env_errors,
             "perf/sample_ms": 1000.0 * sample_s,
@@ -119,7 +136,22 @@ class Farm(abc.ABC):
             "perf/runner_env_steps_per_s": steps / max(env_ms / 1000.0, 1e-9),
             "perf/runner_inference_ms_per_fragment": inference_ms / max(len(metas), 1),
         })
+        too_many = self._env_error_rate_message(steps, errors)
+        if too_many:
+            result["stop_error"] = too_many
         return result
+
+    def _env_error_rate_message(self, steps: int, errors: int) -> str | None:
+        """Why the run must stop when env errors passed farm.max_env_error_rate, else None."""
+        self._error_window.append((steps, errors))
+        window_steps = sum(s for s, _ in self._error_window)
+        window_errors = sum(e for _, e in self._error_window)
+        limit = self.farm_cfg.max_env_error_rate
+        if window_steps and window_errors > limit * window_steps:
+            return (f"env errors are {window_errors} of the last {window_steps} env steps "
+                    f"({window_errors / window_steps:.0%}), above farm.max_env_error_rate={limit:g}; "
+                    "the first error of each runner is shown above")
+        return None
 
     def __enter__(self) -> "Farm":
         return self

@@ -41,8 +41,17 @@ from rlfarm.cluster.sampling_stream import SamplingStream
 logger = logging.getLogger(__name__)
 
 
+SAVE_TIMEOUT_S = 120.0
+"""A checkpoint the learner has not written this long after it was asked is given up (the
+run then ends with the last one written): a hung learner cannot hold a stop forever."""
+
+
 class LearnerDiedError(RuntimeError):
     """The learner actor died; the run cannot continue. The message names the last checkpoint."""
+
+
+class RayNodeDiedError(LearnerDiedError):
+    """The embedded Ray's raylet (its node) died, and the learner with it."""
 
 
 class RayFarm(Farm):
@@ -153,6 +162,7 @@ class RayFarm(Farm):
                 arrived.append(request.meta)
                 self._ready.append(request)
         self.runner_restarts = self.pool.restarts
+        self.runner_timeouts = self.pool.timeouts
         return batch
 
     def _request_more(self, still_needed: int) -> None:
@@ -195,6 +205,7 @@ class RayFarm(Farm):
             "perf/dropped_fragments": float(self.dropped_fragments),
             "perf/lost_fragments": float(self.lost_fragments + self.pool.lost_fragments),
             "perf/runner_restarts": float(self.runner_restarts),
+            "perf/runner_timeouts": float(self.runner_timeouts),
             "perf/fragment_mb": float(np.mean([m.nbytes for m in metas])) / 1e6,
             "perf/learner_update_ms": float(np.mean([r["update_ms"] for r in results])),
             "system/rss_mb/driver": rss_mb(),
@@ -226,19 +237,26 @@ class RayFarm(Farm):
         return out
 
     # ---- checkpoints and shutdown --------------------------------------------------------
-    def _call_learner(self, future: Any) -> Any:
-        """ray.get on learner futures; a dead learner ends the run naming the last checkpoint."""
+    def _call_learner(self, future: Any, timeout_s: float | None = None) -> Any:
+        """ray.get on learner futures; a dead learner ends the run naming the last checkpoint,
+        and one that does not answer within `timeout_s` (when given) raises TimeoutError."""
         try:
-            return ray.get(future)
+            return ray.get(future, timeout=timeout_s)
+        except ray.exceptions.GetTimeoutError as err:
+            raise TimeoutError(f"the learner did not answer within {timeout_s:.0f} s") from err
         except ray.exceptions.RayActorError as err:
             raise self._learner_died(err) from err
 
     def _learner_died(self, err: Exception) -> LearnerDiedError:
         where = self.last_checkpoint or "none was written yet"
+        if self.session.embedded and not _raylet_alive():
+            return RayNodeDiedError(f"the embedded Ray's raylet died (the node, not the learner: "
+                                    f"{type(err).__name__}); last checkpoint: {where}")
         return LearnerDiedError(f"the learner actor died ({type(err).__name__}); last checkpoint: {where}")
 
     def _save_learner(self, path: str, extra: dict[str, Any]) -> None:
-        self._call_learner(self.learners[0].save_checkpoint.remote(os.path.abspath(path), extra))
+        self._call_learner(self.learners[0].save_checkpoint.remote(os.path.abspath(path), extra),
+                           timeout_s=SAVE_TIMEOUT_S)
         self.last_checkpoint = os.path.abspath(path)
 
     def _load_learner(self, path: str) -> dict[str, Any]:
@@ -296,6 +314,17 @@ class RayFarm(Farm):
             ray.kill(learner, no_restart=True)
         self.learners = []
         self.session.close()
+
+
+def _raylet_alive() -> bool:
+    """False when this process's embedded raylet has exited (private API: True if unknown)."""
+    try:
+        from ray._private import ray_constants, worker
+
+        infos = worker._global_node.all_processes.get(ray_constants.PROCESS_TYPE_RAYLET, [])
+        return not infos or all(info.process.poll() is None for info in infos)
+    except Exception:  # noqa: BLE001 - a private API that moved: say nothing about the raylet
+        return True
 
 
 def _get_or_unknown(ref: Any, timeout_s: float) -> dict[str, Any]:

@@ -5,6 +5,8 @@
 - no address and no $RAY_ADDRESS: an embedded single-node Ray with all of this machine's
   CPUs, no dashboard, and Ray's token authentication left as Ray sets it (Ray 2.60 turns
   it on by default for a new local cluster and writes ~/.ray/auth_token; we never disable it).
+  Every port it opens is bound to 127.0.0.1 (`_loopback_only`), and its processes die with
+  the driver, even a SIGKILLed one (cluster/reaper.py).
   The start is made lean by patching a few private Ray functions for the length of
   `ray.init` (see `_lean_patches`): they only leave out or deprioritise processes that a
   one-process run never uses. Those patches can never stop a start:
@@ -62,6 +64,8 @@ class RaySession:
     """Seconds `ray.init` took (0 when Ray was already up)."""
     lean: bool = False
     """True when the embedded Ray started under rlfarm's patches (False: a plain start)."""
+    reaper: Any = None
+    """The embedded Ray's reaper process (cluster/reaper.py), told to stand down on close."""
     patch_calls: dict[str, int] = field(default_factory=dict)
     """How often `ray.init` called each patched function ("owner.name" -> calls)."""
 
@@ -73,6 +77,11 @@ class RaySession:
                 _kill_autoscaler_monitor()
             ray.shutdown()
         self.owned = False
+        if self.reaper is not None:
+            from rlfarm.cluster.reaper import stand_down
+
+            stand_down(self.reaper)
+            self.reaper = None
 
     def __enter__(self) -> "RaySession":
         return self
@@ -125,10 +134,45 @@ def start_ray(address: str | None = None, *, num_cpus: int | None = None,
         ray.init(address=target, **common)  # include_dashboard is only valid when starting one
         return RaySession(address=_gcs_address(), owned=True, embedded=False,
                           start_s=time.perf_counter() - started)
-    common.update(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False)
-    lean, calls = _start_embedded(common)
+    common.update(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
+                  _node_ip_address=LOOPBACK)
+    with _loopback_only():
+        lean, calls = _start_embedded(common)
+    from rlfarm.cluster.reaper import start_reaper
+
     return RaySession(address=_gcs_address(), owned=True, embedded=True,
-                      start_s=time.perf_counter() - started, lean=lean, patch_calls=calls)
+                      start_s=time.perf_counter() - started, lean=lean, patch_calls=calls,
+                      reaper=start_reaper())
+
+
+LOOPBACK = "127.0.0.1"
+"""The embedded Ray's node address: Ray binds its gRPC servers (GCS, raylet, every worker),
+the runtime-env agent and the dashboard agent to 127.0.0.1 when the node's address is it."""
+
+
+@contextlib.contextmanager
+def _loopback_only() -> Iterator[None]:
+    """Keep `_node_ip_address=127.0.0.1` as given while `ray.init` runs.
+
+    `ray.init` swaps a loopback node address for the machine's reachable one unless Ray
+    thinks clusters are disabled (its Windows/macOS default); we say so for the length of
+    the start. This is not one of the lean patches: it holds with RLFARM_PLAIN_RAY=1 too.
+    A Ray without the flag starts as Ray does; `start_ray`'s callers can check
+    `ray.util.get_node_ip_address()`, and the loopback test fails loudly.
+    """
+    try:
+        from ray._private import ray_constants
+    except ImportError:
+        ray_constants = None
+    if not hasattr(ray_constants, "ENABLE_RAY_CLUSTER"):
+        yield
+        return
+    previous = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = previous
 
 
 def _start_embedded(init_kwargs: dict[str, Any]) -> tuple[bool, dict[str, int]]:
@@ -359,8 +403,11 @@ class ObjectStoreGauge:
     """Object store bytes used and spilled, cluster-wide, read from a raylet.
 
     Ray has no public API for this; we use the call behind `ray memory --stats-only`
-    (ray._private.internal_api) and fall back to NaN if it moves. Reads are throttled,
-    since each one is a gRPC round trip to the raylet.
+    (ray._private.internal_api) and fall back to NaN if it moves. Each reading is a gRPC
+    round trip to the raylet that can take seconds when a runner is stopped or the machine is
+    loaded, so `read()` never waits for one: it returns the latest reading and, at most every
+    `min_interval_s`, starts the next one on a background thread. `read(force=True)` waits
+    (tests and benchmarks want the value now).
     """
 
     def __init__(self, min_interval_s: float = 1.0):
@@ -368,12 +415,21 @@ class ObjectStoreGauge:
         self._state = None
         self._last_read = -1e9
         self._last = {"used_mb": float("nan"), "spilled_mb": float("nan"), "spilled_objects": 0}
+        self._reading: threading.Thread | None = None
 
     def read(self, force: bool = False) -> dict[str, float]:
-        now = time.monotonic()
-        if not force and now - self._last_read < self.min_interval_s:
+        if force:
+            self._read_now()
             return dict(self._last)
-        self._last_read = now
+        now = time.monotonic()
+        busy = self._reading is not None and self._reading.is_alive()
+        if not busy and now - self._last_read >= self.min_interval_s:
+            self._last_read = now
+            self._reading = threading.Thread(target=self._read_now, name="rlfarm-store-gauge", daemon=True)
+            self._reading.start()
+        return dict(self._last)
+
+    def _read_now(self) -> None:
         try:
             from ray._private import internal_api
 
@@ -385,4 +441,3 @@ class ObjectStoreGauge:
                           "spilled_objects": int(stats.spilled_objects_total)}
         except Exception as err:  # a private API: never let a gauge end a run
             logger.debug("object store stats unavailable: %s", err)
-        return dict(self._last)

@@ -8,8 +8,9 @@ numpy (agents/numpy_acting.py), so such a runner never imports torch.
 from __future__ import annotations
 
 import collections
+import sys
 import time
-import warnings
+import traceback
 from typing import Any
 
 import numpy as np
@@ -44,6 +45,7 @@ class Runner:
         self._weights_history: collections.deque = collections.deque(maxlen=int(artificial_lag) + 1)
         self.env_errors = 0
         """Cumulative copies reset because their env raised or reported a bad state."""
+        self._env_error_shown = False
         self._obs = np.asarray(self.env.reset()[0], dtype=np.float32)
 
     @property
@@ -84,17 +86,20 @@ class Runner:
             actions[t] = act
             try:
                 next_obs, rew, term, trunc, infos = env.step(policy.env_actions(act))
-            except Exception as err:  # a foreign env that raises must not kill the run
-                next_obs = self._recover(err)
+                obs[t + 1] = next_obs
+                rewards[t] = rew
+                bad = _non_finite_copies(obs[t + 1], rewards[t])
+                if bad is not None:
+                    raise NonFiniteEnvData(bad)
+            except Exception as err:  # a foreign env that raises or returns NaN/Inf must not kill the run
+                obs[t + 1] = self._recover(err)
                 rewards[t], terminated[t], truncated[t] = 0.0, False, True
                 final_values[t] = values[t]  # bootstrap from the last good value: advantage (gamma-1)*V, near 0
-                obs[t + 1] = next_obs
                 env_s += time.perf_counter() - tock
                 continue
             env_s += time.perf_counter() - tock
-            obs[t + 1] = next_obs
-            rewards[t], terminated[t], truncated[t] = rew, term, trunc
-            self.env_errors += int(infos.get("env_errors", 0))
+            terminated[t], truncated[t] = term, trunc
+            self._count_env_errors(infos)
             ended = infos.get("_episode")
             if ended is not None and ended.any():
                 episode_returns.append(infos["episode"]["r"][ended])
@@ -109,7 +114,9 @@ class Runner:
             vals = policy.value(np.concatenate([row[2] for row in truncated_rows]))
             rows = np.concatenate([np.full(len(row[1]), row[0]) for row in truncated_rows])
             copies = np.concatenate([row[1] for row in truncated_rows])
-            final_values[rows, copies] = vals
+            # A final obs with NaN/Inf (its copy ended, so the step's check did not see it)
+            # bootstraps from the copy's last value instead.
+            final_values[rows, copies] = np.where(np.isfinite(vals), vals, values[rows, copies])
             inference_s += time.perf_counter() - tic
         return agents.Fragment(
             obs=obs, actions=actions, logp=logp, values=values, rewards=rewards,
@@ -122,15 +129,63 @@ class Runner:
         )
 
     def _recover(self, err: Exception) -> np.ndarray:
-        """Reset the whole batched env after `step` raised; every copy counts as an env error."""
-        if self.env_errors == 0:
-            warnings.warn(f"runner {self.runner_index}: env.step raised {type(err).__name__}: {err}; "
-                          "resetting the env and counting it in env_errors", RuntimeWarning, stacklevel=3)
-        self.env_errors += self.num_envs
+        """Reset the whole batched env after `step` raised or returned NaN/Inf.
+
+        A gymnasium VectorEnv resets all copies at once, so every copy's episode ends there
+        (truncated, reward 0, never counted as an episode). An exception counts every copy
+        as an env error; non-finite data counts the copies that produced it.
+        """
+        bad = err.copies if isinstance(err, NonFiniteEnvData) else self.num_envs
+        self._report_env_error(_describe_error(err))
+        self.env_errors += bad
         return np.asarray(self.env.reset()[0], dtype=np.float32)
+
+    def _count_env_errors(self, infos: dict) -> None:
+        """Count the copies the env itself reset after a bad state or an exception inside it."""
+        errors = int(infos.get("env_errors", 0))
+        if errors:
+            self._report_env_error(infos.get("env_error_message") or "a copy reached a bad state")
+            self.env_errors += errors
+
+    def _report_env_error(self, message: str) -> None:
+        """Show the first env error of this runner (type, message, env file:line); count the rest."""
+        if not self._env_error_shown:
+            self._env_error_shown = True
+            print(f"rlfarm: runner {self.runner_index}: env error: {message}; the copies are reset and "
+                  "counted in env_errors (shown once per runner)", file=sys.stderr, flush=True)
 
     def close(self) -> None:
         self.env.close()
+
+
+class NonFiniteEnvData(ArithmeticError):
+    """An env step returned NaN or Inf in its observations or rewards."""
+
+    def __init__(self, copies: int) -> None:
+        super().__init__(f"{copies} copies returned NaN or Inf observations or rewards")
+        self.copies = copies
+
+
+def _non_finite_copies(obs_row: np.ndarray, reward_row: np.ndarray) -> int | None:
+    """How many copies of one step's row (obs [N, ...], rewards [N], just written into the
+    fragment) hold NaN or Inf, or None when all are finite.
+
+    One float64 sum per copy over the row while it is still in cache: a NaN or Inf anywhere
+    makes the copy's sum non-finite (float64 keeps large finite float32 values from
+    overflowing). The data is not read a second time when all is finite, the common case.
+    """
+    sums = np.add.reduce(obs_row.reshape(len(reward_row), -1), axis=1, dtype=np.float64)
+    sums += reward_row
+    if np.isfinite(sums.sum()):
+        return None
+    return int(np.count_nonzero(~np.isfinite(sums)))
+
+
+def _describe_error(err: Exception) -> str:
+    """"Type: message (at file:line)" with the innermost frame of the env's traceback."""
+    frames = traceback.extract_tb(err.__traceback__)
+    where = f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames and not isinstance(err, NonFiniteEnvData) else ""
+    return f"{type(err).__name__}: {err}{where}"
 
 
 def _concat(parts: list[np.ndarray], dtype: type) -> np.ndarray:

@@ -8,10 +8,17 @@ A runner that dies (its process killed, its node lost, an exception escaping `sa
 logged and replaced by a fresh actor with the same runner index, hence the same seed
 stream; its requests still in flight are lost and counted. Restarts are capped by
 `farm.max_runner_restarts`.
+
+A runner that is alive but silent (stopped, or stuck in an env step) is replaced the same
+way: every runner with requests outstanding has a clock that starts when it was asked while
+idle and restarts at each of its deliveries; past `runner_timeout_s()` it is killed,
+replaced, printed and counted in `timeouts` (and in `restarts`). The driver never waits on
+Ray for more than `WAIT_SLICE_S` at a time, so these checks (and signals) run on time.
 """
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +29,17 @@ from rlfarm.cluster.actors import RunnerActor
 from rlfarm.cluster.config import FarmConfig
 
 logger = logging.getLogger(__name__)
+
+
+WAIT_SLICE_S = 1.0
+"""The longest single `ray.wait` of the driver; between slices it checks for silent runners."""
+RUNNER_TIMEOUT_MIN_S = 30.0
+"""The automatic `farm.runner_timeout_s` is at least this many seconds ..."""
+RUNNER_TIMEOUT_FRAGMENTS = 20
+"""... and at least this many times the slowest fragment measured so far."""
+START_ALLOWANCE = 3
+"""A runner that has not delivered since it started (imports, env construction) gets this
+many timeouts."""
 
 
 class WeightsLost(RuntimeError):
@@ -69,15 +87,23 @@ class RunnerPool:
         self.generation = [0] * count
         self.holds = [0] * count
         self.sent_version: list[int | None] = [None] * count  # weights version each actor was sent
+        self.busy_since: list[float | None] = [None] * count
+        """monotonic time since which each runner owes a fragment (None: nothing asked)."""
+        self.delivered = [False] * count  # has the current incarnation delivered yet?
+        self.slowest_fragment_s = 0.0
         self.actors = [self._spawn(index) for index in range(count)]
         self.pending: dict[Any, Request] = {}  # meta_ref -> request not yet arrived
         self.restarts = 0
+        self.timeouts = 0
+        """Runners replaced because they were silent longer than `runner_timeout_s()`."""
         self.lost_fragments = 0
         self.replacements: list[dict[str, Any]] = []
         """One entry per replaced runner: {"runner", "reason", "placement_ref"} (the new actor's)."""
 
     def _spawn(self, index: int) -> Any:
         self.sent_version[index] = None  # a fresh actor has no weights yet
+        self.delivered[index] = False
+        self.busy_since[index] = None
         return self._remote.remote(self.env_cfg, self.policy_cfg, seed=self.seed, runner_index=index,
                                    fragment_length=self.farm_cfg.fragment_length,
                                    artificial_lag=self.farm_cfg.artificial_lag)
@@ -131,19 +157,45 @@ class RunnerPool:
         meta_ref, fragment_ref = self.actors[index].sample.options(num_returns=2).remote(version, box)
         self.pending[meta_ref] = Request(index, self.generation[index], version, meta_ref, fragment_ref)
         self.holds[index] += 1
+        if self.busy_since[index] is None:
+            self.busy_since[index] = time.monotonic()
 
     def wait_arrivals(self) -> list[Request]:
-        """Block until at least one request arrives (or fails); return those that arrived."""
+        """Wait until at least one request arrives (or fails) and return those that arrived;
+        [] when a silent runner was replaced instead (its requests are gone: ask again)."""
         if not self.pending:
             raise RuntimeError("RayFarm: waiting for fragments, but none were requested")
-        refs = list(self.pending)
-        ready, _ = ray.wait(refs, num_returns=1, timeout=self.stall_timeout_s)
-        if not ready:
-            raise RuntimeError(f"RayFarm: no fragment arrived in {self.stall_timeout_s:.0f} s from "
-                               f"{len(self.actors)} runners ({len(refs)} requests in flight); is the "
-                               "cluster short of the resources in farm.runner_resources?")
-        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)  # everything already there
-        return self.collect(ready)
+        started = time.monotonic()
+        while True:
+            refs = list(self.pending)
+            ready, _ = ray.wait(refs, num_returns=1, timeout=WAIT_SLICE_S)
+            if ready:
+                ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)  # everything already there
+                return self.collect(ready)
+            if self.replace_silent():
+                return []
+            if time.monotonic() - started > self.stall_timeout_s:
+                raise RuntimeError(f"RayFarm: no fragment arrived in {self.stall_timeout_s:.0f} s from "
+                                   f"{len(self.actors)} runners ({len(refs)} requests in flight); is the "
+                                   "cluster short of the resources in farm.runner_resources?")
+
+    def runner_timeout_s(self) -> float:
+        """`farm.runner_timeout_s`, or when 0 the automatic one (see the constants above)."""
+        configured = float(self.farm_cfg.runner_timeout_s)
+        if configured > 0:
+            return configured
+        return max(RUNNER_TIMEOUT_MIN_S, RUNNER_TIMEOUT_FRAGMENTS * self.slowest_fragment_s)
+
+    def replace_silent(self) -> list[int]:
+        """Kill and replace every runner that owes a fragment for longer than its timeout."""
+        now, timeout = time.monotonic(), self.runner_timeout_s()
+        silent = [index for index, since in enumerate(self.busy_since) if since is not None and
+                  now - since > timeout * (1 if self.delivered[index] else START_ALLOWANCE)]
+        for index in silent:
+            waited = now - self.busy_since[index]
+            self.timeouts += 1
+            self._replace(index, f"silent for {waited:.0f} s (farm.runner_timeout_s={timeout:.0f})", None)
+        return silent
 
     def collect(self, ready_refs: list[Any]) -> list[Request]:
         """The requests behind `ready_refs` (meta refs that `ray.wait` found ready), with their
@@ -154,10 +206,25 @@ class RunnerPool:
         try:
             metas = ray.get([request.meta_ref for request in requests])
         except ray.exceptions.RayError:  # find which ones failed, one by one
-            return [request for request in requests if self._read_meta(request)]
+            requests = [request for request in requests if self._read_meta(request)]
+            self._note_deliveries(requests)
+            return requests
         for request, meta in zip(requests, metas):
             request.meta = meta
+        self._note_deliveries(requests)
         return requests
+
+    def _note_deliveries(self, requests: list[Request]) -> None:
+        now = time.monotonic()
+        owing = {request.runner_index for request in self.pending.values()
+                 if request.generation == self.generation[request.runner_index]}
+        for request in requests:
+            index = request.runner_index
+            if request.meta is None or request.generation != self.generation[index]:
+                continue
+            self.delivered[index] = True
+            self.busy_since[index] = now if index in owing else None
+            self.slowest_fragment_s = max(self.slowest_fragment_s, request.meta.sample_ms / 1000.0)
 
     def _read_meta(self, request: Request) -> bool:
         try:
@@ -181,25 +248,28 @@ class RunnerPool:
         self.lost_fragments += 1
         if request.generation != self.generation[index]:
             return  # an older incarnation's request; that runner was replaced already
-        self.restarts += 1
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        self._replace(index, f"died ({type(err).__name__}: {reason})", err)
+
+    def _replace(self, index: int, why: str, err: Exception | None) -> None:
+        """Kill runner `index` (`why` it goes), drop its requests, start a fresh one on its
+        seed stream; RunnerRestartsExceeded past farm.max_runner_restarts."""
+        self.restarts += 1
         if self.restarts > int(self.farm_cfg.max_runner_restarts):
             raise RunnerRestartsExceeded(
-                f"runner {index} failed ({type(err).__name__}: {reason}) and the run already restarted "
-                f"runners {self.restarts - 1} times (farm.max_runner_restarts="
-                f"{self.farm_cfg.max_runner_restarts})") from err
-        logger.warning("runner %d died (%s: %s); starting a fresh one on its seed stream "
-                       "(restart %d of at most %d)", index, type(err).__name__, reason,
-                       self.restarts, self.farm_cfg.max_runner_restarts)
+                f"runner {index} {why} and the run already restarted runners {self.restarts - 1} "
+                f"times (farm.max_runner_restarts={self.farm_cfg.max_runner_restarts})") from err
+        logger.warning("runner %d %s; starting a fresh one on its seed stream (restart %d of at most %d)",
+                       index, why, self.restarts, self.farm_cfg.max_runner_restarts)
         for ref, other in list(self.pending.items()):
-            if other.runner_index == index and other.generation == request.generation:
+            if other.runner_index == index and other.generation == self.generation[index]:
                 del self.pending[ref]
                 self.holds[index] -= 1
                 self.lost_fragments += 1
         ray.kill(self.actors[index], no_restart=True)
         self.generation[index] += 1
         self.actors[index] = self._spawn(index)
-        self.replacements.append({"runner": index, "reason": f"{type(err).__name__}: {reason}",
+        self.replacements.append({"runner": index, "reason": why,
                                   "placement_ref": self.actors[index].placement.remote()})
 
     def close(self) -> None:

@@ -29,6 +29,9 @@ class SerialFarm(Farm):
         self.learner = LearnerWorker(obs_space, action_space, policy_cfg, algo_cfg,
                                      total_env_steps=total_env_steps, seed=seed)
         self._next_runner = 0
+        self.updating = False
+        """True while the learner updates: `rlfarm train` interrupts a hung env step for a
+        stop that is due, but lets an update finish (a half-done one is never checkpointed)."""
         self._publish_weights()
 
     def iterate(self) -> dict[str, Any]:
@@ -47,8 +50,12 @@ class SerialFarm(Farm):
             fragments.append(fragment)
             gathered += self.steps_per_fragment
         with updating:
-            metrics = self.learner.update(fragments)
-            self._publish_weights()
+            self.updating = True
+            try:
+                metrics = self.learner.update(fragments)
+                self._publish_weights()
+            finally:
+                self.updating = False
         return self.iteration_result([FragmentMeta.of(f) for f in fragments], metrics,
                                      sampling.seconds, updating.seconds)
 

@@ -23,6 +23,9 @@ from pathlib import Path
 TEMPLATE = Path(__file__).with_name("slurm") / "rlfarm.sbatch"
 SETTINGS_BEGIN = "# >>> rlfarm settings"
 SETTINGS_END = "# <<< rlfarm settings"
+_DIRECTIVE_VALUE = re.compile(r"[^\s\"'\\\x00-\x1f\x7f]{1,4096}")
+"""What an #SBATCH value may hold: sbatch splits its directives at whitespace and reads quotes,
+and a newline would end the directive and start a script line."""
 FINISHED_STATES = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "PREEMPTED",
                    "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE")
 
@@ -81,6 +84,12 @@ class SlurmJobSpec:
             raise ValueError(f"--requeue-warning-s: must be in 1..65535, got {self.requeue_warning_s}")
         if self.requeue and not self.run_dir:
             raise ValueError("--requeue: needs the run dir that every start of the job resumes")
+        for option, value in (("--job-name", self.job_name), ("--output", self.output),
+                              ("--chdir", self.workdir), ("--partition", self.partition),
+                              ("--account", self.account)):
+            if value is not None and not _DIRECTIVE_VALUE.fullmatch(value):
+                raise ValueError(f"{option}: {value!r} cannot go on an #SBATCH line (no spaces, quotes, "
+                                 "backslashes or control characters; at most 4096 characters)")
 
 
 def sbatch_lines(spec: SlurmJobSpec) -> list[str]:

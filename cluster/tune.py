@@ -14,6 +14,7 @@ module turns them into a Tuner:
 """
 from __future__ import annotations
 
+import atexit
 import os
 import re
 import threading
@@ -72,9 +73,10 @@ def report(metrics: dict[str, Any]) -> bool:
 
     Tune answers a stop (ASHA pruning the trial, or max_t) by raising SystemExit inside the
     next report, and then ends the trial's actor. Turning the exit into a return value lets
-    the run stop after this update like any other stop, and a non-daemon thread holds the
-    process open (up to KEEP_ALIVE_S) until `trial_finished` says the checkpoint and summary
-    are written: the training runs on a daemon thread that the actor's exit would cut short.
+    the run stop after this update like any other stop. The training runs on a daemon thread
+    that the actor's exit would cut short, and Ray's actor exit runs atexit handlers but does
+    not wait for other threads: an atexit handler holds the process (up to KEEP_ALIVE_S) until
+    `trial_finished` says the checkpoint and summary are written.
     """
     from ray import tune
 
@@ -83,8 +85,7 @@ def report(metrics: dict[str, Any]) -> bool:
     try:
         tune.report(scalars)
     except SystemExit:
-        threading.Thread(target=_trial_done.wait, args=(KEEP_ALIVE_S,), name="rlfarm-trial-keeper",
-                         daemon=False).start()
+        atexit.register(_trial_done.wait, KEEP_ALIVE_S)
         return True
     return False
 

@@ -6,10 +6,12 @@ Actions are checked like the batched envs' (envs.checks.ActionChecker, for Discr
 spaces) before they reach the sub-envs: a bad action is the caller's bug and raises, while
 an exception inside a sub-env is the env's problem. Each sub-env is wrapped in `ErrorGuard`, which turns an exception inside the env's `step`
 into a reset of that copy (reward 0, truncated) and an `env_error` flag, so one crashing
-copy neither kills the runner nor goes unnoticed. The guard runs inside async workers too.
+copy neither kills the runner nor goes unnoticed: the copy ends no episode, and
+`infos["env_error_message"]` carries the first exception's type, message and file:line. The guard runs inside async workers too.
 """
 from __future__ import annotations
 
+import traceback
 from typing import Any
 
 import gymnasium as gym
@@ -30,19 +32,23 @@ class ErrorGuard(gym.Wrapper):
         try:
             return self.env.step(action)
         except Exception as err:  # noqa: BLE001 -- any env bug: count it, keep the farm alive
+            frames = traceback.extract_tb(err.__traceback__)
+            where = f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
             obs, info = self.env.reset()
-            info = {**info, "env_error": 1, "env_error_message": f"{type(err).__name__}: {err}"}
+            info = {**info, "env_error": 1, "env_error_message": f"{type(err).__name__}: {err}{where}"}
             return obs, 0.0, False, True, info
 
 
-def _pop_env_errors(infos: dict) -> int:
-    """Count and remove ErrorGuard's flags. In same_step mode gymnasium moves the failing
-    step's info under infos["final_info"], so the caller looks there too."""
+def _pop_env_errors(infos: dict, num_envs: int) -> tuple[np.ndarray, str | None]:
+    """Remove ErrorGuard's flags: (bool [N] of the copies that raised, the first message).
+    In same_step mode gymnasium moves the failing step's info under infos["final_info"], so
+    the caller looks there too."""
     if "env_error" not in infos:
-        return 0
-    count = int(np.sum(infos.pop("env_error")[infos.pop("_env_error")]))
-    infos.pop("env_error_message", None), infos.pop("_env_error_message", None)
-    return count
+        return np.zeros(num_envs, bool), None
+    raised = np.asarray(infos.pop("_env_error"), bool) & (np.asarray(infos.pop("env_error")) > 0)
+    messages, mask = infos.pop("env_error_message", None), infos.pop("_env_error_message", None)
+    first = str(messages[np.flatnonzero(mask)[0]]) if mask is not None and np.any(mask) else None
+    return raised, first
 
 
 def _float32_box(space: gym.Space, env_id: str) -> spaces.Box:
@@ -109,12 +115,15 @@ class ForeignVectorEnv(VectorEnv):
         self._returns[restarted] = 0
         self._lengths[restarted] = 0
         done = terminated | truncated
+        raised, message = _pop_env_errors(infos, self.num_envs)
+        raised_final, message_final = _pop_env_errors(infos.get("final_info", {}), self.num_envs)
+        raised |= raised_final
         infos["episode"] = {"r": np.where(done, self._returns, 0).astype(np.float32),
                             "l": np.where(done, self._lengths, 0).astype(np.int32)}
-        infos["_episode"] = done
-        env_errors = _pop_env_errors(infos) + _pop_env_errors(infos.get("final_info", {}))
-        if env_errors:
-            infos["env_errors"] = env_errors
+        infos["_episode"] = done & ~raised  # a copy reset after an exception ended no episode
+        if raised.any():
+            infos["env_errors"] = int(raised.sum())
+            infos["env_error_message"] = message or message_final
         if self.autoreset_mode is AutoresetMode.SAME_STEP:
             mask = np.asarray(infos.pop("_final_obs", np.zeros(self.num_envs, bool)), dtype=bool)
             final_obs = np.zeros_like(obs)

@@ -18,7 +18,7 @@ The base class does the rest with array operations only: action checks, truncati
 - with ``autoreset_mode="same_step"``, ``infos["final_obs"]`` (dense float32 [N, *obs_shape])
   and ``infos["_final_obs"]`` (bool [N]), present at every step;
 - ``infos["env_errors"]`` (int), present at a step where copies went bad: those copies are
-  reset, get reward 0 and ``truncated=True``.
+  reset, get reward 0 and ``truncated=True``, and do not count as finished episodes.
 
 Actions (checked by envs.checks.ActionChecker): a discrete action must be an integer array
 of shape [N] in range; a Box action a float array of shape [N, *shape] without NaN. Anything
@@ -167,6 +167,9 @@ class BatchedEnv(VectorEnv):
             if self.autoreset_mode is AutoresetMode.SAME_STEP:
                 infos["final_obs"] = self._no_final_obs
                 infos["_final_obs"] = done
+        if bad is not None:  # a reset after a bad state is an error, never a finished episode
+            done = done.copy()
+            done[bad] = False
         infos["_episode"] = done
         return obs, rewards, terminated, truncated, infos
 

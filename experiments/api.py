@@ -60,6 +60,7 @@ def train(cfg: ExperimentConfig | str | os.PathLike, *, callbacks: Sequence[Call
     KeyboardInterrupt stops after the current update, writes the checkpoint and summary, and
     is raised again, so a script stops too. A crash raises TrainingError.
     """
+    from rlfarm.experiments import run_dirs
     from rlfarm.experiments import train as training
 
     started = time.perf_counter()
@@ -68,11 +69,14 @@ def train(cfg: ExperimentConfig | str | os.PathLike, *, callbacks: Sequence[Call
     checkpoint = None
     if resume is not None:
         run_dir = os.fspath(resume)
-        checkpoint = training.find_last_checkpoint(run_dir)
+        checkpoint = run_dirs.find_last_checkpoint(run_dir)
         if checkpoint is None:
-            raise ConfigError(f"resume: no checkpoint in {os.path.join(run_dir, training.CHECKPOINT_DIR)}")
-    run_dir = os.fspath(run_dir) if run_dir is not None else training.new_run_dir(cfg)
-    code = training.Training(cfg, run_dir, checkpoint, started, callbacks=callbacks).run()
+            raise ConfigError(f"resume: no checkpoint in {os.path.join(run_dir, run_dirs.CHECKPOINT_DIR)}")
+    unique = run_dir is None and resume is None
+    run_dir = os.fspath(run_dir) if run_dir is not None else run_dirs.new_run_dir(cfg)
+    trainer = training.Training(cfg, run_dir, checkpoint, started, callbacks=callbacks, unique_run_dir=unique)
+    code = trainer.run()
+    run_dir = trainer.run_dir  # the dir claimed: a suffix when another run took the name
     run = Run(run_dir)
     reason = run.summary.get("exit_reason")
     if reason == "interrupted":
@@ -107,7 +111,7 @@ class Run:
     @property
     def checkpoints(self) -> list[Path]:
         """Checkpoint files, oldest first."""
-        from rlfarm.experiments.train import list_checkpoints
+        from rlfarm.experiments.run_dirs import list_checkpoints
 
         return [Path(path) for path in list_checkpoints(str(self.dir))]
 

@@ -86,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Ray cluster to join (default: $RAY_ADDRESS, else an embedded local Ray)")
     p.add_argument("--run-dir", default=None, metavar="DIR",
                    help="write the run here instead of <log.dir>/<name>-<timestamp>")
+    p.add_argument("--force", action="store_true",
+                   help="start even when the farm looks too large for this machine's cores or memory")
     p.set_defaults(handler="rlfarm.experiments.train:main")
 
     p = sub.add_parser("eval", help="evaluate the deterministic policy of a run's last checkpoint")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -66,6 +67,10 @@ class LogConfig:
     progress: str = "auto"
     """auto (a bar on a terminal, plain lines otherwise) | bar | lines | none."""
 
+    pictures: bool = True
+    """At each checkpoint, replay copy 0's episode with its policy on the driver and write one
+    picture of it to TensorBoard's Images tab (u(x, t) for KS; render() frames otherwise)."""
+
 
 @dataclass
 class ExperimentConfig:
@@ -86,11 +91,15 @@ class ExperimentConfig:
 
 
 PROGRESS_MODES = ("auto", "bar", "lines", "none")
+NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,100}")
+"""A run name: it becomes a folder name, a SLURM job name and part of a Ray job id, so it
+carries nothing that a path, a shell or an #SBATCH line would read."""
 
 # Range checks for this module's own sections (env, model, algo and farm validate themselves).
 _RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "seed": (lambda v: v >= 0, "must be >= 0"),
-    "name": (lambda v: bool(v) and "/" not in v and v.strip() == v, "must be a non-empty name without '/'"),
+    "name": (lambda v: bool(NAME_PATTERN.fullmatch(v)) and v not in (".", ".."),
+             "must be 1-100 letters, digits, '-', '_' or '.' (not '.' or '..')"),
     "stop.env_steps": (lambda v: v >= 0, "must be >= 0 (0: no limit)"),
     "stop.wall_s": (lambda v: v >= 0, "must be >= 0 (0: no limit)"),
     "log.dir": (lambda v: bool(v), "must be a non-empty path"),
@@ -107,7 +116,7 @@ def load_config(path: str | os.PathLike, overrides: typing.Sequence[str] = ()) -
     path = os.fspath(path)
     try:
         with open(path, encoding="utf-8") as stream:
-            raw = yaml.safe_load(stream)
+            raw = yaml.load(stream, Loader=StrictLoader)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file") from None
     except IsADirectoryError:
@@ -121,8 +130,40 @@ def load_config(path: str | os.PathLike, overrides: typing.Sequence[str] = ()) -
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections, got {_type_name(raw)}")
-    raw.setdefault("name", os.path.splitext(os.path.basename(path))[0].replace("_", "-"))
+    raw.setdefault("name", name_from_path(path))
     return config_from_dict(apply_overrides(raw, overrides))
+
+
+def name_from_path(path: str) -> str:
+    """The default run name: the config file's name without .yaml, '_' -> '-', and any
+    character a name may not hold (see NAME_PATTERN) replaced by '-'."""
+    stem = os.path.splitext(os.path.basename(path))[0].replace("_", "-")
+    name = re.sub(r"[^A-Za-z0-9._-]", "-", stem)[:100]
+    return name if name.strip(".") else "experiment"
+
+
+class StrictLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """yaml's safe loader (the C one where libyaml is present: large files parse in a fraction
+    of the pure-Python loader's time) that refuses a key given twice in one mapping."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: set = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *anchor` merges; its keys may be overridden
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, (str, int, float, bool)) or key is None:
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        "while constructing a mapping", node.start_mark,
+                        f"duplicate key {key!r}", key_node.start_mark)
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def parse_yaml(text: str) -> Any:
+    """One YAML value (as an --set value) with StrictLoader."""
+    return yaml.load(text, Loader=StrictLoader)
 
 
 def config_from_dict(raw: dict[str, Any]) -> ExperimentConfig:
@@ -140,7 +181,7 @@ def apply_overrides(raw: dict[str, Any], overrides: typing.Sequence[str]) -> dic
         if not sep or not key or any(not part for part in key.split(".")):
             raise ConfigError(f"--set {item}: expected KEY=VALUE, e.g. --set algo.lr=1e-3")
         try:
-            value = yaml.safe_load(text) if text.strip() else ""
+            value = parse_yaml(text) if text.strip() else ""
         except yaml.YAMLError:
             value = text  # not YAML: take it as a plain string
         parts = key.split(".")
@@ -164,6 +205,18 @@ def to_dict(cfg: ExperimentConfig) -> dict[str, Any]:
 
 def dump_config(cfg: ExperimentConfig) -> str:
     return yaml.safe_dump(to_dict(cfg), sort_keys=False, default_flow_style=None)
+
+
+def display_config(cfg: ExperimentConfig) -> str:
+    """The config for people (TensorBoard's Text tab): block style, one key a line, and only the
+    algo keys that apply to cfg.algo.name (config.yaml keeps every key)."""
+    data = to_dict(cfg)
+    only_for = type(cfg.algo).ONLY_FOR
+    left_out = [key for key in data["algo"] if only_for.get(key, cfg.algo.name) != cfg.algo.name]
+    data["algo"] = {key: value for key, value in data["algo"].items() if key not in left_out}
+    text = yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
+    note = f"# algo keys not used by {cfg.algo.name}, left out: {', '.join(left_out)}\n" if left_out else ""
+    return note + text
 
 
 # ---- building and type checking ------------------------------------------------------------
@@ -321,3 +374,19 @@ def _type_name(value: Any) -> str:
 
 def _hint_name(tp: Any) -> str:
     return " or ".join(getattr(a, "__name__", str(a)) for a in typing.get_args(tp) if a is not type(None))
+
+
+def name_field(message: str, cfg: ExperimentConfig) -> str:
+    """Prefix a layer's "field: what is wrong" with its config section (env.kwargs, model, ...)."""
+    head = message.split(":", 1)[0].strip()
+    if head == cfg.env.id:  # envs.make: "<id>: unknown keyword(s) ..."
+        return f"env.kwargs:{message.split(':', 1)[1]}"
+    if head in (cfg.env.kwargs or {}):
+        return f"env.kwargs.{message}"
+    keyword = message.split("=", 1)[0].strip()  # "dt=0.01 breaks the stability limit ..."
+    if keyword in (cfg.env.kwargs or {}):
+        return f"env.kwargs.{keyword}: {message}"
+    for section in ("model", "algo", "farm", "env"):
+        if hasattr(getattr(cfg, section), head):
+            return f"{section}.{message}"
+    return f"{cfg.env.id}: {message}"

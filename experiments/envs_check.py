@@ -15,7 +15,7 @@ from rlfarm.experiments.errors import ConfigError
 def main(args: argparse.Namespace) -> int:
     from rlfarm import envs
     from rlfarm.envs import conventions
-    from rlfarm.experiments.bench_envs import pin_to_one_core, steps_per_second
+    from rlfarm.experiments.bench.envs import pin_to_one_core, steps_per_second
 
     if not args.target:
         raise ConfigError("ID_OR_PATH: give the env to check, e.g. rlfarm envs check mypkg.envs:MyEnv")

@@ -1,4 +1,10 @@
-"""Errors that the CLI turns into one line and exit code 2."""
+"""Errors that the CLI turns into one line and exit code 2, and the words for errors that end
+a run (a full disk, a failed end-of-run write)."""
+from __future__ import annotations
+
+import errno
+import traceback
+from typing import Any, Callable
 
 
 class ConfigError(ValueError):
@@ -24,3 +30,36 @@ def positive_ints(option: str, text: str, example: str) -> list[int]:
     if not values or min(values) < 1:
         raise ConfigError(f"{option}: expected comma-separated positive ints like {example}, got {text!r}")
     return values
+
+
+def disk_full_path(err: BaseException) -> str | None:
+    """The path whose write failed for lack of space, when that is what `err` (or what
+    caused it, also across a Ray actor) says; "" when the path is unknown; else None."""
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+            return str(err.filename or "")
+        err = getattr(err, "cause", None) or err.__cause__ or err.__context__
+    return None
+
+
+def error_text(err: BaseException) -> str:
+    """The summary's and the last line's error: "disk full writing <path>" for a full disk."""
+    path = disk_full_path(err)
+    if path is not None:
+        return f"disk full writing {path or 'the run dir'}"
+    return f"{type(err).__name__}: {err}"
+
+
+def guarded(action: Callable[[], Any], exit_reason: str, error: str | None,
+             prefix: str = "") -> tuple[str, str | None]:
+    """Run one of the end-of-run writes; a failure makes the run "crashed" with its error
+    (the first error stays), so that the summary is still written."""
+    try:
+        action()
+    except Exception as err:  # noqa: BLE001 - the summary comes next, whatever failed here
+        if disk_full_path(err) is None:
+            traceback.print_exc()
+        return "crashed", error or prefix + error_text(err)
+    return exit_reason, error

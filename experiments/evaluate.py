@@ -22,7 +22,7 @@ MAX_EVAL_STEPS = 1_000_000
 
 
 def main(args: argparse.Namespace) -> int:
-    from rlfarm.experiments.train import find_last_checkpoint, list_checkpoints
+    from rlfarm.experiments.run_dirs import find_last_checkpoint, list_checkpoints
 
     run_dir = args.run_dir
     check_torch_threads()
@@ -51,10 +51,8 @@ def evaluate(cfg: Any, checkpoint: str | Sequence[str], *, episodes: int, seed: 
              gif: str | None = None) -> dict[str, Any]:
     """Deterministic returns of `episodes` copies, one episode each. `checkpoint`: a path, or
     paths newest first, of which the first that loads is used (result["checkpoint"])."""
-    from rlfarm import agents
     from rlfarm import envs
-    from rlfarm.experiments.train import load_newest_valid
-    from rlfarm.cluster.learner import LearnerWorker, set_torch_threads
+    from rlfarm.cluster.learner import set_torch_threads
 
     set_torch_threads()
     kwargs = dict(cfg.env.kwargs or {})
@@ -65,12 +63,7 @@ def evaluate(cfg: Any, checkpoint: str | Sequence[str], *, episodes: int, seed: 
                         vectorization=cfg.env.vectorization, imports=tuple(cfg.env.imports), **kwargs)
     except ValueError as err:
         raise ConfigError(f"--gif: {cfg.env.id} cannot render: {err}" if gif else f"env: {err}") from None
-    obs_space, action_space = env.single_observation_space, env.single_action_space
-    learner = LearnerWorker(obs_space, action_space, cfg.model, cfg.algo, device="cpu")
-    candidates = [checkpoint] if isinstance(checkpoint, str) else list(checkpoint)
-    checkpoint, extra = load_newest_valid(candidates, learner.load_checkpoint, "RUN_DIR")
-    policy = agents.ActingPolicy(obs_space, action_space, cfg.model, seed=seed)
-    policy.set_weights(learner.get_weights())
+    policy, checkpoint, extra = load_policy(cfg, env, checkpoint, seed)
 
     returns = np.full(episodes, np.nan, np.float64)
     lengths = np.zeros(episodes, np.int64)
@@ -103,6 +96,21 @@ def evaluate(cfg: Any, checkpoint: str | Sequence[str], *, episodes: int, seed: 
     if gif:
         result["gif_frames"] = write_gif(gif, frames, fps=int(env.metadata.get("render_fps", 30)))
     return result
+
+
+def load_policy(cfg: Any, env: Any, checkpoint: str | Sequence[str], seed: int) -> tuple[Any, str, dict]:
+    """(acting policy, checkpoint used, its extra) from the first of `checkpoint` that loads."""
+    from rlfarm import agents
+    from rlfarm.cluster.learner import LearnerWorker
+    from rlfarm.experiments.run_dirs import load_newest_valid
+
+    obs_space, action_space = env.single_observation_space, env.single_action_space
+    learner = LearnerWorker(obs_space, action_space, cfg.model, cfg.algo, device="cpu")
+    candidates = [checkpoint] if isinstance(checkpoint, str) else list(checkpoint)
+    checkpoint, extra = load_newest_valid(candidates, learner.load_checkpoint, "RUN_DIR")
+    policy = agents.ActingPolicy(obs_space, action_space, cfg.model, seed=seed)
+    policy.set_weights(learner.get_weights())
+    return policy, checkpoint, extra
 
 
 def write_gif(path: str, frames: list[np.ndarray], fps: int = 30) -> int:

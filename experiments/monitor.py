@@ -16,65 +16,21 @@ from typing import Any, Iterable
 import numpy as np
 
 from rlfarm.cluster.memory import rss_mb
-from rlfarm.experiments.progress import Progress
+from rlfarm.experiments.progress import Progress, Status
+from rlfarm.experiments.tb_summaries import (CpuEnergy, custom_scalars_value, hparams_end, hparams_start,
+                                             image_value)
 
-TAGS: dict[str, str] = {
-    "charts/episode_return_mean": "mean return of the last log.return_window episodes",
-    "charts/episode_length_mean": "mean length of the same episodes",
-    "perf/env_steps_per_s": "env steps consumed by the learner per second of wall time, since the last point",
-    "perf/learner_samples_per_s": "samples per second through the learner update (all epochs)",
-    "perf/sample_ms": "time the farm waited for the batch's fragments, per update",
-    "perf/update_ms": "time of one learner update plus publishing weights",
-    "losses/policy": "clipped surrogate loss",
-    "losses/value": "value loss",
-    "losses/entropy": "mean policy entropy",
-    "losses/approx_kl": "approximate KL(old || new), (ratio - 1) - log ratio",
-    "losses/clip_fraction": "fraction of samples whose ratio was clipped",
-    "losses/explained_variance": "1 - Var(returns - values) / Var(returns)",
-    "system/rss_mb": "resident memory of the driver without shared memory (RssAnon + RssFile), MB",
-    "system/cpu_s_per_million_steps": "driver CPU seconds (user + system) per million env steps",
-    "perf/runner_restarts": "runners replaced after dying (cumulative)",
-    "perf/dropped_fragments": "fragments dropped as too stale (cumulative)",
-    "perf/env_errors": "env copies reset after a bad state or an exception (cumulative)",
-    "losses/grad_norm": "gradient norm before clipping",
-    "learner/lr": "the learning rate of the last update (annealed when algo.anneal_lr)",
-    "perf/runner_env_steps_per_s": "env steps per second of a runner's own env-step time",
-    "perf/runner_inference_ms_per_fragment": "policy inference time per fragment in the runners",
-    # Written by the Ray farm (cluster/ray_farm.py) only:
-    "perf/env_steps_sampled_per_s": "env steps the runners delivered per second (consumed or not)",
-    "perf/env_step_ms": "env step time per env row, mean over runners (per runner: .../runner_<i>)",
-    "perf/inference_ms": "policy inference time per env row, mean over runners (per runner: .../runner_<i>)",
-    "perf/env_step_ms/runner_<i>": "env step time per env row in runner i",
-    "perf/inference_ms/runner_<i>": "policy inference time per env row in runner i",
-    "perf/inflight_fragments": "fragments requested and not yet consumed or dropped, at the update",
-    "perf/inflight_fragments_max": "the most fragments in flight at once so far (bound: runners x max_inflight)",
-    "perf/policy_lag_mean": "mean policy versions between a batch's fragments and the learner",
-    "perf/policy_lag_max": "largest policy lag in the batch",
-    "perf/lost_fragments": "fragments lost with a dead runner or node (cumulative)",
-    "perf/fragment_mb": "size of one fragment in the object store",
-    "perf/object_store_mb": "object store memory in use, cluster-wide",
-    "perf/object_store_spilled_mb": "object store bytes spilled to disk, cluster-wide (should stay 0)",
-    "perf/learner_update_ms": "time of one learner update inside the learner actor",
-    "system/rss_mb/driver": "the same as system/rss_mb (the Ray farm's name for it)",
-    "system/rss_mb/runner_<i>": "the same for runner i's actor",
-    "system/rss_mb/learner_<rank>": "the same for learner rank's actor",
-    "system/gpu_mem_gb": "peak GPU memory allocated by learner 0 (CUDA only)",
-    "system/gpu_joules_per_million_steps": "learner 0's GPU energy per million env steps (CUDA with nvidia-ml-py)",
-}
-"""Stable TensorBoard scalar tags (the README quotes this list); `<i>` stands for an index.
-Metrics a learner adds beyond these are written under their own names."""
+from rlfarm.experiments.tags import (CUSTOM_SCALARS, RENAMED, TAGS, TEXT_TAGS,  # noqa: F401
+                                     documented, tensorboard_tag)
 
+HEADLINE_POINTS = 50
+"""A run logs its headline curves at least this many times (when it has that many updates):
+the report interval starts short and grows to log.report_interval_s, so that TensorBoard's
+outlier-ignoring y axis does not cut a short run's return curve."""
+MIN_REPORT_INTERVAL_S = 0.05
 
-def documented(tag: str) -> bool:
-    """True when `tag` is in TAGS, reading `<i>` and `<rank>` there as any index."""
-    import re
-
-    return any(re.fullmatch(re.escape(known).replace(re.escape("<i>"), r"\d+")
-                            .replace(re.escape("<rank>"), r"\d+"), tag) for known in TAGS)
-
-TEXT_TAGS: dict[str, str] = {"config": "the resolved config.yaml of the run"}
-
-_FARM_COUNTERS = ("runner_restarts", "dropped_fragments", "env_errors")
+_FARM_COUNTERS = ("runner_restarts", "runner_timeouts", "dropped_fragments", "env_errors", "skipped_updates")
+"""Counts the summary carries; each is the result's key, or its perf/ key (the learner's)."""
 
 
 def process_age_s() -> float | None:
@@ -141,6 +97,16 @@ class EventWriter:
             tensor_shape=tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=1)]))
         self._add(summary_pb2.Summary.Value(tag=f"{tag}/text_summary", metadata=metadata, tensor=tensor), step)
 
+    def add_values(self, values: Iterable[Any], step: int) -> None:
+        """Write prepared Summary.Value records (hparams, images) as one event."""
+        from tensorboard.compat.proto import summary_pb2
+
+        summary = summary_pb2.Summary(value=list(values))
+        self._writer.add_event(self._event_pb2.Event(summary=summary, step=int(step), wall_time=time.time()))
+
+    def add_image(self, tag: str, rgb: Any, step: int) -> None:
+        self.add_values([image_value(tag, rgb)], step)
+
     def flush(self) -> None:
         self._writer.flush()
 
@@ -153,11 +119,14 @@ class Monitor:
 
     def __init__(self, run_dir: str, *, config_text: str | None, report_interval_s: float,
                  return_window: int, total_env_steps: int = 0, progress: str = "auto",
-                 start_env_steps: int = 0, state: dict[str, Any] | None = None) -> None:
+                 start_env_steps: int = 0, state: dict[str, Any] | None = None,
+                 target_return: float | None = None, hparams: dict[str, Any] | None = None,
+                 wall_limit_s: float | None = None) -> None:
         state = state or {}
         self.run_dir = run_dir
         self.report_interval_s = float(report_interval_s)
         self.total_env_steps = int(total_env_steps or 0)
+        self.wall_limit_s = wall_limit_s or None
         self.returns: collections.deque = collections.deque(state.get("returns", ()), maxlen=return_window)
         self.lengths: collections.deque = collections.deque(state.get("lengths", ()), maxlen=return_window)
         self.episodes = int(state.get("episodes", 0))
@@ -168,13 +137,19 @@ class Monitor:
         # purge_step makes TensorBoard discard points a crashed segment wrote after the checkpoint.
         self.writer = EventWriter(run_dir, purge_step=start_env_steps or None)
         if config_text is not None:
-            # four spaces: TensorBoard renders text as markdown, this keeps the YAML a code block
-            self.writer.add_text("config", "    " + config_text.replace("\n", "\n    "), start_env_steps)
-        self.progress = Progress(progress, total_env_steps)
+            self.writer.add_text("config", code_block(config_text), start_env_steps)
+        if hparams:
+            self.writer.add_values(hparams_start(hparams), start_env_steps)
+        self.writer.add_values([custom_scalars_value(CUSTOM_SCALARS)], start_env_steps)
+        self.progress = Progress(progress, total_env_steps, target_return=target_return)
+        self.cpu_energy = CpuEnergy()
+        self.farm_figures: dict[str, float] = {"policy_lag": 0.0}
+        """The latest farm figures the progress line shows (policy lag, ...)."""
         self._pending: dict[str, list[float]] = collections.defaultdict(list)
         self._start = time.perf_counter()
         self._last_time, self._last_steps, self._last_cpu = self._start, self.env_steps, _cpu_s()
         self.eta_s: float | None = None
+        self._reported_once = False
 
     # ---- recording ---------------------------------------------------------------------
     def record(self, result: dict[str, Any]) -> None:
@@ -185,45 +160,81 @@ class Monitor:
         self.lengths.extend(np.asarray(result.get("episode_lengths", ()), dtype=np.int64).tolist())
         self.episodes += len(returns)
         for name in _FARM_COUNTERS:
-            if name in result:
-                self.counters[name] = int(result[name])
+            value = result.get(name, result.get(f"perf/{name}"))
+            if value is not None:
+                self.counters[name] = int(value)
         for key, value in result.items():
             if "/" in key and isinstance(value, (int, float, np.floating, np.integer)):
-                self._pending[key].append(float(value))
-        if time.perf_counter() - self._last_time >= self.report_interval_s:
+                tag = tensorboard_tag(key)
+                if tag is not None:
+                    self._pending[tag].append(float(value))
+        if "perf/policy_lag_mean" in result:
+            self.farm_figures["policy_lag"] = float(result["perf/policy_lag_mean"])
+        if "perf/fragment_mb" in result:  # a constant of the run: summary.json, not a curve
+            self.farm_figures["fragment_mb"] = float(result["perf/fragment_mb"])
+        now = time.perf_counter()
+        if now - self._last_time >= self.report_interval(now - self._start):
             self.report()
 
-    def report(self, final: bool = False) -> None:
-        """Write one TensorBoard point per tag at the current env step and refresh the progress."""
+    def report_interval(self, elapsed_s: float) -> float:
+        """Seconds between points: short at first, log.report_interval_s once the run is long
+        enough that HEADLINE_POINTS points at that interval cover it."""
+        return min(self.report_interval_s, max(MIN_REPORT_INTERVAL_S, elapsed_s / HEADLINE_POINTS))
+
+    def report(self, final: bool = False, exit_reason: str | None = None) -> None:
+        """Write one TensorBoard point per tag at the current env step and refresh the progress
+        (the final report names the run's exit_reason on the progress line)."""
         now, cpu = time.perf_counter(), _cpu_s()
         step, steps_done = self.env_steps, self.env_steps - self._last_steps
         steps_per_s = steps_done / max(now - self._last_time, 1e-9)
-        scalars: dict[str, float] = {key: float(np.mean(values)) for key, values in self._pending.items()}
-        scalars.pop("perf/env_steps_per_s", None)  # the monitor's own wall-clock figure wins
+        scalars = self._scalars(steps_done, steps_per_s, cpu)
+        # A second point at a step that has one (a final report right after a regular one)
+        # would add nothing, and TensorBoard's line chart draws no line for such a series.
+        fresh = steps_done > 0 or not self._reported_once
+        for tag, value in scalars.items():
+            if math.isfinite(value) and fresh:
+                self.writer.add_scalar(tag, value, step)
+        self._reported_once = True
+        self._pending.clear()
+        self.eta_s = self._eta(steps_per_s)
+        if final:  # the whole segment's speed, not the last few milliseconds'
+            steps_per_s = (step - self.start_env_steps) / max(now - self._start, 1e-9)
+        self.progress.update(Status(
+            env_steps=step, steps_per_s=steps_per_s, elapsed_s=self.wall_s,
+            return_mean=self.return_mean if self.returns else None, eta_s=self.eta_s,
+            policy_lag=self.farm_figures["policy_lag"], restarts=self.counters["runner_restarts"],
+            exit_reason=(exit_reason or "done") if final else None))
+        self._last_time, self._last_steps, self._last_cpu = now, step, cpu
+
+    def _scalars(self, steps_done: int, steps_per_s: float, cpu: float) -> dict[str, float]:
+        """This report's points: the pending means and the monitor's own figures."""
+        scalars = {tag: float(np.mean(values)) for tag, values in self._pending.items()
+                   if not tag.startswith("runner_") or self._several_runners()}
+        scalars.pop("charts/env_steps_per_s", None)  # the monitor's own wall-clock figure wins
+        joules = self.cpu_energy.joules_since_last()
         if steps_done > 0:
-            scalars["perf/env_steps_per_s"] = steps_per_s
+            scalars["charts/env_steps_per_s"] = steps_per_s
             scalars["system/cpu_s_per_million_steps"] = (cpu - self._last_cpu) / steps_done * 1e6
+            if joules is not None:
+                scalars["system/cpu_joules_per_million_steps"] = joules / steps_done * 1e6
         if self.returns:
             scalars["charts/episode_return_mean"] = self.return_mean
             scalars["charts/episode_length_mean"] = float(np.mean(self.lengths))
         scalars["system/rss_mb"] = rss_mb()
         for name, value in self.counters.items():
-            scalars[f"perf/{name}"] = float(value)  # the latest count, not a mean
-        for tag, value in scalars.items():
-            if math.isfinite(value):
-                self.writer.add_scalar(tag, value, step)
-        self._pending.clear()
-        self.eta_s = self._eta(steps_per_s)
-        if final:  # the whole segment's speed, not the last few milliseconds'
-            steps_per_s = (step - self.start_env_steps) / max(now - self._start, 1e-9)
-        self.progress.update(step, steps_per_s, self.return_mean if self.returns else None,
-                             self.eta_s, final=final)
-        self._last_time, self._last_steps, self._last_cpu = now, step, cpu
+            scalars[f"farm/{name}"] = float(value)  # the latest count, not a mean
+        return scalars
+
+    def _several_runners(self) -> bool:
+        """Per-runner curves only with 2+ runners: with one they repeat the farm's mean."""
+        return any(tag.endswith("/runner_1") for tag in self._pending)
 
     def _eta(self, steps_per_s: float) -> float | None:
-        if not self.total_env_steps or steps_per_s <= 0:
-            return None
-        return max(self.total_env_steps - self.env_steps, 0) / steps_per_s
+        """Seconds to the step budget or the wall-time limit, whichever comes first."""
+        limits = [] if self.wall_limit_s is None else [max(self.wall_limit_s - self.wall_s, 0.0)]
+        if self.total_env_steps and steps_per_s > 0:
+            limits.append(max(self.total_env_steps - self.env_steps, 0) / steps_per_s)
+        return min(limits) if limits else None
 
     # ---- queries -----------------------------------------------------------------------
     @property
@@ -262,12 +273,32 @@ class Monitor:
             **self.counters,
             "exit_reason": exit_reason,
             "last_checkpoint": last_checkpoint,
+            **({"fragment_mb": round(self.farm_figures["fragment_mb"], 4)}
+               if "fragment_mb" in self.farm_figures else {}),
+            "cpu_energy": self.cpu_energy.reason or "RAPL, whole CPU package",
             **extra,
         }
+
+    def write_final(self, summary: dict[str, Any]) -> None:
+        """The HPARAMS metrics (final/ scalars), the session's end, and summary.json as text."""
+        ret = summary["episode_return_mean"]
+        finals = {"final/return": math.nan if ret is None else ret,
+                  "final/env_steps_per_s": summary["env_steps_per_s"],
+                  "final/solved": float(summary["solved"]), "final/wall_s": summary["wall_s"]}
+        for tag, value in finals.items():
+            if math.isfinite(value):
+                self.writer.add_scalar(tag, value, self.env_steps)
+        self.writer.add_text("summary", code_block(json.dumps(_finite(summary), indent=2)), self.env_steps)
+        self.writer.add_values([hparams_end(summary["exit_reason"] != "crashed")], self.env_steps)
 
     def close(self) -> None:
         self.progress.close()
         self.writer.close()
+
+
+def code_block(text: str) -> str:
+    """Text as a Markdown code block (TensorBoard renders text as Markdown): four spaces a line."""
+    return "    " + text.rstrip("\n").replace("\n", "\n    ")
 
 
 def write_summary(run_dir: str, summary: dict[str, Any]) -> str:

@@ -110,11 +110,11 @@ class Point:
 
 def load_raw_with_section(path: str, overrides: list[str], section: str = "sweep") -> tuple[dict[str, Any], Any]:
     """The raw experiment mapping (overrides applied, `section` taken out) and that section."""
-    from rlfarm.experiments.config import apply_overrides, load_config
+    from rlfarm.experiments.config import StrictLoader, apply_overrides, load_config, name_from_path
 
     try:
         with open(path, encoding="utf-8") as stream:
-            raw = yaml.safe_load(stream) or {}
+            raw = yaml.load(stream, Loader=StrictLoader) or {}
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file") from None
     except yaml.YAMLError:
@@ -122,7 +122,7 @@ def load_raw_with_section(path: str, overrides: list[str], section: str = "sweep
         raise
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections")
-    raw.setdefault("name", os.path.splitext(os.path.basename(path))[0].replace("_", "-"))
+    raw.setdefault("name", name_from_path(path))
     raw = apply_overrides(raw, overrides)
     return raw, raw.pop(section, None)
 

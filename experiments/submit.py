@@ -46,7 +46,9 @@ def build_entrypoint(config_path: str, overrides: list[str], run_dir: str | None
     with open(absolute, encoding="utf-8") as stream:
         text = stream.read()
     name = os.path.basename(absolute)
-    return (f'cfg="$(mktemp -d)/{shlex.quote(name)}" && printf %s {shlex.quote(text)} > "$cfg" && '
+    # Every piece of config text is one shlex-quoted word outside any double quotes, so no
+    # $(...), backtick or quote in the file's name or text reaches the shell as code.
+    return (f'cfg="$(mktemp -d)"/{shlex.quote(name)} && printf %s {shlex.quote(text)} > "$cfg" && '
             + shlex.join(train) + ' "$cfg" ' + shlex.join(tail))
 
 

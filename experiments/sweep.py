@@ -31,6 +31,7 @@ import csv
 import json
 import math
 import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field, fields
@@ -151,9 +152,11 @@ def trial(params: dict[str, Any], *, raw: dict[str, Any], trials_dir: str) -> No
     from rlfarm.cluster import tune as cluster_tune
     from rlfarm.experiments import api
     from rlfarm.experiments.config import config_from_dict
-    from rlfarm.experiments.train import list_checkpoints
+    from rlfarm.experiments.run_dirs import list_checkpoints
 
-    data = with_parameters(raw, {**params, "log.progress": "none"})
+    # No physics pictures in trials: sweep.png has the curves, and a trial that ASHA stops
+    # must write its checkpoint and summary before Tune ends its process (cluster/tune.py).
+    data = with_parameters(raw, {**params, "log.progress": "none", "log.pictures": False})
     cfg = config_from_dict(data)
     run_dir = os.path.join(trials_dir, f"trial-{cluster_tune.current_trial_id()}")
 
@@ -163,6 +166,8 @@ def trial(params: dict[str, Any], *, raw: dict[str, Any], trials_dir: str) -> No
         return {"stop": cluster_tune.report(metrics)}
 
     resume = run_dir if list_checkpoints(run_dir) else None
+    if resume is None and os.path.isdir(run_dir):  # this trial restarted before its first checkpoint
+        shutil.rmtree(run_dir)
     try:
         api.train(cfg, callbacks=[to_tune], run_dir=None if resume else run_dir, resume=resume)
     finally:

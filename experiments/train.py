@@ -3,39 +3,37 @@
 Order of work, so that a bad config or argument writes nothing: load and check the config,
 build the farm (env kwargs and model are checked there), restore a checkpoint when resuming,
 and only then create the run dir. The loop stops on stop.env_steps, stop.wall_s or
-stop.target_return; Ctrl-C (SIGINT), SIGTERM or SIGUSR1 (SLURM's warning before a time
-limit: exit_reason "requeue") stop it cleanly after the current update.
-Every exit except a crash writes a final checkpoint; every exit writes summary.json.
+stop.target_return; Ctrl-C (SIGINT), SIGTERM or SIGUSR1 (SLURM's warning before a time limit:
+exit_reason "requeue") stop it cleanly after the current update, or STOP_GRACE_S later at the
+latest. Every exit except a crash writes a final checkpoint; every
+exit writes summary.json (docs/robustness.md has the bounds).
 """
 from __future__ import annotations
 
 import argparse
-import glob
 import os
-import re
-import signal
 import sys
 import time
 import traceback
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, Callable, Sequence
 
-from rlfarm.experiments.config import ExperimentConfig, dump_config, load_config
-from rlfarm.experiments.errors import ConfigError, check_torch_threads
+from rlfarm.experiments.config import ExperimentConfig, display_config, dump_config, load_config, name_field
+from rlfarm.experiments.console import (hparams, print_closing_block, report_placement, say,
+                                        summarise_ray_startup_warnings)
+from rlfarm.experiments.errors import ConfigError, check_torch_threads, disk_full_path, error_text, guarded
+from rlfarm.experiments.pictures import write_picture
+from rlfarm.experiments.stops import WALL_GRACE_S, SignalStops, StopDeadline
+from rlfarm.experiments.run_dirs import (_CHECKPOINT_RE, CHECKPOINT_DIR, _refuse_used_run_dir,
+                                         claim_run_dir, find_last_checkpoint, list_checkpoints,
+                                         load_newest_valid, new_run_dir)
 
-CHECKPOINT_DIR = "checkpoints"
-_CHECKPOINT_RE = re.compile(r"ckpt-(\d+)\.pt$")
 EXIT_CODES = {"crashed": 1, "interrupted": 130, "requeue": 138, "sigterm": 143}
 """Exit codes of `rlfarm train` by exit_reason; every other reason (env_steps, wall_s,
 target_return, callback) exits 0. "requeue" (SIGUSR1, 128 + 10) is SLURM's warning before a
 time limit: the batch script requeues the job, whose next start resumes the run."""
-STOP_SIGNALS = {signal.SIGINT: "interrupted", signal.SIGTERM: "sigterm", signal.SIGUSR1: "requeue"}
-"""Signals that stop the loop after the current update, and the exit_reason each gives."""
 _SEGMENT_SEED_STRIDE = 2**32
 """A resumed segment's env streams start from a seed derived from the run's newest checkpoint
 name's env steps (that of the file it resumes from, unless that one was unusable)."""
-Loaded = TypeVar("Loaded")
-
-
 def main(args: argparse.Namespace) -> int:
     process_start_s = _process_start()
     check_torch_threads()
@@ -50,29 +48,59 @@ def main(args: argparse.Namespace) -> int:
     cfg = load_config(config_path, args.overrides)
     if getattr(args, "address", None):
         cfg.farm.address = args.address
+    if not getattr(args, "force", False):
+        from rlfarm.experiments.capacity import check_capacity
+
+        check_capacity(cfg)
     run_dir = args.resume or args.run_dir or new_run_dir(cfg)
-    if not args.resume and os.path.exists(run_dir) and os.listdir(run_dir):
-        raise ConfigError(f"--run-dir: {run_dir} exists and is not empty; use --resume {run_dir} to continue it")
-    training = Training(cfg, run_dir, resume_checkpoint, process_start_s)
+    if args.run_dir and not args.resume:
+        _refuse_used_run_dir(run_dir)  # early, before the farm starts; claim_run_dir is the atomic check
+    training = Training(cfg, run_dir, resume_checkpoint, process_start_s,
+                        unique_run_dir=not (args.resume or args.run_dir))
     if cfg.farm.mode == "ray":
+        from rlfarm.envs.failures import EnvStartError
+
+        try:
+            training.check_env()  # a bad env keyword stays one line, before the run line
+        except EnvStartError as err:
+            return training._start_failed(err)
+        training.announce()  # before Ray's start, which takes seconds
+        summarise_ray_startup_warnings()
         # Ray's start (seconds, mostly waiting on its processes) and the actors' torch imports
         # overlap the driver's own imports (torch, TensorBoard's writer) from here on.
         training.start_farm_in_background()
     return training.run()
 
 
-class Training:
+class Training(SignalStops):
     """One process's segment of a run: setup, loop, and the clean exits."""
 
     def __init__(self, cfg: ExperimentConfig, run_dir: str, resume_checkpoint: str | None,
-                 process_start_s: float, callbacks: Sequence[Callable[[dict], Any]] = ()) -> None:
+                 process_start_s: float, callbacks: Sequence[Callable[[dict], Any]] = (),
+                 unique_run_dir: bool = False) -> None:
         self.cfg, self.run_dir, self.resume_checkpoint = cfg, run_dir, resume_checkpoint
+        self.unique_run_dir = unique_run_dir
+        """True: `run_dir` is a proposed name, suffixed -2, -3, ... when taken (see claim_run_dir)."""
         self.callbacks = list(callbacks)
         """Called with each iteration's metrics (see experiments/api.py's Callback)."""
         self.process_start_s = process_start_s
         self.last_checkpoint: str | None = resume_checkpoint
         self.stop_signal: str | None = None
+        self._deadline_at, self._deadline_reason = float("inf"), ""
+        """When (monotonic) the armed SIGALRM fires, and the exit_reason it gives."""
         self._farm_builder: Any = None
+        self._announced = self._env_checked = self._pictures_failed = False
+        self._claimed = False
+        """True once this process created the run dir (a resumed run's dir is not ours to reset)."""
+
+    def announce(self) -> None:
+        """The run line: where it writes and what it runs (once)."""
+        if not self._announced:
+            cfg = self.cfg
+            starting = "; starting Ray" if cfg.farm.mode == "ray" else ""
+            say(f"rlfarm train: {'resuming' if self.resume_checkpoint else 'run'} {self.run_dir} "
+                f"({cfg.env.id}, {cfg.algo.name}, farm.mode={cfg.farm.mode}{starting})")
+        self._announced = True
 
     def _segment_seed(self) -> int:
         seed = self.cfg.seed
@@ -125,18 +153,17 @@ class Training:
             if self.resume_checkpoint:
                 extra = self._restore(farm)
             self.segment = int(extra.get("segment", -1)) + 1
-            config_text = self._write_run_dir()
+            self._write_run_dir()
+            cfg = self.cfg
+            self.announce()
             monitor = Monitor(
-                self.run_dir, config_text=config_text, report_interval_s=self.cfg.log.report_interval_s,
-                return_window=self.cfg.log.return_window, total_env_steps=self.cfg.stop.env_steps,
-                progress=self.cfg.log.progress, start_env_steps=farm.env_steps,
-                state=extra.get("monitor"))
-            print(f"rlfarm train: {'resuming' if self.resume_checkpoint else 'run'} {self.run_dir} "
-                  f"({self.cfg.env.id}, {self.cfg.algo.name}, farm.mode={self.cfg.farm.mode})",
-                  file=sys.stderr)
-            self._report_placement(farm, monitor, final=False)
-        except Exception as err:  # after the run dir exists, every exit leaves a summary
-            if os.path.isdir(self.run_dir):
+                self.run_dir, config_text=display_config(cfg), report_interval_s=cfg.log.report_interval_s,
+                return_window=cfg.log.return_window, total_env_steps=cfg.stop.env_steps,
+                progress=cfg.log.progress, start_env_steps=farm.env_steps, state=extra.get("monitor"),
+                target_return=cfg.stop.target_return, wall_limit_s=cfg.stop.wall_s, hparams=hparams(cfg))
+            report_placement(farm, monitor.writer, self.segment, final=False)
+        except Exception as err:  # a run dir this process made keeps a summary of every exit
+            if self._claimed and not isinstance(err, ConfigError):
                 self._write_bare_summary("crashed", f"{type(err).__name__}: {err}")
             raise
         try:
@@ -145,7 +172,14 @@ class Training:
             farm.close()
 
     def _write_run_dir(self) -> str:
-        os.makedirs(os.path.join(self.run_dir, CHECKPOINT_DIR), exist_ok=True)
+        """Claim the run dir (a resumed run keeps its own) and write the resolved config."""
+        if self.resume_checkpoint:
+            os.makedirs(os.path.join(self.run_dir, CHECKPOINT_DIR), exist_ok=True)
+        else:
+            proposed, self.run_dir = self.run_dir, claim_run_dir(self.run_dir, unique=self.unique_run_dir)
+            self._claimed = True
+            if self._announced and self.run_dir != proposed:  # said before Ray started
+                say(f"rlfarm train: {proposed} was taken meanwhile; writing {self.run_dir}")
         config_text = dump_config(self.cfg)
         with open(os.path.join(self.run_dir, "config.yaml"), "w", encoding="utf-8") as stream:
             stream.write(config_text)
@@ -175,25 +209,28 @@ class Training:
         from rlfarm.cluster import make_farm
 
         cfg = self.cfg
+        self.check_env()
         try:
-            # One copy built here first: in Ray mode a bad env keyword would otherwise surface
-            # inside a runner actor, as a dead actor instead of a one-line config error.
-            self._probe_env()
             return make_farm(cfg.env, cfg.model, cfg.algo, cfg.farm, seed, cfg.stop.env_steps or None)
         except ValueError as err:  # env kwargs and model/space mismatches surface here
-            raise ConfigError(_name_field(str(err), cfg)) from None
+            raise ConfigError(name_field(str(err), cfg)) from None
 
-    def _probe_env(self) -> None:
+    def check_env(self) -> None:
+        """Build one env copy first: in Ray mode a bad env keyword, or the user's env failing
+        in its __init__, would otherwise surface inside a runner actor as a dead actor."""
         from rlfarm import envs
         from rlfarm.envs.failures import describe
 
+        if self._env_checked:
+            return
         env_cfg = self.cfg.env
         try:
             envs.make(env_cfg.id, 1, imports=tuple(env_cfg.imports), **(env_cfg.kwargs or {})).close()
-        except ValueError:
-            raise
+        except ValueError as err:
+            raise ConfigError(name_field(str(err), self.cfg)) from None
         except Exception as err:  # the user's env code failed: reported like a runner's failure
             raise describe(err, "the driver") from err
+        self._env_checked = True
 
     def _restore(self, farm: Any) -> dict[str, Any]:
         """Load the newest checkpoint of the run that loads (see `load_newest_valid`)."""
@@ -207,11 +244,17 @@ class Training:
         loop_start = time.perf_counter()
         exit_reason, error, solved = "", None, False
         last_checkpoint_time = time.monotonic()
-        previous = self._install_signal_handlers()
+        previous = self._install_signal_handlers(farm)
+        if stop.wall_s:
+            self._arm_deadline(stop.wall_s - monitor.wall_before + WALL_GRACE_S, "wall_s")
         try:
             while not exit_reason:
                 metrics = farm.iterate()
                 monitor.record(metrics)
+                if metrics.get("stop_error"):
+                    from rlfarm.cluster.farm_base import EnvErrorRateExceeded
+
+                    raise EnvErrorRateExceeded(metrics["stop_error"])
                 solved = (stop.target_return is not None and monitor.window_full
                           and monitor.return_mean >= stop.target_return)
                 callback_stop = bool(self.callbacks) and self._run_callbacks(metrics, monitor)
@@ -228,24 +271,29 @@ class Training:
                 elif cfg.log.checkpoint_interval_s and \
                         time.monotonic() - last_checkpoint_time >= cfg.log.checkpoint_interval_s:
                     self._checkpoint(farm, monitor)
+                    self._picture(monitor)
                     last_checkpoint_time = time.monotonic()
         except KeyboardInterrupt:  # a second Ctrl-C, or one outside the loop's checks
             exit_reason = "interrupted"
+        except StopDeadline as deadline:
+            exit_reason = str(deadline)
+            print(f"rlfarm train: {exit_reason}: the iteration in progress did not end in time; "
+                  "interrupted it", file=sys.stderr)
         except Exception as err:  # noqa: BLE001 - a crash still writes the summary
-            exit_reason, error = "crashed", f"{type(err).__name__}: {err}"
-            traceback.print_exc()
+            exit_reason, error = "crashed", error_text(err)
+            if not _is_stop_condition(err):  # those say all there is in their message
+                traceback.print_exc()
         finally:
             self._restore_signal_handlers(previous)
         loop_s = time.perf_counter() - loop_start
         if exit_reason != "crashed":
-            try:
-                self._checkpoint(farm, monitor)
-            except Exception as err:  # noqa: BLE001
-                exit_reason, error = "crashed", f"final checkpoint failed: {type(err).__name__}: {err}"
-                traceback.print_exc()
-        monitor.report(final=True)
-        placement = self._report_placement(farm, monitor, final=True)
-        monitor.close()
+            exit_reason, error = guarded(lambda: self._checkpoint(farm, monitor), exit_reason, error,
+                                          "final checkpoint failed: ")
+        if exit_reason != "crashed":
+            self._picture(monitor)
+        exit_reason, error = guarded(lambda: monitor.report(final=True, exit_reason=exit_reason),
+                                      exit_reason, error)
+        placement = report_placement(farm, monitor.writer, self.segment, final=True)
         from rlfarm.experiments.monitor import process_age_s, write_summary
 
         age = process_age_s()
@@ -256,8 +304,15 @@ class Training:
             segments=self.segment + 1,
             **({"placement": placement, "lost_fragments": placement.get("lost_fragments")}
                if placement else {}))
-        write_summary(self.run_dir, summary)
-        self._print_end(summary)
+        exit_reason, error = guarded(lambda: monitor.write_final(summary), exit_reason, error)
+        exit_reason, error = guarded(monitor.close, exit_reason, error)
+        summary.update(exit_reason=exit_reason, error=error)
+        try:
+            write_summary(self.run_dir, summary)
+        except OSError as err:  # a full disk: say so, with the checkpoint, and no summary
+            summary["error"] = f"{summary.get('error') or ''}; summary not written: {error_text(err)}".lstrip("; ")
+            summary["exit_reason"] = exit_reason = "crashed"
+        print_closing_block(summary, self.cfg, self.run_dir)
         return EXIT_CODES.get(exit_reason, 0)
 
     def _run_callbacks(self, metrics: dict[str, Any], monitor: Any) -> bool:
@@ -277,27 +332,9 @@ class Training:
                 stop = stop or answer is True
         return stop
 
-    def _report_placement(self, farm: Any, monitor: Any, final: bool) -> dict[str, Any] | None:
-        """Where every runner and learner runs (Ray farms only): one line on stderr at the
-        start, a TensorBoard text at the start and the end (with every runner replacement);
-        returns the record for summary.json."""
-        if not hasattr(farm, "placement_record"):
-            return None
-        import json
-
-        from rlfarm.cluster.placement import describe_placement
-
-        try:
-            record = farm.placement_record()
-        except Exception as err:  # noqa: BLE001 - a lost cluster must not hide the summary
-            return {"unknown": f"{type(err).__name__}: {err}"}
-        record["segment"] = self.segment
-        if not final:
-            print(f"rlfarm train: placement: {describe_placement(record)}", file=sys.stderr)
-        tag = "placement/end" if final else "placement/start"
-        monitor.writer.add_text(tag, "    " + json.dumps(record, indent=1).replace("\n", "\n    "),
-                                farm.env_steps)
-        return record
+    def _picture(self, monitor: Any) -> None:
+        if self.cfg.log.pictures and not self._pictures_failed and self.last_checkpoint:
+            self._pictures_failed = not write_picture(self.cfg, self.last_checkpoint, monitor.writer, monitor.env_steps)
 
     def _checkpoint(self, farm: Any, monitor: Any) -> str:
         path = os.path.join(self.run_dir, CHECKPOINT_DIR, f"ckpt-{farm.env_steps:012d}.pt")
@@ -309,112 +346,12 @@ class Training:
                 os.remove(old)
         return path
 
-    def _print_end(self, summary: dict[str, Any]) -> None:
-        ret = summary["episode_return_mean"]
-        ret_text = "n/a" if ret is None else f"{ret:.2f}"
-        print(f"rlfarm train: {summary['exit_reason']} after {summary['env_steps']} env steps, "
-              f"{summary['wall_s']:.1f} s ({summary['env_steps_per_s']:.0f} steps/s), "
-              f"return {ret_text}{' (solved)' if summary['solved'] else ''}", file=sys.stderr)
-        if summary["exit_reason"] == "crashed":
-            where = (f"{summary['last_checkpoint']}; continue with `rlfarm train --resume {self.run_dir}`"
-                     if summary["last_checkpoint"] else "none was written")
-            print(f"rlfarm train: crashed: {summary['error']}\n"
-                  f"rlfarm train: last checkpoint: {where}", file=sys.stderr)
-        else:
-            print(f"rlfarm train: checkpoint {summary['last_checkpoint']}; summary "
-                  f"{os.path.join(self.run_dir, 'summary.json')}", file=sys.stderr)
-
-    # ---- signals: the first Ctrl-C, SIGTERM or SIGUSR1 stops after the current update ---
-    def _install_signal_handlers(self) -> dict[int, Any]:
-        import threading
-
-        if threading.current_thread() is not threading.main_thread():
-            return {}
-        previous = {}
-
-        def request_stop(signum: int, frame: Any) -> None:
-            if self.stop_signal:  # asked twice: stop now (the batch script repeats USR1)
-                if signum == signal.SIGUSR1:
-                    return
-                raise KeyboardInterrupt
-            self.stop_signal = STOP_SIGNALS[signum]
-            print("\nrlfarm train: stopping after this update (again to stop at once)", file=sys.stderr)
-
-        for signum in STOP_SIGNALS:
-            previous[signum] = signal.signal(signum, request_stop)
-        return previous
-
-    @staticmethod
-    def _restore_signal_handlers(previous: dict[int, Any]) -> None:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-
-
-def new_run_dir(cfg: ExperimentConfig) -> str:
-    """<log.dir>/<name>-<YYYYmmdd-HHMMSS>, with -2, -3, ... when two runs start in one second."""
-    base = os.path.join(cfg.log.dir, f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}")
-    path, count = base, 1
-    while os.path.exists(path):
-        count += 1
-        path = f"{base}-{count}"
-    return path
-
-
-def list_checkpoints(run_dir: str) -> list[str]:
-    """A run's checkpoints, oldest first (ordered by env steps in the file name)."""
-    paths = glob.glob(os.path.join(glob.escape(run_dir), CHECKPOINT_DIR, "ckpt-*.pt"))
-    return sorted((p for p in paths if _CHECKPOINT_RE.search(p)),
-                  key=lambda p: int(_CHECKPOINT_RE.search(p).group(1)))
-
-
-def load_newest_valid(candidates: Sequence[str], load: Callable[[str], Loaded],
-                      option: str) -> tuple[str, Loaded]:
-    """(path, load(path)) for the first of `candidates` (newest first) that loads.
-
-    Each unusable one is named once on stderr with its reason, with the one used; when none
-    loads, a ConfigError for `option` names the newest one's reason.
-    """
-    from rlfarm import agents
-
-    failures: list[str] = []
-    for path in candidates:
-        try:
-            loaded = load(path)
-        except agents.CheckpointError as err:
-            failures.append(str(getattr(err, "cause", err)))  # a learner actor's: Ray wraps it
-            continue
-        for failure in failures:
-            print(f"rlfarm: skipping {failure}", file=sys.stderr)
-        if failures:
-            print(f"rlfarm: using {path}, the newest checkpoint that loads", file=sys.stderr)
-        return path, loaded
-    if not failures:
-        raise ConfigError(f"{option}: no checkpoint to load")
-    older = f" (nor do the {len(failures) - 1} older ones load)" if len(failures) > 1 else ""
-    raise ConfigError(f"{option}: {failures[0]}{older}")
-
-
-def find_last_checkpoint(run_dir: str) -> str | None:
-    if not os.path.isdir(run_dir):
-        raise ConfigError(f"{run_dir}: no such run dir")
-    checkpoints = list_checkpoints(run_dir)
-    return checkpoints[-1] if checkpoints else None
-
-
-def _name_field(message: str, cfg: ExperimentConfig) -> str:
-    """Prefix a layer's "field: what is wrong" with its config section (env.kwargs, model, ...)."""
-    head = message.split(":", 1)[0].strip()
-    if head == cfg.env.id:  # envs.make: "<id>: unknown keyword(s) ..."
-        return f"env.kwargs:{message.split(':', 1)[1]}"
-    if head in (cfg.env.kwargs or {}):
-        return f"env.kwargs.{message}"
-    keyword = message.split("=", 1)[0].strip()  # "dt=0.01 breaks the stability limit ..."
-    if keyword in (cfg.env.kwargs or {}):
-        return f"env.kwargs.{keyword}: {message}"
-    for section in ("model", "algo", "farm", "env"):
-        if hasattr(getattr(cfg, section), head):
-            return f"{section}.{message}"
-    return f"{cfg.env.id}: {message}"
+def _is_stop_condition(err: BaseException) -> bool:
+    """An error that stops a run on purpose (too many env errors, non-finite updates), also
+    as a Ray actor raises it (Ray's error is then an instance of the cause's class too).
+    Matched by class name: importing agents.learner would import torch into a Ray driver."""
+    names = {cls.__name__ for cls in type(err).__mro__}
+    return bool(names & {"NonFiniteUpdates", "EnvErrorRateExceeded"}) or disk_full_path(err) is not None
 
 
 def _process_start() -> float:

@@ -1,7 +1,12 @@
 """Fixtures for the Ray farm tests: one Ray session per test module."""
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
+
+HERE = Path(__file__).resolve().parent
 
 
 @pytest.fixture(scope="module")
@@ -40,3 +45,23 @@ def cartpole():
         return env_cfg, agents.PolicyConfig(hidden_sizes=[64, 64]), algo_cfg, FarmConfig(**farm_fields)
 
     return make
+
+
+@pytest.fixture(scope="module")
+def ray_with_faulty_envs():
+    """Ray whose workers can import tests/cluster/faulty_env.py (workers inherit PYTHONPATH)."""
+    import ray
+
+    from rlfarm.cluster.ray_session import start_ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+    previous = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(HERE), previous) if p)
+    session = start_ray(num_cpus=4)
+    yield session
+    session.close()
+    if previous is None:
+        os.environ.pop("PYTHONPATH", None)
+    else:
+        os.environ["PYTHONPATH"] = previous

@@ -10,6 +10,7 @@ import os
 import signal
 
 import gymnasium as gym
+import numpy as np
 from gymnasium.envs.classic_control.cartpole import CartPoleEnv
 
 
@@ -55,6 +56,37 @@ class CrashingCartPole(CartPoleEnv):
         return super().step(action)
 
 
-for env_id, cls in (("RaisingCartPole-v0", RaisingCartPole), ("CrashingCartPole-v0", CrashingCartPole)):
+class ChaosCartPole(CartPoleEnv):
+    """CartPole that, on each step with probability `p_nan`, returns a NaN observation and,
+    with probability `p_raise`, raises; each injection appends one line ("nan" or "raise") to
+    `log` (O_APPEND writes of one short line are atomic between processes)."""
+
+    def __init__(self, p_nan: float = 0.0, p_raise: float = 0.0, log: str = "", **kwargs):
+        super().__init__(**kwargs)
+        self.p_nan, self.p_raise, self.log = p_nan, p_raise, log
+        self.chaos_rng = np.random.default_rng()  # independent of the farm's seeds on purpose
+
+    def _note(self, kind: str) -> None:
+        if self.log:
+            handle = os.open(self.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+            try:
+                os.write(handle, f"{kind}\n".encode())
+            finally:
+                os.close(handle)
+
+    def step(self, action):
+        draw = self.chaos_rng.random()
+        if draw < self.p_raise:
+            self._note("raise")
+            raise RuntimeError("injected chaos")
+        obs, reward, terminated, truncated, info = super().step(action)
+        if draw < self.p_raise + self.p_nan:
+            self._note("nan")
+            obs = np.full_like(obs, np.nan)
+        return obs, reward, terminated, truncated, info
+
+
+for env_id, cls in (("RaisingCartPole-v0", RaisingCartPole), ("CrashingCartPole-v0", CrashingCartPole),
+                    ("ChaosCartPole-v0", ChaosCartPole)):
     if env_id not in gym.registry:
         gym.register(id=env_id, entry_point=cls, max_episode_steps=500)

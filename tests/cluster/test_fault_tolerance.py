@@ -5,34 +5,14 @@ from __future__ import annotations
 import os
 import signal
 import time
-from pathlib import Path
 
 import pytest
 
 ray = pytest.importorskip("ray")
 
 from rlfarm.cluster.ray_farm import LearnerDiedError, RayFarm  # noqa: E402
+from rlfarm.cluster.reaper import running  # noqa: E402
 from rlfarm.cluster.runner_pool import RunnerRestartsExceeded  # noqa: E402
-
-HERE = Path(__file__).resolve().parent
-
-
-@pytest.fixture(scope="module")
-def ray_with_faulty_envs():
-    """Ray whose workers can import tests/cluster/faulty_env.py (workers inherit PYTHONPATH)."""
-    from rlfarm.cluster.ray_session import start_ray
-
-    if ray.is_initialized():
-        ray.shutdown()
-    previous = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(HERE), previous) if p)
-    session = start_ray(num_cpus=4)
-    yield session
-    session.close()
-    if previous is None:
-        os.environ.pop("PYTHONPATH", None)
-    else:
-        os.environ["PYTHONPATH"] = previous
 
 
 def test_sigkilled_runner_is_replaced_and_the_run_completes(ray_with_faulty_envs, cartpole):
@@ -144,3 +124,26 @@ def test_checkpoint_round_trip_restores_counters_and_weights(ray_with_faulty_env
         assert result["env_steps"] == steps + 2 * 32 * 64
     finally:
         farm.close()
+
+
+def test_a_stopped_runner_is_replaced_after_runner_timeout_s(ray_with_faulty_envs, cartpole):
+    farm = RayFarm(*cartpole(algo="ppo", runner_timeout_s=3.0), seed=5, total_env_steps=None)
+    stopped = None
+    try:
+        farm.iterate()
+        stopped = farm.pool.pids()[0]
+        os.kill(stopped, signal.SIGSTOP)
+        deadline = time.monotonic() + 90
+        while farm.runner_timeouts == 0 and time.monotonic() < deadline:
+            result = farm.iterate()
+        for _ in range(2):  # and the farm goes on, the replacement included
+            result = farm.iterate()
+        new_pids = farm.pool.pids()
+    finally:
+        if stopped is not None and running(stopped):
+            os.kill(stopped, signal.SIGKILL)
+        farm.close()
+    assert result["runner_timeouts"] == 1 and result["runner_restarts"] == 1
+    assert result["perf/runner_timeouts"] == 1
+    assert new_pids[0] != stopped
+    assert farm.pool.replacements[0]["reason"].startswith("silent for")

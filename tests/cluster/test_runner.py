@@ -86,7 +86,7 @@ def test_artificial_lag_acts_with_older_weights():
     assert runner.sample().policy_version == 3
 
 
-def test_env_exception_is_counted_not_fatal():
+def test_env_exception_is_counted_not_fatal(capsys):
     runner = make_runner(fragment_length=10)
     real_step, calls = runner.env.step, {"n": 0}
 
@@ -97,8 +97,10 @@ def test_env_exception_is_counted_not_fatal():
         return real_step(actions)
 
     runner.env.step = flaky_step
-    with pytest.warns(RuntimeWarning, match="solver blew up"):
-        fragment = runner.sample()
+    fragment = runner.sample()
+    err = capsys.readouterr().err
+    assert err.count("env error") == 1 and "RuntimeError: solver blew up (at " in err
+    assert "test_runner.py:" in err  # the file:line where the env raised
     fragment.validate()
     assert fragment.env_errors == 8 and runner.env_errors == 8
     assert fragment.truncated[3].all() and not fragment.terminated[3].any()

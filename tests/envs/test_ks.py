@@ -67,7 +67,7 @@ def test_nan_in_one_copy_resets_only_that_copy_and_is_counted():
     assert infos["env_errors"] == 1
     assert np.isfinite(obs).all() and np.isfinite(rewards).all() and np.isfinite(broken.u).all()
     assert truncated.tolist() == [False, True, False, False] and not terminated.any()
-    assert rewards[1] == 0.0 and infos["_episode"][1]
+    assert rewards[1] == 0.0 and not infos["_episode"][1]  # an error is not an episode
     keep = [0, 2, 3]
     np.testing.assert_array_equal(obs[keep], obs_clean[keep])
     np.testing.assert_array_equal(rewards[keep], rew_clean[keep])

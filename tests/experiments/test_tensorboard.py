@@ -7,10 +7,11 @@ from rlfarm.experiments.monitor import TAGS, documented, read_scalars
 
 from .conftest import only_run_dir, read_summary
 
-REQUIRED = ("charts/episode_return_mean", "charts/episode_length_mean", "perf/env_steps_per_s",
+REQUIRED = ("charts/episode_return_mean", "charts/episode_length_mean", "charts/env_steps_per_s",
             "perf/learner_samples_per_s", "losses/policy", "losses/value", "losses/entropy",
             "losses/approx_kl", "system/rss_mb", "system/cpu_s_per_million_steps",
-            "perf/runner_restarts", "perf/dropped_fragments", "perf/env_errors")
+            "farm/runner_restarts", "farm/dropped_fragments", "farm/env_errors",
+            "final/return", "final/env_steps_per_s", "final/solved", "final/wall_s")
 
 
 def test_required_tags_are_documented():
@@ -27,10 +28,10 @@ def test_event_files_hold_the_required_tags_and_config(write_config, runs_dir, t
     undocumented = [tag for tag in scalars if not documented(tag)]
     assert not undocumented, f"add these tags to experiments.monitor.TAGS: {undocumented}"
     env_steps = read_summary(run_dir)["env_steps"]
-    steps = [step for step, _ in scalars["perf/env_steps_per_s"]]
+    steps = [step for step, _ in scalars["charts/env_steps_per_s"]]
     assert steps == sorted(steps) and steps[-1] == env_steps  # x axis: env steps
     assert all(value > 0 for _, value in scalars["system/rss_mb"])
-    assert all(value > 0 for _, value in scalars["perf/env_steps_per_s"])
+    assert all(value > 0 for _, value in scalars["charts/env_steps_per_s"])
     returns = [value for _, value in scalars["charts/episode_return_mean"]]
     assert all(5 <= r <= 500 for r in returns)  # CartPole returns
 
@@ -39,3 +40,6 @@ def test_event_files_hold_the_required_tags_and_config(write_config, runs_dir, t
     assert "config/text_summary" in accumulator.Tags()["tensors"]
     text = accumulator.Tensors("config/text_summary")[0].tensor_proto.string_val[0].decode()
     assert "rlfarm/CartPole-v1" in text and "fragment_length: 16" in text
+    assert "\n    algo:\n      name: ppo\n" in text and "rho_bar:" not in text  # block style, PPO keys
+    summary_text = accumulator.Tensors("summary/text_summary")[0].tensor_proto.string_val[0].decode()
+    assert '"exit_reason": "env_steps"' in summary_text

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from rlfarm.experiments.config import load_config
-from rlfarm.experiments.progress import Progress
+from rlfarm.experiments.progress import Progress, Status
 
 from .conftest import only_run_dir, read_summary
 
@@ -36,7 +36,7 @@ def test_short_run_writes_the_run_dir(write_config, runs_dir, train, capsys):
     # the resolved config repeats the run
     assert load_config(run_dir / "config.yaml") == load_config(config)
     err = capsys.readouterr().err
-    assert "steps/s" in err and "env_steps after 2048 env steps" in err
+    assert "steps/s" in err and "ran its budget of 2.0k env steps in" in " ".join(err.split())
 
 
 def test_resolved_config_reruns(write_config, tmp_path, train):
@@ -114,25 +114,42 @@ def test_ctrl_c_stops_cleanly_with_checkpoint_and_summary(write_config, runs_dir
     assert os.path.exists(summary["last_checkpoint"])
 
 
-def test_progress_bar_on_a_terminal_and_lines_otherwise():
+def test_progress_bar_on_a_terminal_and_lines_otherwise(monkeypatch):
     class Tty(io.StringIO):
         def isatty(self):
             return True
 
+    monkeypatch.setenv("COLUMNS", "200")
     tty = Tty()
-    bar = Progress("auto", total_env_steps=1000, stream=tty)
-    bar.update(250, 1234.0, 20.5, 3.0)
-    bar.update(500, 1234.0, 30.5, 2.0)
+    bar = Progress("auto", total_env_steps=1000, stream=tty, target_return=475)
+    bar.update(Status(250, 1234.0, 1.0, 20.5, 3.0))
+    bar.update(Status(500, 1234.0, 2.0, 30.5, 2.0))
     bar.close()
     text = tty.getvalue()
     assert bar.mode == "bar" and text.count("\r") == 2 and text.endswith("\n")
-    assert "500/1.0k steps" in text and "1.2k steps/s" in text and "return    30.50" in text
-    assert "ETA 0:02" in text and "[############------------]" in text
+    assert "500/1.0k steps" in text and "1.2k steps/s" in text and "return 30.5/475" in text
+    assert "ETA 0:02" in text and "[##########----------]" in text
 
     plain = io.StringIO()
     lines = Progress("auto", total_env_steps=1000, stream=plain)
-    lines.update(250, 100.0, None, 7.0)
-    lines.update(500, 100.0, None, 5.0)  # within LINES_INTERVAL_S: skipped
-    lines.update(1000, 100.0, 1.0, 0.0, final=True)
+    lines.update(Status(250, 100.0, 1.0, None, 7.0))
+    lines.update(Status(500, 100.0, 2.0, None, 5.0))  # within LINES_INTERVAL_S: skipped
+    lines.update(Status(1000, 100.0, 3.0, 1.0, 0.0, exit_reason="env_steps"))
     assert lines.mode == "lines" and "\r" not in plain.getvalue()
     assert len(plain.getvalue().splitlines()) == 2
+
+
+def test_progress_line_drops_fields_by_priority_and_ends_cleanly(monkeypatch):
+    """A narrow terminal loses the bar and the ETA before the steps and the return; the final line
+    names the reason, a full bar, and no step count past its total."""
+    progress = Progress("bar", total_env_steps=300_000, stream=io.StringIO(), target_return=475)
+    status = Status(120_000, 15_000.0, 8.0, 300.0, 12.0, policy_lag=1.5, restarts=2)
+    wide = progress.line(status, 200)
+    assert "lag 1.5" in wide and "restarts 2" in wide and wide.startswith("[")
+    for width in (80, 60, 40, 25):
+        narrow = progress.line(status, width)
+        assert len(narrow) <= width and "120.0k/300.0k steps" in narrow
+    assert "restarts 2" in progress.line(status, 60) and "[" not in progress.line(status, 60)
+    final = progress.line(Status(300_800, 15_000.0, 20.0, 480.0, exit_reason="target_return"), 200)
+    assert "300.8k steps" in final and "/300.0k" not in final
+    assert "target reached" in final and "ETA" not in final and "[" + "#" * 20 + "]" in final

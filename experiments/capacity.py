@@ -1,0 +1,86 @@
+"""Refuse, before anything starts, a farm this machine cannot hold (issue 19, case 6).
+
+`check_capacity(cfg)` estimates from the config and the env's spaces what the farm will
+need on this machine and raises ConfigError with the numbers and the limit; `rlfarm train
+--force` skips it. It runs for the embedded Ray and serial mode only: a joined cluster
+(farm.address or $RAY_ADDRESS) schedules the actors on its own nodes.
+
+The rules (stated in docs/robustness.md):
+- cores: the runners' Ray CPUs may be at most RUNNERS_PER_CORE x this machine's cores
+  (embedded Ray mode; serial mode steps its runners one at a time);
+- memory: every runner holds its env and its fragments, (farm.max_inflight + 1) of them,
+  and the object store holds the fragments in flight; the sum must fit in the memory the
+  kernel reports available (MemAvailable).
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from rlfarm.experiments.errors import ConfigError
+
+RUNNERS_PER_CORE = 4
+"""How far runners may oversubscribe the cores: they wait on the learner part of the time."""
+ENV_STATE_PER_OBS = 4
+"""An env copy's state is estimated as this many times its observation (float64 state plus
+scratch arrays), the rlfarm envs' order of magnitude."""
+
+
+def check_capacity(cfg: Any) -> None:
+    """ConfigError when `cfg`'s farm needs more cores or memory than this machine has."""
+    if cfg.farm.address or os.environ.get("RAY_ADDRESS"):
+        return
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    runner_cpus = float((cfg.farm.runner_resources or {}).get("num_cpus", 1))
+    needed_cpus = cfg.farm.num_runners * runner_cpus
+    if cfg.farm.mode == "ray" and needed_cpus > RUNNERS_PER_CORE * cores:
+        raise ConfigError(f"farm.num_runners={cfg.farm.num_runners} needs {needed_cpus:g} CPUs; this machine has "
+                          f"{cores} (at most {RUNNERS_PER_CORE} runner CPUs per core; --force starts it anyway)")
+    try:
+        per_runner, in_flight = memory_estimate(cfg)
+    except ValueError:
+        return  # a bad env keyword: building the farm names the field
+    needed = cfg.farm.num_runners * per_runner + in_flight
+    available = available_memory_bytes()
+    if available is not None and needed > available:
+        raise ConfigError(f"env.envs_per_runner={cfg.env.envs_per_runner}: about {_gb(per_runner)} per runner "
+                          f"x farm.num_runners={cfg.farm.num_runners} + {_gb(in_flight)} of fragments in flight "
+                          f"= {_gb(needed)}; {_gb(available)} available (--force starts it anyway)")
+
+
+def memory_estimate(cfg: Any) -> tuple[int, int]:
+    """(bytes one runner holds: env state and its fragments, bytes of fragments in flight in
+    the object store), from the env's spaces (one copy is built to read them)."""
+    from rlfarm import envs
+
+    probe = envs.make(cfg.env.id, 1, **(cfg.env.kwargs or {}))
+    try:
+        obs_bytes = int(np.prod(probe.single_observation_space.shape)) * 4
+        action_space = probe.single_action_space
+        action_bytes = int(np.prod(action_space.shape or (1,))) * max(np.dtype(action_space.dtype or np.int64).itemsize, 1)
+    finally:
+        probe.close()
+    steps, copies = cfg.farm.fragment_length, cfg.env.envs_per_runner
+    fragment = copies * ((steps + 1) * obs_bytes + steps * (action_bytes + 4 * 4 + 2))  # + logp, values, rewards, finals, flags
+    env_state = copies * obs_bytes * ENV_STATE_PER_OBS
+    per_runner = env_state + (cfg.farm.max_inflight + 1) * fragment
+    in_flight = cfg.farm.num_runners * cfg.farm.max_inflight * fragment if cfg.farm.mode == "ray" else 0
+    return per_runner, in_flight
+
+
+def available_memory_bytes() -> int | None:
+    """MemAvailable from /proc/meminfo (None where there is none)."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as stream:
+            for line in stream:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def _gb(count: int) -> str:
+    return f"{count / 2**30:.1f} GB" if count >= 2**30 else f"{count / 2**20:.0f} MB"

@@ -1,0 +1,65 @@
+"""Foreign gymnasium envs that misbehave on purpose, registered on import (in this process).
+
+- rlfarm_test/NaNCartPole-v0: CartPole whose obs (odd calls) or reward (even calls) is NaN or
+  Inf on every `every`-th step of a copy;
+- rlfarm_test/RaisingCartPole-v0: CartPole whose `step` always raises;
+- rlfarm_test/HangingCartPole-v0: CartPole whose `step` hangs from a given call on.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.envs.classic_control.cartpole import CartPoleEnv
+
+
+class NaNCartPole(CartPoleEnv):
+    def __init__(self, every: int = 7, **kwargs):
+        super().__init__(**kwargs)
+        self.every, self.calls = every, 0
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = super().step(action)
+        self.calls += 1
+        if self.calls % self.every == 0:
+            if (self.calls // self.every) % 2:
+                obs = np.full_like(obs, np.nan)
+            else:
+                reward = float("inf")
+        return obs, reward, terminated, truncated, info
+
+
+class AlwaysRaisingCartPole(CartPoleEnv):
+    def step(self, action):
+        raise ValueError("the solver diverged")
+
+
+for env_id, cls in (("rlfarm_test/NaNCartPole-v0", NaNCartPole),
+                    ("rlfarm_test/RaisingCartPole-v0", AlwaysRaisingCartPole)):
+    if env_id not in gym.registry:
+        gym.register(id=env_id, entry_point=cls, max_episode_steps=500)
+
+
+class HangingCartPole(CartPoleEnv):
+    """CartPole whose `step` never returns from its `hang_at`-th call on (a solver that hangs);
+    with `sigterm`, it first sends its own process SIGTERM (serial mode: the driver)."""
+
+    def __init__(self, hang_at: int = 50, sigterm: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.hang_at, self.sigterm, self.calls = hang_at, sigterm, 0
+
+    def step(self, action):
+        self.calls += 1
+        if self.calls >= self.hang_at:
+            if self.sigterm:
+                os.kill(os.getpid(), signal.SIGTERM)
+            while True:
+                time.sleep(0.05)
+        return super().step(action)
+
+
+if "rlfarm_test/HangingCartPole-v0" not in gym.registry:
+    gym.register(id="rlfarm_test/HangingCartPole-v0", entry_point=HangingCartPole, max_episode_steps=500)

@@ -1,0 +1,67 @@
+"""One run, one directory: runs started together never share a run dir (issue 19, case 5)."""
+from __future__ import annotations
+
+import multiprocessing
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rlfarm.experiments.errors import ConfigError
+from rlfarm.experiments.run_dirs import claim_run_dir
+
+from .conftest import read_summary
+
+
+def test_four_runs_started_at_once_get_four_complete_run_dirs(write_config, runs_dir):
+    config = write_config({"stop": {"env_steps": 512}})
+    command = [sys.executable, "-m", "rlfarm.experiments.cli", "train", str(config)]
+    procs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(4)]
+    outputs = [proc.communicate(timeout=240) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0] * 4, [err[-2000:] for _, err in outputs]
+    run_dirs = sorted(p for p in runs_dir.iterdir() if p.is_dir())
+    assert len(run_dirs) == 4, run_dirs
+    for run_dir in run_dirs:
+        summary = read_summary(run_dir)
+        assert summary["exit_reason"] == "env_steps" and Path(summary["run_dir"]) == run_dir
+        assert (run_dir / "config.yaml").is_file() and Path(summary["last_checkpoint"]).is_file()
+
+
+def _claim(args: tuple[str, bool, multiprocessing.synchronize.Barrier]) -> str:
+    path, unique, barrier = args
+    barrier.wait(timeout=30)  # all four claim at the same moment
+    try:
+        return claim_run_dir(path, unique=unique)
+    except ConfigError as err:
+        return f"refused: {err}"
+
+
+def _claim_together(path: Path, unique: bool) -> list[str]:
+    context = multiprocessing.get_context("fork")
+    barrier = context.Manager().Barrier(4)
+    with context.Pool(4) as pool:
+        return pool.map(_claim, [(str(path), unique, barrier)] * 4)
+
+
+@pytest.mark.parametrize("unique", [True, False])
+def test_a_run_dir_is_claimed_by_exactly_one_process(tmp_path, unique):
+    (tmp_path / "empty").mkdir()  # an existing empty --run-dir may be claimed once
+    claimed = _claim_together(tmp_path / ("proposed" if unique else "empty"), unique)
+    won = [path for path in claimed if not path.startswith("refused")]
+    if unique:
+        assert sorted(won) == sorted({str(tmp_path / "proposed")} | {f"{tmp_path / 'proposed'}-{n}" for n in (2, 3, 4)})
+    else:
+        assert won == [str(tmp_path / "empty")]
+        assert all("--run-dir" in text for text in claimed if text.startswith("refused"))
+    for path in won:
+        assert Path(path, "checkpoints").is_dir()
+
+
+def test_a_run_dir_with_files_is_refused(tmp_path):
+    (tmp_path / "used").mkdir()
+    (tmp_path / "used" / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="--run-dir"):
+        claim_run_dir(str(tmp_path / "used"), unique=False)
+    assert sorted(p.name for p in (tmp_path / "used").iterdir()) == ["notes.txt"]
