@@ -176,6 +176,18 @@ def job_info(client, job_id: str) -> dict:
             "start_time": info.start_time, "end_time": info.end_time}
 
 
+def list_jobs(client) -> list[dict]:
+    """Every job of the cluster (Ray has no users), oldest first, as plain data."""
+    try:
+        details = client.list_jobs()
+    except Exception as err:
+        raise JobsError(f"listing jobs: {str(err).strip().splitlines()[0]}") from None
+    rows = [{"job_id": d.submission_id or d.job_id, "status": str(getattr(d.status, "value", d.status)),
+             "start_time": d.start_time, "end_time": d.end_time,
+             "entrypoint": (d.entrypoint or "").splitlines()[0] if d.entrypoint else ""} for d in details]
+    return sorted(rows, key=lambda row: row["start_time"] or 0)
+
+
 def job_logs(client, job_id: str) -> str:
     try:
         return client.get_job_logs(job_id)

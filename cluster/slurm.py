@@ -60,6 +60,14 @@ class SlurmJobSpec:
     nodes for the runners; `nodes`/`partition`/`gpus_per_node` then describe the GPU component."""
     cpu_partition: str | None = None
     """The CPU component's partition (heterogeneous jobs only)."""
+    requeue: bool = False
+    """Outlive the time limit: SLURM signals USR1 `requeue_warning_s` before it, the training
+    checkpoints and stops, the job requeues itself and its next start resumes `run_dir`."""
+    requeue_warning_s: int = 300
+    """Seconds before the time limit for the USR1 warning (SLURM may send it up to 60 s
+    earlier); the current update, a checkpoint and Ray's shutdown must fit in it."""
+    run_dir: str = ""
+    """The run dir every start of the job trains into (absolute; required with `requeue`)."""
 
     def __post_init__(self) -> None:
         if self.nodes < 1:
@@ -72,6 +80,10 @@ class SlurmJobSpec:
             raise ValueError(f"--cpus-per-node: must be >= 1, got {self.cpus_per_node}")
         if not re.fullmatch(r"(\d+-)?\d{1,3}(:\d\d){0,2}|\d+", self.time):
             raise ValueError(f"--time: expected [D-]HH:MM:SS or minutes, got {self.time!r}")
+        if not 1 <= self.requeue_warning_s <= 65535:
+            raise ValueError(f"--requeue-warning-s: must be in 1..65535, got {self.requeue_warning_s}")
+        if self.requeue and not self.run_dir:
+            raise ValueError("--requeue: needs the run dir that every start of the job resumes")
         for option, value in (("--job-name", self.job_name), ("--output", self.output),
                               ("--chdir", self.workdir), ("--partition", self.partition),
                               ("--account", self.account)):
@@ -89,6 +101,8 @@ def sbatch_lines(spec: SlurmJobSpec) -> list[str]:
         lines.append(f"--partition={spec.partition}")
     if spec.account:
         lines.append(f"--account={spec.account}")
+    if spec.requeue:  # the log collects every segment (a requeued job would truncate it)
+        lines += [f"--signal=B:USR1@{spec.requeue_warning_s}", "--requeue", "--open-mode=append"]
     if spec.cpu_nodes:
         lines += ["hetjob", *_component(spec.cpu_nodes, spec.cpus_per_node, 0)]
         if spec.cpu_partition:
@@ -112,6 +126,8 @@ def settings_block(spec: SlurmJobSpec) -> list[str]:
         f"RLFARM_OVERRIDES=({overrides})",
         f"RLFARM_GPUS_PER_NODE={spec.gpus_per_node}",
         f"RLFARM_HET_CPU_NODES={spec.cpu_nodes}",
+        f"RLFARM_REQUEUE={int(spec.requeue)}",
+        f"RLFARM_RUN_DIR={shlex.quote(spec.run_dir)}",
         f"RLFARM_WORKDIR={shlex.quote(spec.workdir)}",
         f"RLFARM_PYTHON={shlex.quote(spec.python)}",
         SETTINGS_END,
@@ -185,3 +201,60 @@ def wait_job(job_id: str, timeout_s: float | None = None, poll_s: float = 2.0) -
         if deadline is not None and time.monotonic() > deadline:
             return state, exit_code
         time.sleep(poll_s)
+
+
+JOB_COLUMNS = ("job_id", "name", "state", "run_time", "time_limit", "nodes", "restarts", "where")
+"""The fields of `list_jobs`' rows; `where` is the node list of a started job, else the reason
+it waits."""
+
+
+def list_jobs(uid: int | None = None) -> list[dict[str, str]]:
+    """This user's jobs, oldest first: every job the controller knows (`scontrol show job`:
+    pending, running, and finished within MinJobAge), then older ones from `sacct` where
+    accounting runs. A heterogeneous job is one row (its first component)."""
+    import pwd
+
+    uid = os.getuid() if uid is None else uid
+    result = subprocess.run(["scontrol", "show", "job", "-o"], capture_output=True, text=True, timeout=30)
+    if result.returncode != 0:
+        raise RuntimeError(f"scontrol show job: {result.stderr.strip() or result.stdout.strip()}")
+    rows = [row for line in result.stdout.splitlines()
+            if (row := _scontrol_row(line, uid)) is not None]
+    known = {row["job_id"] for row in rows}
+    return rows + [row for row in _sacct_rows(pwd.getpwuid(uid).pw_name) if row["job_id"] not in known]
+
+
+def _scontrol_row(line: str, uid: int) -> dict[str, str] | None:
+    def field_of(name: str) -> str:
+        match = re.search(rf"(?:^| ){re.escape(name)}=(\S*)", line)
+        return match.group(1) if match else ""
+
+    owner = re.search(r"UserId=\S*\((\d+)\)", line)
+    if not owner or int(owner.group(1)) != uid or field_of("HetJobOffset") not in ("", "0"):
+        return None
+    name = re.search(r"JobName=(.*?) [A-Za-z]+=", line)
+    state = field_of("JobState")
+    where = field_of("NodeList") if state not in ("PENDING", "REQUEUED") else f"({field_of('Reason')})"
+    return {"job_id": field_of("JobId"), "name": name.group(1) if name else "", "state": state,
+            "run_time": field_of("RunTime"), "time_limit": field_of("TimeLimit"),
+            "nodes": field_of("NumNodes"), "restarts": field_of("Restarts"), "where": where}
+
+
+def _sacct_rows(user: str) -> list[dict[str, str]]:
+    """Finished jobs from the accounting database (none without slurmdbd)."""
+    if shutil.which("sacct") is None:
+        return []
+    result = subprocess.run(["sacct", "-X", "-n", "-P", "-u", user, "-S", "now-7days",
+                             "-o", "JobID,JobName,State,Elapsed,Timelimit,NNodes,NodeList"],
+                            capture_output=True, text=True, timeout=30)
+    if result.returncode != 0:  # "Slurm accounting storage is disabled"
+        return []
+    rows = []
+    for line in result.stdout.splitlines():
+        parts = line.split("|")
+        if len(parts) == 7 and not re.search(r"\+[1-9]", parts[0]):  # a hetjob's later parts: ID+1
+            job_id, name, state, elapsed, limit, nodes, where = parts
+            rows.append({"job_id": job_id.split("+")[0], "name": name, "state": state.split()[0],
+                         "run_time": elapsed, "time_limit": limit, "nodes": nodes, "restarts": "-",
+                         "where": where})
+    return rows

@@ -131,9 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="submit `rlfarm sweep CONFIG` (a config with a `sweep` section) instead of training")
     p.set_defaults(handler="rlfarm.experiments.submit:submit_main")
 
-    p = sub.add_parser("jobs", help="follow up a submitted Ray Job: status, logs or stop")
-    p.add_argument("action", choices=["status", "logs", "stop"])
-    p.add_argument("job_id", metavar="ID")
+    p = sub.add_parser("jobs", help="list jobs (Ray Jobs with --address, else your SLURM jobs), "
+                                    "or follow up a Ray Job: status, logs or stop")
+    p.add_argument("action", choices=["status", "logs", "stop"], nargs="?", default=None,
+                   help="without one: list the jobs with their state")
+    p.add_argument("job_id", metavar="ID", nargs="?", default=None)
     p.add_argument("--address", default=None, help="the Ray dashboard address (default: $RAY_ADDRESS)")
     p.set_defaults(handler="rlfarm.experiments.submit:jobs_main")
 
@@ -150,6 +152,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a heterogeneous job: GPU nodes for the head and the learners")
     p.add_argument("--gpu-partition", default=None, help="the GPU nodes' partition")
     p.add_argument("--time", default="01:00:00", help="wall time limit (default: %(default)s)")
+    p.add_argument("--requeue", action="store_true",
+                   help="outlive the time limit: checkpoint before it, requeue the job, resume the run "
+                        "dir on the next start, until training ends")
+    p.add_argument("--requeue-warning-s", type=int, default=300, metavar="S",
+                   help="with --requeue: SLURM's USR1 warning this long before the limit (default: %(default)s)")
     p.add_argument("--account", default=None)
     p.add_argument("--output", metavar="FILE", default=None, help="where to write the script")
     _add_overrides(p)

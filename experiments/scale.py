@@ -6,9 +6,15 @@ The config is an experiment config plus a `sweep` section:
       num_runners: [1, 2, 4]       # farm.num_runners of each point
       envs_per_runner: [256]       # env.envs_per_runner of each point
       num_learners: [1]            # optional: farm.num_learners of each point
+      nodes: [1, 2]                # optional: runners on the first N worker nodes only
       seconds: 10                  # measure each point this long ...
       env_steps: 0                 # ... or for this many env steps (whichever is set; both: first reached)
       warmup_iterations: 2         # updates run before measuring (actor start-up, first allocations)
+
+`nodes` needs a cluster whose k-th worker node advertises the custom resource `rf_nodes_N`
+for every swept N >= k (`node_sweep_resources` writes that map for `ray start --resources`;
+docs/scaling-model.md does it on the test hosts): a point with N nodes asks each runner for
+one `rf_nodes_N`, which only the first N worker nodes have.
 
 Every combination is one point. Each point builds the farm of the config
 (`cluster.make_farm`), runs warm-up updates, then drives `farm.iterate()` for the point's
@@ -39,7 +45,9 @@ import yaml
 
 from rlfarm.experiments.errors import ConfigError
 
-COLUMNS = ("num_runners", "envs_per_runner", "total_envs", "num_learners", "mode", "iterations",
+NODE_RESOURCE = "rf_nodes_{}"
+"""The custom resource that the first N worker nodes of a node sweep advertise."""
+COLUMNS = ("num_runners", "envs_per_runner", "total_envs", "num_learners", "nodes", "mode", "iterations",
            "env_steps", "seconds", "env_steps_per_s", "learner_samples_per_s", "sample_ms",
            "update_ms", "efficiency", "setup_s")
 
@@ -54,6 +62,8 @@ class SweepConfig:
     """env.envs_per_runner values; None keeps the config's own."""
     num_learners: list[int] | None = None
     """farm.num_learners values; None keeps the config's own."""
+    nodes: list[int] | None = None
+    """Worker nodes the runners may use (see the module docstring); None: no constraint."""
     seconds: float = 10.0
     """Measured wall seconds per point (0: no time limit)."""
     env_steps: int = 0
@@ -70,6 +80,8 @@ class Point:
     envs_per_runner: int
     num_learners: int
     mode: str
+    nodes: int = 0
+    """Worker nodes the runners were confined to; 0: unconstrained."""
     iterations: int = 0
     env_steps: int = 0
     seconds: float = 0.0
@@ -87,7 +99,8 @@ class Point:
 
     @property
     def label(self) -> str:
-        return f"r{self.num_runners}_e{self.envs_per_runner}_l{self.num_learners}"
+        return f"r{self.num_runners}_e{self.envs_per_runner}_l{self.num_learners}" + \
+            (f"_n{self.nodes}" if self.nodes else "")
 
     def row(self) -> dict[str, Any]:
         return {**asdict(self), "total_envs": self.total_envs}
@@ -133,7 +146,7 @@ def parse_sweep(section: Any) -> SweepConfig:
     for key in section:
         if key not in known:
             raise ConfigError(f"sweep.{key}: unknown key; valid keys: {', '.join(sorted(known))}")
-    for key in ("num_runners", "envs_per_runner", "num_learners"):
+    for key in ("num_runners", "envs_per_runner", "num_learners", "nodes"):
         values = section.get(key)
         if values is None:
             continue
@@ -160,14 +173,25 @@ def sweep_points(raw: dict[str, Any], sweep: SweepConfig) -> list[tuple[Point, A
     envs = sweep.envs_per_runner or [base.env.envs_per_runner]
     learners = sweep.num_learners or [base.farm.num_learners]
     points = []
-    for envs_per_runner, num_learners, num_runners in itertools.product(
-            sorted(set(envs)), sorted(set(learners)), sorted(set(sweep.num_runners))):
+    for envs_per_runner, num_learners, nodes, num_runners in itertools.product(
+            sorted(set(envs)), sorted(set(learners)), sorted(set(sweep.nodes or [0])),
+            sorted(set(sweep.num_runners))):
         point_raw = copy.deepcopy(raw)
         point_raw.setdefault("env", {})["envs_per_runner"] = envs_per_runner
-        point_raw.setdefault("farm", {}).update(num_runners=num_runners, num_learners=num_learners)
+        farm = point_raw.setdefault("farm", {})
+        farm.update(num_runners=num_runners, num_learners=num_learners)
+        if nodes:
+            runner = farm["runner_resources"] = dict(farm.get("runner_resources") or {"num_cpus": 1})
+            runner["resources"] = {**(runner.get("resources") or {}), NODE_RESOURCE.format(nodes): 1}
         cfg = config_from_dict(point_raw)
-        points.append((Point(num_runners, envs_per_runner, num_learners, cfg.farm.mode), cfg))
+        points.append((Point(num_runners, envs_per_runner, num_learners, cfg.farm.mode, nodes), cfg))
     return points
+
+
+def node_sweep_resources(node_index: int, swept_nodes: list[int], slots: int) -> dict[str, int]:
+    """The custom resources of worker node `node_index` (1-based) for a sweep over `swept_nodes`:
+    `slots` runners' worth of `rf_nodes_N` for every N that includes this node."""
+    return {NODE_RESOURCE.format(n): slots for n in sorted(set(swept_nodes)) if n >= node_index}
 
 
 # ---- measuring ---------------------------------------------------------------------------
@@ -211,9 +235,9 @@ def measure(point: Point, cfg: Any, sweep: SweepConfig, tb_dir: str) -> Point:
 
 def add_efficiency(points: list[Point]) -> None:
     """Efficiency against linear scaling in runners from the smallest point of each group."""
-    groups: dict[tuple[int, int], list[Point]] = {}
+    groups: dict[tuple[int, int, int], list[Point]] = {}
     for point in points:
-        groups.setdefault((point.envs_per_runner, point.num_learners), []).append(point)
+        groups.setdefault((point.envs_per_runner, point.num_learners, point.nodes), []).append(point)
     for group in groups.values():
         base = min(group, key=lambda p: p.num_runners)
         for point in group:
@@ -238,12 +262,14 @@ def write_csv(points: list[Point], path: str) -> None:
 
 def markdown_table(points: list[Point]) -> str:
     show_learners = len({p.num_learners for p in points}) > 1
+    show_nodes = any(p.nodes for p in points)
     head = ["runners", "envs/runner", "total envs"] + (["learners"] if show_learners else []) + \
-        ["env steps/s", "learner samples/s", "efficiency"]
+        (["nodes"] if show_nodes else []) + ["env steps/s", "learner samples/s", "efficiency"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---:|" * len(head)]
     for p in points:
         cells = [str(p.num_runners), str(p.envs_per_runner), str(p.total_envs)]
         cells += [str(p.num_learners)] if show_learners else []
+        cells += [str(p.nodes)] if show_nodes else []
         cells += [f"{p.env_steps_per_s:,.0f}", f"{p.learner_samples_per_s:,.0f}", f"{p.efficiency:.2f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -254,7 +280,7 @@ def write_markdown(points: list[Point], path: str, command: str, machine: str) -
         stream.write(f"# Scaling: {points[0].mode} farm\n\n`{command}`\n\n{machine}\n\n")
         stream.write(markdown_table(points) + "\n\n")
         stream.write("Efficiency: env steps/s against ideal linear scaling in runners from the "
-                     "smallest point with the same envs/runner and learners.\n")
+                     "smallest point with the same envs/runner, learners and nodes.\n")
 
 
 def write_plot(points: list[Point], path: str, title: str) -> None:
@@ -264,13 +290,14 @@ def write_plot(points: list[Point], path: str, title: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, (ax_rate, ax_eff) = plt.subplots(1, 2, figsize=(10, 4))
-    groups: dict[tuple[int, int], list[Point]] = {}
+    groups: dict[tuple[int, int, int], list[Point]] = {}
     for point in points:
-        groups.setdefault((point.envs_per_runner, point.num_learners), []).append(point)
-    for (envs, learners), group in sorted(groups.items()):
+        groups.setdefault((point.envs_per_runner, point.num_learners, point.nodes), []).append(point)
+    for (envs, learners, nodes), group in sorted(groups.items()):
         group.sort(key=lambda p: p.num_runners)
         runners = [p.num_runners for p in group]
-        label = f"{envs} envs/runner" + (f", {learners} learners" if len(groups) > 1 else "")
+        label = f"{envs} envs/runner" + (f", {learners} learners" if len(groups) > 1 else "") + \
+            (f", {nodes} nodes" if nodes else "")
         line, = ax_rate.plot(runners, [p.env_steps_per_s for p in group], "o-", label=label)
         base = group[0]
         ax_rate.plot(runners, [base.env_steps_per_s * r / base.num_runners for r in runners], ":",
@@ -297,7 +324,8 @@ def write_hparams(point: Point, tb_dir: str) -> None:
     with SummaryWriter(tb_dir) as writer:
         writer.add_hparams(
             {"num_runners": point.num_runners, "envs_per_runner": point.envs_per_runner,
-             "total_envs": point.total_envs, "num_learners": point.num_learners, "mode": point.mode},
+             "total_envs": point.total_envs, "num_learners": point.num_learners, "nodes": point.nodes,
+             "mode": point.mode},
             {"scale/env_steps_per_s": point.env_steps_per_s,
              "scale/learner_samples_per_s": point.learner_samples_per_s,
              "scale/efficiency": point.efficiency},
@@ -319,7 +347,8 @@ def main(args: argparse.Namespace) -> int:
     try:
         for index, (point, cfg) in enumerate(points, 1):
             print(f"rlfarm scale: point {index}/{len(points)}: {point.num_runners} runners x "
-                  f"{point.envs_per_runner} envs, {point.num_learners} learner(s) ...", file=sys.stderr, flush=True)
+                  f"{point.envs_per_runner} envs, {point.num_learners} learner(s)"
+                  + (f" on {point.nodes} node(s)" if point.nodes else "") + " ...", file=sys.stderr, flush=True)
             measure(point, cfg, sweep, os.path.join(out, "tb", point.label))
             print(f"rlfarm scale:   {point.env_steps_per_s:,.0f} env steps/s, "
                   f"{point.learner_samples_per_s:,.0f} learner samples/s "

@@ -2,7 +2,9 @@
 
 Writes an sbatch script (cluster/slurm/rlfarm.sbatch with its directives and settings filled
 in) that brings Ray up across the nodes, runs `rlfarm train` against it and brings Ray down.
-The config is checked first, so a bad one fails here with exit 2 rather than in the queue.
+With --requeue the job outlives its time limit: before the limit the training checkpoints,
+the job requeues itself and the next start resumes the same run dir, until training ends
+(cluster/slurm/rlfarm.sbatch, point 8). The config is checked first, so a bad one fails here with exit 2 rather than in the queue.
 Without --submit the script is also printed to stdout (the notes go to stderr), so it can be
 read, or piped to `sbatch`, as it is.
 """
@@ -39,7 +41,9 @@ def main(args: argparse.Namespace) -> int:
             config=config, nodes=args.gpu_nodes if het else args.nodes, gpus_per_node=args.gpus_per_node,
             cpus_per_node=args.cpus_per_node, partition=(args.gpu_partition or args.partition) if het
             else args.partition, time=args.time, cpu_nodes=args.cpu_nodes or 0,
-            cpu_partition=args.cpu_partition,
+            cpu_partition=args.cpu_partition, requeue=args.requeue,
+            requeue_warning_s=args.requeue_warning_s,
+            run_dir=os.path.abspath(os.path.join(cfg.log.dir, f"{cfg.name}-{stamp}")) if args.requeue else "",
             account=args.account, job_name=f"rlfarm-{cfg.name}"[:64],
             output=os.path.join(os.path.dirname(script_path), f"{cfg.name}-%j.out"),
             overrides=list(args.overrides), workdir=workdir, python=sys.executable)
@@ -66,7 +70,8 @@ def main(args: argparse.Namespace) -> int:
         print(f"rlfarm slurm: {err}", file=sys.stderr)
         return 1
     log_path = spec.output.replace("%j", job_id)
-    print(f"rlfarm slurm: submitted job {job_id}; log {log_path}")
+    print(f"rlfarm slurm: submitted job {job_id}; log {log_path}"
+          + (f"; run dir {spec.run_dir} (requeued until training ends)" if spec.requeue else ""))
     print(job_id)
     if not args.wait:
         return 0

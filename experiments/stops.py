@@ -1,4 +1,4 @@
-"""How a run stops on signals and deadlines: the first Ctrl-C or SIGTERM stops after the
+"""How a run stops on signals and deadlines: the first Ctrl-C, SIGTERM or SIGUSR1 stops after the
 current update, the second at once, and a stop that does not come by itself (a hung env step,
 a silent farm) is forced by SIGALRM in the main thread (docs/robustness.md)."""
 from __future__ import annotations
@@ -8,8 +8,9 @@ import sys
 import time
 from typing import Any
 
-STOP_SIGNALS = {signal.SIGINT: "interrupted", signal.SIGTERM: "sigterm"}
-"""The signals that stop a run cleanly, and the exit_reason each gives (see EXIT_CODES)."""
+STOP_SIGNALS = {signal.SIGINT: "interrupted", signal.SIGTERM: "sigterm", signal.SIGUSR1: "requeue"}
+"""The signals that stop a run cleanly, and the exit_reason each gives (see EXIT_CODES).
+SIGUSR1 is SLURM's warning before a time limit (`rlfarm slurm --requeue`)."""
 STOP_GRACE_S = 10.0
 """After the first stop signal, the iteration in progress gets this long to end by itself;
 then it is interrupted (in the main thread, by SIGALRM) and the run stops."""
@@ -44,7 +45,9 @@ class SignalStops:
         previous = {}
 
         def request_stop(signum: int, frame: Any) -> None:
-            if self.stop_signal:  # asked twice: stop now
+            if self.stop_signal:  # asked twice: stop now (the batch script repeats USR1)
+                if signum == signal.SIGUSR1:
+                    return
                 raise KeyboardInterrupt
             self.stop_signal = STOP_SIGNALS[signum]
             self._arm_deadline(STOP_GRACE_S, self.stop_signal)

@@ -1,4 +1,6 @@
-"""`rlfarm submit CONFIG --address http://HEAD:8265` and `rlfarm jobs status|logs|stop ID`.
+"""`rlfarm submit CONFIG --address http://HEAD:8265`, `rlfarm jobs status|logs|stop ID`, and
+`rlfarm jobs`, which lists the jobs: the cluster's Ray Jobs with --address (or $RAY_ADDRESS),
+else this user's SLURM jobs.
 
 `submit` checks the config here first (a typo fails at once, exit 2), then submits
 `rlfarm train CONFIG ...` as a Ray Job with this project as its working dir, streams the
@@ -16,6 +18,7 @@ import argparse
 import os
 import secrets
 import shlex
+import subprocess
 import sys
 import time
 
@@ -107,6 +110,10 @@ def exit_code_for(status: str, driver_exit_code: int | None) -> int:
 def jobs_main(args: argparse.Namespace) -> int:
     from rlfarm.cluster import jobs
 
+    if args.action is None:
+        return list_main(args)
+    if args.job_id is None:
+        raise ConfigError(f"ID: `rlfarm jobs {args.action}` needs a job id")
     try:
         client = jobs.make_client(args.address)
         if args.action == "status":
@@ -128,3 +135,45 @@ def jobs_main(args: argparse.Namespace) -> int:
         print(f"rlfarm jobs: {err}", file=sys.stderr)
         return 1
     raise ConfigError(f"action: unknown action {args.action!r}")
+
+
+def list_main(args: argparse.Namespace) -> int:
+    """`rlfarm jobs`: one row per job, oldest first."""
+    from rlfarm.cluster import jobs, slurm
+
+    if args.address or os.environ.get("RAY_API_SERVER_ADDRESS") or os.environ.get("RAY_ADDRESS"):
+        try:
+            rows = jobs.list_jobs(jobs.make_client(args.address))
+        except jobs.JobsError as err:
+            print(f"rlfarm jobs: {err}", file=sys.stderr)
+            return 1
+        for row in rows:
+            row["started"] = _clock(row["start_time"])
+        print_table(rows, ("job_id", "status", "started", "entrypoint"))
+        return 0
+    reason = slurm.slurm_unavailable_reason()
+    if reason and "no SLURM node is up" not in reason:
+        print(f"rlfarm jobs: no --address or $RAY_ADDRESS for Ray Jobs, and no SLURM: {reason}", file=sys.stderr)
+        return 1
+    try:
+        rows = slurm.list_jobs()
+    except (RuntimeError, subprocess.TimeoutExpired) as err:
+        print(f"rlfarm jobs: {err}", file=sys.stderr)
+        return 1
+    print_table(rows, slurm.JOB_COLUMNS)
+    return 0
+
+
+def _clock(epoch_ms: int | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch_ms / 1000)) if epoch_ms else "-"
+
+
+def print_table(rows: list[dict], columns: tuple[str, ...]) -> None:
+    """Aligned columns under an upper-case header; `(no jobs)` when there are none."""
+    if not rows:
+        print("(no jobs)")
+        return
+    cells = [[c.upper() for c in columns]] + [[str(row.get(c, "")) for c in columns] for row in rows]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
+    for line in cells:
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip())

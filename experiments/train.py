@@ -3,8 +3,9 @@
 Order of work, so that a bad config or argument writes nothing: load and check the config,
 build the farm (env kwargs and model are checked there), restore a checkpoint when resuming,
 and only then create the run dir. The loop stops on stop.env_steps, stop.wall_s or
-stop.target_return; Ctrl-C (SIGINT) or SIGTERM stop it cleanly after the current update, or
-STOP_GRACE_S later at the latest. Every exit except a crash writes a final checkpoint; every
+stop.target_return; Ctrl-C (SIGINT), SIGTERM or SIGUSR1 (SLURM's warning before a time limit:
+exit_reason "requeue") stop it cleanly after the current update, or STOP_GRACE_S later at the
+latest. Every exit except a crash writes a final checkpoint; every
 exit writes summary.json (docs/robustness.md has the bounds).
 """
 from __future__ import annotations
@@ -26,9 +27,10 @@ from rlfarm.experiments.run_dirs import (_CHECKPOINT_RE, CHECKPOINT_DIR, _refuse
                                          claim_run_dir, find_last_checkpoint, list_checkpoints,
                                          load_newest_valid, new_run_dir)
 
-EXIT_CODES = {"crashed": 1, "interrupted": 130, "sigterm": 143}
+EXIT_CODES = {"crashed": 1, "interrupted": 130, "requeue": 138, "sigterm": 143}
 """Exit codes of `rlfarm train` by exit_reason; every other reason (env_steps, wall_s,
-target_return, callback) exits 0."""
+target_return, callback) exits 0. "requeue" (SIGUSR1, 128 + 10) is SLURM's warning before a
+time limit: the batch script requeues the job, whose next start resumes the run."""
 _SEGMENT_SEED_STRIDE = 2**32
 """A resumed segment's env streams start from a seed derived from the run's newest checkpoint
 name's env steps (that of the file it resumes from, unless that one was unusable)."""
@@ -299,6 +301,7 @@ class Training(SignalStops):
             exit_reason, solved, self.last_checkpoint, error=error, train_loop_s=round(loop_s, 3),
             process_s=None if age is None else round(age, 3),
             startup_s=round(loop_start - self.process_start_s, 3), run_dir=self.run_dir,
+            segments=self.segment + 1,
             **({"placement": placement, "lost_fragments": placement.get("lost_fragments")}
                if placement else {}))
         exit_reason, error = guarded(lambda: monitor.write_final(summary), exit_reason, error)

@@ -166,6 +166,9 @@ def test_no_wait_then_jobs_status_logs_stop(head, tmp_path):
             break
         time.sleep(1)
     assert f"{job_id}: SUCCEEDED" in status.stdout, status.stdout + status.stderr
+    listing = rlfarm(env, "jobs", "--address", url)  # no action: every job of the cluster
+    assert listing.returncode == 0 and listing.stdout.split()[:4] == ["JOB_ID", "STATUS", "STARTED", "ENTRYPOINT"]
+    assert any(line.split()[:2] == [job_id, "SUCCEEDED"] for line in listing.stdout.splitlines())
     assert "rlfarm train: run" in rlfarm(env, "jobs", "logs", job_id, "--address", url).stdout
     stop = rlfarm(env, "jobs", "stop", job_id, "--address", url)
     assert stop.returncode == 0 and "already finished" in stop.stdout

@@ -1,6 +1,7 @@
 """`rlfarm slurm ... --submit` on the real SLURM of the test cluster (`bash .ci/slurm.sh start`:
 gpu1 in partition `gpu`, cpu1 and cpu2 in `cpu`, the default, all three in `all`): one-node
-jobs, two jobs side by side, a 3-node job and a heterogeneous CPU+GPU job.
+jobs, two jobs side by side, a 3-node job, a heterogeneous CPU+GPU job and a job that outlives
+its time limit by requeueing itself (--requeue); `rlfarm jobs` listing this user's jobs.
 
 Each job brings up a real Ray head inside the allocation, trains a tiny CartPole run on the
 Ray farm and brings Ray down. Skipped with the reason when SLURM is not running here; with
@@ -11,6 +12,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import pwd
 import re
 import subprocess
 import sys
@@ -158,3 +160,72 @@ def test_heterogeneous_job_runners_on_cpu_nodes_learner_on_gpu1(tmp_path):
     assert hosts_of(summary, "runners") == {"cpu1", "cpu2"}, summary["placement"]
     assert hosts_of(summary, "learners") == {"gpu1"}
     assert slurm.job_state(job_id)[0] == "COMPLETED"
+
+
+def test_requeue_chain_outlives_the_time_limit(tmp_path):
+    """A 2-minute job whose training needs 75 s of training time: SLURM's USR1 comes 60-90 s
+    into each start (30 s warning plus SLURM's 30 s resolution), after at most about 70 s of
+    training, so the run needs at least two segments; the chain ends at stop.wall_s."""
+    config, log_dir = write_config(tmp_path, "chain")
+    config.write_text(config.read_text().replace("stop: {env_steps: 1024}", "stop: {wall_s: 75}"))
+    command = [sys.executable, "-m", "rlfarm.experiments.cli", "slurm", str(config), "--nodes", "1",
+               "--cpus-per-node", "2", "--time", "2", "--requeue", "--requeue-warning-s", "30",
+               "--output", str(tmp_path / "chain.sbatch"), "--submit", "--wait"]
+    out = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stdout + out.stderr
+    job_id = job_id_of(out)
+    log_text = (tmp_path / f"chain-{job_id}.out").read_text()
+    show = subprocess.run(["scontrol", "show", "job", "-o", job_id], capture_output=True, text=True).stdout
+    assert int(re.search(r"Restarts=(\d+)", show).group(1)) >= 1, log_text[-4000:]
+    summaries = glob.glob(str(log_dir / "*" / "summary.json"))
+    assert len(summaries) == 1, log_text[-4000:]  # one run dir across every start
+    summary = json.loads(Path(summaries[0]).read_text())
+    # The final summary is an uninterrupted run's: ended by its budget, a checkpoint, returns.
+    assert summary["exit_reason"] == "wall_s" and summary["wall_s"] >= 75, summary
+    assert summary["segments"] >= 2 and os.path.exists(summary["last_checkpoint"])
+    assert summary["episode_return_mean"] is not None
+    # Each earlier start stopped on USR1 with a checkpoint (one per start: checkpoint_interval_s
+    # is 0), and the next resumed from it.
+    requeues = log_text.count("rlfarm train exited with status 138")
+    assert requeues == summary["segments"] - 1 and "USR1: the time limit is near" in log_text
+    assert log_text.count("rlfarm train: resuming") == requeues
+    checkpoints = sorted(Path(summaries[0]).parent.glob("checkpoints/ckpt-*.pt"))
+    stops = [int(path.stem.split("-")[1]) for path in checkpoints][:-1][-requeues:]
+    assert len(stops) == min(requeues, 2) and stops[-1] < summary["env_steps"]
+    # The step counter goes on across segments: the TensorBoard points of all starts, in order.
+    from rlfarm.experiments.monitor import read_scalars
+
+    steps = [step for step, _ in read_scalars(os.path.dirname(summaries[0]), ["system/rss_mb"])["system/rss_mb"]]
+    assert steps == sorted(steps) and steps[0] < stops[0] < steps[-1] <= summary["env_steps"]
+    assert ray_processes_of(job_id) == [] and glob.glob(f"/tmp/rf-{job_id}-*") == []
+
+
+def rlfarm_jobs() -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")}
+    return subprocess.run([sys.executable, "-m", "rlfarm.experiments.cli", "jobs"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def row_of(listing: str, job_id: str) -> list[str]:
+    rows = [line.split() for line in listing.splitlines() if line.split()[:1] == [job_id]]
+    assert len(rows) == 1, listing
+    return rows[0]
+
+
+def test_jobs_lists_this_users_slurm_jobs_with_their_state():
+    held = subprocess.run(["sbatch", "--parsable", "--hold", "--job-name=rlfarm-listed", "--output=/dev/null",
+                           "--wrap=true"], capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        out = rlfarm_jobs()
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.split()[:3] == ["JOB_ID", "NAME", "STATE"]
+        row = row_of(out.stdout, held)
+        assert row[1:3] == ["rlfarm-listed", "PENDING"] and row[-1] == "(JobHeldUser)"
+        nobody = pwd.getpwnam("nobody").pw_uid
+        assert held not in {r["job_id"] for r in slurm.list_jobs(uid=nobody)}  # another user's view
+    finally:
+        subprocess.run(["scancel", held], check=True)
+    deadline = time.monotonic() + 30
+    while slurm.job_state(held)[0] != "CANCELLED" and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert row_of(rlfarm_jobs().stdout, held)[2] == "CANCELLED"

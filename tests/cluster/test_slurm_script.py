@@ -110,10 +110,11 @@ def test_worker_command_and_order(script):
     assert 'exec ray start --address "$RF_HEAD_ADDRESS" "${RF_FLAGS[@]}"' in script
     # Order: the head, wait for it, the workers, wait for every node, then train.
     order = [script.index(s) for s in ("ray start --head", "rf_wait_nodes 1 120", "bash -c rf_start_worker",
-                                       'rf_wait_nodes "$RF_NUM_NODES"', "-m rlfarm.experiments.cli train")]
+                                       'rf_wait_nodes "$RF_NUM_NODES"', "rf_train_command\n")]
     assert order == sorted(order)
-    train = _command(script, '"$RLFARM_PYTHON" -m rlfarm.experiments.cli train')
-    assert '--address "$RF_HEAD_ADDRESS" "${RF_SET[@]}" "${RLFARM_OVERRIDES[@]}"' in train
+    train = _command(script, 'RF_TRAIN=("$RLFARM_PYTHON" -m rlfarm.experiments.cli train')
+    assert '"$RLFARM_CONFIG" --address "$RF_HEAD_ADDRESS")' in train
+    assert 'rf_run_driver "${RF_TRAIN[@]}" "${RF_SET[@]}" "${RLFARM_OVERRIDES[@]}"' in script
     assert 'exit "$RF_STATUS"' in script and "trap rf_shutdown EXIT" in script
 
 
@@ -252,3 +253,57 @@ def test_hetjob_nodes_advertise_only_their_kind(kind, expected, tmp_path):
     flags = subprocess.run(["bash", "-c", body], capture_output=True, text=True, env=env).stdout.splitlines()
     got = [flags[flags.index(name) + 1] for name in ("--num-cpus", "--num-gpus", "--resources")]
     assert got == expected
+
+
+# ---- --requeue: USR1 before the time limit, checkpoint, requeue, resume ------------------
+
+def test_requeue_asks_for_the_warning_signal_and_fixes_the_run_dir():
+    spec = slurm.SlurmJobSpec(config="c.yaml", nodes=1, requeue=True, requeue_warning_s=90,
+                              run_dir="/shared/runs/c-1")
+    lines = slurm.sbatch_lines(spec)
+    assert {"#SBATCH --signal=B:USR1@90", "#SBATCH --requeue", "#SBATCH --open-mode=append"} <= set(lines)
+    text = slurm.render_script(spec)
+    assert "RLFARM_REQUEUE=1" in text and "RLFARM_RUN_DIR=/shared/runs/c-1" in text
+    plain = slurm.render_script(slurm.SlurmJobSpec(config="c.yaml", nodes=1))
+    assert "#SBATCH --signal" not in plain and "RLFARM_REQUEUE=0" in plain
+
+
+@pytest.mark.parametrize("kwargs, field", [({"requeue": True}, "--requeue"),
+                                           ({"requeue_warning_s": 0}, "--requeue-warning-s")])
+def test_bad_requeue_spec_names_the_option(kwargs, field):
+    with pytest.raises(ValueError, match=field):
+        slurm.SlurmJobSpec(config="c.yaml", nodes=1, **kwargs)
+
+
+def test_train_command_starts_then_resumes_the_run_dir(tmp_path):
+    run_dir = tmp_path / "run"
+    show = (f'RLFARM_RUN_DIR={run_dir} RF_HEAD_ADDRESS=h:1; rf_train_command; '
+            'printf "%s\\n" "${RF_TRAIN[@]:5}"')  # after PYTHON -m rlfarm.experiments.cli train CONFIG
+    assert run_bash(show).stdout.split() == ["--address", "h:1", "--run-dir", str(run_dir)]
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "checkpoints" / "ckpt-000000001024.pt").write_bytes(b"")
+    assert run_bash(show).stdout.split() == ["--address", "h:1", "--resume", str(run_dir)]
+    (run_dir / "checkpoints" / "ckpt-000000001024.pt").unlink()  # a start that died before one
+    out = run_bash(show)
+    assert out.stdout.split()[-2:] == ["--run-dir", str(run_dir)] and not run_dir.exists()
+    assert "has no checkpoint: moving it to" in out.stderr
+    assert len(list(tmp_path.glob("run.failed-*"))) == 1
+
+
+DRIVER = """
+import signal, sys, time
+time.sleep(1.5)  # USR1 arrives before the handler exists: it must neither kill nor be lost
+signal.signal(signal.SIGUSR1, lambda *_: sys.exit(138))
+time.sleep(30)
+sys.exit(0)
+"""
+
+
+def test_usr1_reaches_a_driver_that_listens_late(tmp_path):
+    driver = tmp_path / "driver.py"
+    driver.write_text(DRIVER)
+    code = (f"set +e; trap rf_on_usr1 USR1; (sleep 0.3; kill -USR1 $$) & "
+            f"rf_run_driver {os.sys.executable} {driver}; echo status=$?")
+    out = run_bash(code)
+    assert "status=138" in out.stdout, out.stdout + out.stderr
+    assert "USR1: the time limit is near" in out.stderr

@@ -114,3 +114,17 @@ def test_cli_bad_sweep_exits_2(tmp_path, capsys):
     assert main(["scale", str(config), "--out", str(tmp_path / "o")]) == 2
     assert "sweep.secs: unknown key" in capsys.readouterr().err
     assert not (tmp_path / "o" / "scaling.csv").exists()
+
+
+def test_nodes_axis_confines_runners_to_the_first_n_worker_nodes():
+    raw, sweep = scale.load_sweep(str(REPO / "experiments/configs/scaling_cartpole.yaml"),
+                                  ["sweep.num_runners=[2]", "sweep.nodes=[1, 2]"])
+    points = scale.sweep_points(raw, sweep)
+    assert [(p.nodes, cfg.farm.runner_resources["resources"]) for p, cfg in points] == [
+        (1, {"rf_nodes_1": 1}), (2, {"rf_nodes_2": 1})]
+    assert [p.label for p, _ in points] == ["r2_e256_l1_n1", "r2_e256_l1_n2"]
+    # Node k advertises rf_nodes_N for every N >= k: a 1-node point never reaches node 2.
+    assert scale.node_sweep_resources(1, [1, 2], slots=2) == {"rf_nodes_1": 2, "rf_nodes_2": 2}
+    assert scale.node_sweep_resources(2, [1, 2], slots=2) == {"rf_nodes_2": 2}
+    with pytest.raises(ConfigError, match="sweep.nodes"):
+        scale.parse_sweep({"num_runners": [1], "nodes": [0]})
