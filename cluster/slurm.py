@@ -60,6 +60,8 @@ class SlurmJobSpec:
     nodes for the runners; `nodes`/`partition`/`gpus_per_node` then describe the GPU component."""
     cpu_partition: str | None = None
     """The CPU component's partition (heterogeneous jobs only)."""
+    command: str = "train"
+    """What the job runs on its Ray cluster: `rlfarm train` or `rlfarm sweep` (trials share it)."""
     requeue: bool = False
     """Outlive the time limit: SLURM signals USR1 `requeue_warning_s` before it, the training
     checkpoints and stops, the job requeues itself and its next start resumes `run_dir`."""
@@ -122,6 +124,7 @@ def settings_block(spec: SlurmJobSpec) -> list[str]:
     overrides = " ".join(f"--set {shlex.quote(item)}" for item in spec.overrides)
     return [
         SETTINGS_BEGIN,
+        f"RLFARM_COMMAND={shlex.quote(spec.command)}",
         f"RLFARM_CONFIG={shlex.quote(spec.config)}",
         f"RLFARM_OVERRIDES=({overrides})",
         f"RLFARM_GPUS_PER_NODE={spec.gpus_per_node}",

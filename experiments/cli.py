@@ -162,6 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_overrides(p)
     p.add_argument("--submit", action="store_true", help="submit the script with sbatch")
     p.add_argument("--wait", action="store_true", help="with --submit: wait for the job and exit with its status")
+    p.add_argument("--sweep", action="store_true",
+                   help="run `rlfarm sweep CONFIG` (a config with a `sweep` section) on the allocation's Ray cluster")
     p.set_defaults(handler="rlfarm.experiments.slurm:main")
     return parser
 

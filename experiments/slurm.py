@@ -31,7 +31,15 @@ def main(args: argparse.Namespace) -> int:
         raise ConfigError("--nodes: required (or --cpu-nodes N --gpu-nodes M for a heterogeneous job)")
     if het and args.cpu_nodes < 1:
         raise ConfigError(f"--cpu-nodes: must be >= 1, got {args.cpu_nodes}")
-    cfg = load_config(args.config, args.overrides)
+    if args.sweep:
+        if args.requeue:
+            raise ConfigError("--requeue: not with --sweep (a sweep resumes with `rlfarm sweep --resume`)")
+        from rlfarm.experiments.config import config_from_dict
+        from rlfarm.experiments.sweep import load_sweep_config
+
+        cfg = config_from_dict(load_sweep_config(args.config, args.overrides)[0])
+    else:
+        cfg = load_config(args.config, args.overrides)
     workdir = os.getcwd()
     config = _relative_if_inside(args.config, workdir)
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -41,7 +49,7 @@ def main(args: argparse.Namespace) -> int:
             config=config, nodes=args.gpu_nodes if het else args.nodes, gpus_per_node=args.gpus_per_node,
             cpus_per_node=args.cpus_per_node, partition=(args.gpu_partition or args.partition) if het
             else args.partition, time=args.time, cpu_nodes=args.cpu_nodes or 0,
-            cpu_partition=args.cpu_partition, requeue=args.requeue,
+            cpu_partition=args.cpu_partition, requeue=args.requeue, command="sweep" if args.sweep else "train",
             requeue_warning_s=args.requeue_warning_s,
             run_dir=os.path.abspath(os.path.join(cfg.log.dir, f"{cfg.name}-{stamp}")) if args.requeue else "",
             account=args.account, job_name=f"rlfarm-{cfg.name}"[:64],

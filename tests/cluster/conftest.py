@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 HERE = Path(__file__).resolve().parent
 
@@ -65,3 +67,19 @@ def ray_with_faulty_envs():
         os.environ.pop("PYTHONPATH", None)
     else:
         os.environ["PYTHONPATH"] = previous
+
+
+def write_tiny_ray_config(path: Path, name: str, log_dir: Path, **sections: dict[str, Any]) -> Path:
+    """A tiny Ray-mode CartPole config for the end-to-end tests (8 envs, 16-step fragments,
+    1024 env steps); `sections` update its sections one level deep ({"farm": {...}, ...})."""
+    raw: dict[str, Any] = {
+        "name": name, "seed": 0, "env": {"id": "rlfarm/CartPole-v1", "envs_per_runner": 8},
+        "algo": {"epochs": 1, "minibatches": 1, "device": "cpu"},
+        "farm": {"mode": "ray", "num_runners": 1, "fragment_length": 16},
+        "stop": {"env_steps": 1024},
+        "log": {"dir": str(log_dir), "report_interval_s": 0.5, "checkpoint_interval_s": 0},
+    }
+    for section, values in sections.items():
+        raw[section].update(values)
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import write_tiny_ray_config
+
 REPO = Path(__file__).resolve().parents[2]
 HOSTS_SH = REPO / ".ci" / "hosts.sh"
 HOSTS = {"gpu1": "198.18.0.1", "cpu1": "198.18.0.2", "cpu2": "198.18.0.3"}
@@ -35,23 +37,6 @@ LINK_CUT_NOTICED_S = 30.0
 """Bound on cut link -> dead runner noticed, stated in docs/cluster-testing.md."""
 
 pytestmark = pytest.mark.slow
-
-TINY = """\
-name: {name}
-seed: 0
-env: {{id: rlfarm/CartPole-v1, envs_per_runner: 8}}
-algo: {{epochs: 1, minibatches: 1, device: cpu}}
-farm:
-  mode: ray
-  num_runners: 2
-  fragment_length: 16
-  max_runner_restarts: 4
-  runner_resources: {{num_cpus: 1, resources: {{cpu_node: 1}}}}
-  learner_resources: {{num_cpus: 1, resources: {learner_resource}}}
-stop: {{env_steps: {env_steps}}}
-log: {{dir: {log_dir}, report_interval_s: 0.5, checkpoint_interval_s: {checkpoint_s}}}
-"""
-
 
 def hosts_unavailable_reason() -> str | None:
     if os.geteuid() != 0:
@@ -164,12 +149,17 @@ def cluster(tmp_path_factory):
             shutil.rmtree(f"/tmp/rf-mh-{host}", ignore_errors=True)
 
 
-def write_config(tmp_path: Path, name: str, env_steps: int, learner_resource: str = "{gpu_node: 1}",
+def write_config(tmp_path: Path, name: str, env_steps: int, learner_resource: dict | None = None,
                  checkpoint_s: float = 0) -> tuple[Path, Path]:
+    """2 runners on the CPU hosts (resource cpu_node), the learner where `learner_resource`
+    (default: the gpu_node host); runners may be replaced 4 times."""
     log_dir = tmp_path / "runs"
-    config = tmp_path / f"{name}.yaml"
-    config.write_text(TINY.format(name=name, log_dir=log_dir, env_steps=env_steps,
-                                  learner_resource=learner_resource, checkpoint_s=checkpoint_s))
+    config = write_tiny_ray_config(
+        tmp_path / f"{name}.yaml", name, log_dir,
+        farm={"num_runners": 2, "max_runner_restarts": 4,
+              "runner_resources": {"num_cpus": 1, "resources": {"cpu_node": 1}},
+              "learner_resources": {"num_cpus": 1, "resources": learner_resource or {"gpu_node": 1}}},
+        stop={"env_steps": env_steps}, log={"checkpoint_interval_s": checkpoint_s})
     return config, log_dir
 
 
@@ -269,7 +259,7 @@ def test_link_cut_is_noticed_and_the_run_goes_on(cluster, tmp_path):
 def test_learner_host_loss_names_the_checkpoint_and_resume_continues(cluster, tmp_path):
     # The learner on cpu2 (Ray's per-node resource), so losing its host leaves the driver.
     config, log_dir = write_config(tmp_path, "learner", env_steps=60_000, checkpoint_s=0.5,
-                                   learner_resource='{"node:198.18.0.3": 0.01}')
+                                   learner_resource={"node:198.18.0.3": 0.01})
     log = tmp_path / "train.log"
     train = cluster.popen("gpu1", train_argv(cluster, config), log)
     try:

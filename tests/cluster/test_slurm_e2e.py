@@ -21,21 +21,12 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import write_tiny_ray_config
+
 from rlfarm.cluster import slurm
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
-
-TINY = """\
-name: {name}
-seed: 0
-env: {{id: rlfarm/CartPole-v1, envs_per_runner: 8}}
-algo: {{epochs: 1, minibatches: 1, device: cpu}}
-farm: {{mode: ray, num_runners: 1, fragment_length: 16}}
-stop: {{env_steps: 1024}}
-log: {{dir: {log_dir}, report_interval_s: 0.5, checkpoint_interval_s: 0}}
-"""
-
 
 @pytest.fixture(scope="module", autouse=True)
 def slurm_up():
@@ -48,9 +39,7 @@ def slurm_up():
 
 def write_config(tmp_path: Path, name: str) -> tuple[Path, Path]:
     log_dir = tmp_path / f"runs-{name}"
-    config = tmp_path / f"{name}.yaml"
-    config.write_text(TINY.format(name=name, log_dir=log_dir))
-    return config, log_dir
+    return write_tiny_ray_config(tmp_path / f"{name}.yaml", name, log_dir), log_dir
 
 
 def rlfarm_slurm(config: Path, script: Path, *extra: str, shape: tuple[str, ...] = ("--nodes", "1")

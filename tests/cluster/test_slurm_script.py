@@ -112,7 +112,8 @@ def test_worker_command_and_order(script):
     order = [script.index(s) for s in ("ray start --head", "rf_wait_nodes 1 120", "bash -c rf_start_worker",
                                        'rf_wait_nodes "$RF_NUM_NODES"', "rf_train_command\n")]
     assert order == sorted(order)
-    train = _command(script, 'RF_TRAIN=("$RLFARM_PYTHON" -m rlfarm.experiments.cli train')
+    train = _command(script, 'RF_TRAIN=("$RLFARM_PYTHON" -m rlfarm.experiments.cli "$RLFARM_COMMAND"')
+    assert "RLFARM_COMMAND=train" in script
     assert '"$RLFARM_CONFIG" --address "$RF_HEAD_ADDRESS")' in train
     assert 'rf_run_driver "${RF_TRAIN[@]}" "${RF_SET[@]}" "${RLFARM_OVERRIDES[@]}"' in script
     assert 'exit "$RF_STATUS"' in script and "trap rf_shutdown EXIT" in script
@@ -307,3 +308,20 @@ def test_usr1_reaches_a_driver_that_listens_late(tmp_path):
     out = run_bash(code)
     assert "status=138" in out.stdout, out.stdout + out.stderr
     assert "USR1: the time limit is near" in out.stderr
+
+
+def test_sweep_job_runs_rlfarm_sweep_into_its_sweep_dir(tmp_path):
+    """`rlfarm slurm --sweep`: the same allocation and Ray cluster, `rlfarm sweep` as the
+    driver, the fixed run dir as the sweep's --out (run by bash, with made-up SLURM values)."""
+    spec = slurm.SlurmJobSpec(config="experiments/examples/sweep_cartpole.yaml", nodes=2, command="sweep",
+                              run_dir=str(tmp_path / "sweep"), workdir=str(tmp_path))
+    script = slurm.render_script(spec)
+    assert "RLFARM_COMMAND=sweep" in script
+    path = tmp_path / "sweep.sbatch"
+    path.write_text(script)
+    out = subprocess.run(["bash", "-c", f'source {path} && rf_train_command && printf "%s\\n" "${{RF_TRAIN[@]}}"'],
+                         env={**os.environ, "RLFARM_SOURCE_ONLY": "1", "RF_HEAD_ADDRESS": "198.18.0.1:6379"},
+                         capture_output=True, text=True, timeout=30)
+    words = out.stdout.split()
+    assert words[-6:] == ["sweep", "experiments/examples/sweep_cartpole.yaml", "--address", "198.18.0.1:6379",
+                          "--out", str(tmp_path / "sweep")], (out.stdout, out.stderr[-500:])
