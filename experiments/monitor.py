@@ -37,6 +37,8 @@ TAGS: dict[str, str] = {
     "perf/env_errors": "env copies reset after a bad state or an exception (cumulative)",
     "losses/grad_norm": "gradient norm before clipping",
     "learner/lr": "the learning rate of the last update (annealed when algo.anneal_lr)",
+    "learner/clip_range": "the ratio clip range of the last update (annealed when algo.anneal_clip)",
+    "learner/epochs": "epochs the last update ran (fewer than algo.epochs after a target_kl stop)",
     "perf/runner_env_steps_per_s": "env steps per second of a runner's own env-step time",
     "perf/runner_inference_ms_per_fragment": "policy inference time per fragment in the runners",
     # Written by the Ray farm (cluster/ray_farm.py) only:
@@ -172,6 +174,8 @@ class Monitor:
         self.returns: collections.deque = collections.deque(state.get("returns", ()), maxlen=return_window)
         self.lengths: collections.deque = collections.deque(state.get("lengths", ()), maxlen=return_window)
         self.episodes = int(state.get("episodes", 0))
+        self.solved_at_env_steps: int | None = state.get("solved_at_env_steps")
+        """Env steps at which the return window first reached stop.target_return (None: not yet)."""
         self.wall_before = float(state.get("wall_s", 0.0))
         """Training seconds of the run's earlier segments (before a resume)."""
         self.env_steps = self.start_env_steps = int(start_env_steps)
@@ -258,7 +262,8 @@ class Monitor:
     def state(self) -> dict[str, Any]:
         """What a checkpoint keeps so a resumed run reports the same window and clock."""
         return {"returns": [float(r) for r in self.returns], "lengths": [int(n) for n in self.lengths],
-                "episodes": self.episodes, "wall_s": self.wall_s}
+                "episodes": self.episodes, "wall_s": self.wall_s,
+                "solved_at_env_steps": self.solved_at_env_steps}
 
     def summary(self, exit_reason: str, solved: bool, last_checkpoint: str | None,
                 **extra: Any) -> dict[str, Any]:
@@ -270,6 +275,7 @@ class Monitor:
             "episode_return_mean": self.return_mean if self.returns else None,
             "episodes": self.episodes,
             "solved": bool(solved),
+            "solved_at_env_steps": self.solved_at_env_steps,
             **self.counters,
             "exit_reason": exit_reason,
             "last_checkpoint": last_checkpoint,
