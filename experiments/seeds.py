@@ -18,10 +18,10 @@ import csv
 import json
 import math
 import os
+import signal
 import statistics
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from typing import Any
 
@@ -109,15 +109,32 @@ def run_all(config: str, overrides: list[str], seeds: list[int], out: str, worke
     os.environ.setdefault("RLFARM_TORCH_THREADS", "1")  # inherited by the workers
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     jobs = [(config, overrides, seed, os.path.join(out, "runs", f"seed-{seed}")) for seed in seeds]
-    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=get_context("spawn")) as pool:
-        rows = []
-        for row in pool.map(run_one, jobs):
-            solved = row["solved_at_env_steps"]
-            print(f"  seed {row['seed']}: exit {row['exit_code']}, first at target "
-                  f"{'never' if solved is None else f'{solved:,}'}, final return "
-                  f"{_fmt(row['final_return_mean'])} ({row['wall_s']:.0f} s)", file=sys.stderr)
-            rows.append(row)
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt) if _main_thread() else None
+    try:  # leaving the `with` on an exception (Ctrl-C, SIGTERM) terminates the workers' runs
+        with get_context("spawn").Pool(min(workers, len(jobs))) as pool:
+            rows = [_print_row(row) for row in pool.imap(run_one, jobs)]
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return rows
+
+
+def _print_row(row: dict) -> dict:
+    solved = row["solved_at_env_steps"]
+    print(f"  seed {row['seed']}: exit {row['exit_code']}, first at target "
+          f"{'never' if solved is None else f'{solved:,}'}, final return "
+          f"{_fmt(row['final_return_mean'])} ({row['wall_s']:.0f} s)", file=sys.stderr)
+    return row
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
 
 
 def run_one(job: tuple[str, list[str], int, str]) -> dict[str, Any]:
