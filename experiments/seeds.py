@@ -21,6 +21,7 @@ import os
 import signal
 import statistics
 import sys
+import threading
 import time
 from multiprocessing import get_context
 from typing import Any
@@ -132,8 +133,6 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
 
 
 def _main_thread() -> bool:
-    import threading
-
     return threading.current_thread() is threading.main_thread()
 
 
@@ -146,9 +145,14 @@ def run_one(job: tuple[str, list[str], int, str]) -> dict[str, Any]:
     for item in [*overrides, f"seed={seed}"]:
         argv += ["--set", item]
     start = time.perf_counter()
+    result: dict[str, int] = {}
+    # On a thread, `rlfarm train` leaves SIGTERM alone, so the pool's terminate ends the run at once.
+    worker = threading.Thread(target=lambda: result.update(code=cli_main(argv)), name=f"seed-{seed}")
     with open(run_dir + ".log", "w", encoding="utf-8") as log, contextlib.redirect_stderr(log), \
             contextlib.redirect_stdout(log):
-        code = cli_main(argv)
+        worker.start()
+        worker.join()
+    code = result.get("code", 1)  # no code: the run raised past the CLI (its traceback is in the log)
     summary: dict[str, Any] = {}
     if os.path.exists(os.path.join(run_dir, "summary.json")):
         with open(os.path.join(run_dir, "summary.json"), encoding="utf-8") as stream:
