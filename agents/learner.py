@@ -58,6 +58,8 @@ class LearnerBase:
         self.stage = DeviceStager(self.device)
         self.clip_range = torch.tensor(self.algo_cfg.clip_coef, device=self.device)
         """The ratio (and value) clip range of the current update; see anneal()."""
+        self.clip_value = self.algo_cfg.clip_coef
+        """The same as a Python float, for the metrics without a device sync."""
         self.graphs = None  # captured minibatch steps on CUDA (agents.cuda_graph.GraphCache)
         self.grad_sync: Callable[[list[torch.nn.Parameter]], None] | None = None
         self.moments_sync: Callable | None = None
@@ -85,7 +87,8 @@ class LearnerBase:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         # A device tensor filled in place, so a captured CUDA graph reads this update's value.
-        self.clip_range.fill_(cfg.clip_coef * (remaining if cfg.anneal_clip else 1.0))
+        self.clip_value = cfg.clip_coef * (remaining if cfg.anneal_clip else 1.0)
+        self.clip_range.fill_(self.clip_value)
         return lr
 
     def normalize(self, obs: torch.Tensor) -> torch.Tensor:

@@ -50,7 +50,7 @@ class PPOLearner(LearnerBase):
         metrics["perf/learner_update_ms"] = 1000.0 * elapsed
         metrics["perf/learner_samples_per_s"] = steps * envs / elapsed
         metrics["learner/lr"] = self.optimizer.param_groups[0]["lr"]
-        metrics["learner/clip_range"] = float(self.clip_range)
+        metrics["learner/clip_range"] = self.clip_value
         metrics["learner/epochs"] = float(epochs_run)
         metrics.update(self.extra_metrics(fragments))
         return metrics
