@@ -88,7 +88,6 @@ def main(args: argparse.Namespace) -> int:
     out = args.out or os.path.join(cfg.log.dir, f"seeds-{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}")
     if os.path.exists(out) and os.listdir(out):
         raise ConfigError(f"--out: {out} exists and is not empty")
-    os.makedirs(os.path.join(out, "runs"), exist_ok=True)
     print(f"rlfarm seeds: {cfg.name}, seeds {args.seeds} ({len(seeds)} runs of {run_steps:,} env steps, "
           f"{args.workers} at a time) -> {out}", file=sys.stderr)
     rows = run_all(args.config, overrides, seeds, out, args.workers)
@@ -109,6 +108,7 @@ def run_all(config: str, overrides: list[str], seeds: list[int], out: str, worke
     """One training run per seed in `workers` fresh processes; rows in seed order."""
     os.environ.setdefault("RLFARM_TORCH_THREADS", "1")  # inherited by the workers
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    os.makedirs(os.path.join(out, "runs"), exist_ok=True)
     jobs = [(config, overrides, seed, os.path.join(out, "runs", f"seed-{seed}")) for seed in seeds]
     previous = signal.signal(signal.SIGTERM, _raise_interrupt) if _main_thread() else None
     try:  # leaving the `with` on an exception (Ctrl-C, SIGTERM) terminates the workers' runs

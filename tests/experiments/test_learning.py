@@ -44,7 +44,6 @@ def test_ppo_solves_cartpole_on_4_of_5_seeds_within_500k_steps(tmp_path):
     steps, and the median of their steps to solve is at most 350k. Measured on seeds 0-19
     (docs/learning.md, AMD EPYC): 20 of 20 solved within 500k, in 135k-453k env steps, median
     203k, 2 of 20 above 300k. One missing seed in five cannot fail this alone."""
-    (tmp_path / "runs").mkdir()
     rows = run_seeds(tmp_path, "cartpole_ppo.yaml", [0, 1, 2, 3, 4], "stop.env_steps=500000",
                      "stop.target_return=475")
     steps = solve_steps(rows, 500_000)
