@@ -51,16 +51,19 @@ def test_ppo_solves_cartpole_on_4_of_5_seeds_within_500k_steps(tmp_path):
     assert statistics.median(steps) <= 350_000, steps
 
 
-def test_ppo_pendulum_reaches_minus_250_on_2_of_3_seeds_within_500k_steps(tmp_path):
-    """Rule: of seeds 0-2, at least 2 reach a mean return of -250 within 500k env steps."""
-    rows = run_seeds(tmp_path, "pendulum_ppo.yaml", [0, 1, 2], "stop.env_steps=500000",
+def test_ppo_pendulum_reaches_minus_250_on_2_of_4_seeds_within_500k_steps(tmp_path):
+    """Rule: of seeds 0-3, at least 2 reach a mean return of -250 within 500k env steps.
+    Measured on seeds 0-19 (docs/learning.md, AMD EPYC): 17 of 20 did, in 119k-475k env steps,
+    median 168k; with 3 misses in 20, this rule fails for about 1 seed set in 80."""
+    rows = run_seeds(tmp_path, "pendulum_ppo.yaml", [0, 1, 2, 3], "stop.env_steps=500000",
                      "stop.target_return=-250")
     assert len(solve_steps(rows, 500_000)) >= 2, rows
 
 
 def test_appo_with_policy_lag_4_solves_cartpole_on_2_of_3_seeds(tmp_path):
     """Rule: with every batch 4 versions old (V-trace on), at least 2 of seeds 0-2 reach 475
-    within 500k env steps, and no fragment is dropped as too stale."""
+    within 500k env steps, and no fragment is dropped as too stale. Measured on seeds 0-19
+    (docs/learning.md, AMD EPYC, serial): 20 of 20 did, in 147k-311k env steps, median 164k."""
     rows = run_seeds(tmp_path, "cartpole_appo.yaml", [0, 1, 2], "farm.artificial_lag=4", "farm.max_lag=4",
                      "algo.vtrace=true", "stop.env_steps=500000", "stop.target_return=475")
     assert len(solve_steps(rows, 500_000)) >= 2, rows
