@@ -127,7 +127,15 @@ class AlgoConfig:
     """GAE lambda; also the trace-cutting lambda in V-trace's c coefficients."""
 
     clip_coef: float = 0.2
-    """PPO ratio clip range epsilon."""
+    """PPO ratio clip range epsilon (annealed linearly to 0 over the run when `anneal_clip`)."""
+
+    anneal_clip: bool = False
+    """Linearly decay clip_coef to 0 at total_env_steps, as rl-zoo's tuned PPO does (`lin_0.2`):
+    late updates move the policy less, so a solved policy stays solved."""
+
+    target_kl: Optional[float] = None
+    """Stop an update's remaining epochs once the mean approx KL of an epoch exceeds this
+    (CleanRL's `--target-kl`); null never stops early."""
 
     clip_vloss: bool = False
     """Clip the value loss around the behaviour values with clip_coef (CleanRL's option)."""
@@ -183,7 +191,7 @@ class AlgoConfig:
     def validate(self) -> None:
         _check(self.name in ALGOS, "name", f"must be one of {', '.join(ALGOS)}, got {self.name!r}")
         _check(self.device in DEVICES, "device", f"must be one of {', '.join(DEVICES)}, got {self.device!r}")
-        for name in ("anneal_lr", "clip_vloss", "cuda_graphs", "normalize_adv", "normalize_obs", "vtrace"):
+        for name in ("anneal_lr", "anneal_clip", "clip_vloss", "cuda_graphs", "normalize_adv", "normalize_obs", "vtrace"):
             value = getattr(self, name)
             _check(isinstance(value, bool), name, f"must be true or false, got {value!r}")
         for name in ("epochs", "minibatches", "max_skipped_updates"):
@@ -200,3 +208,5 @@ class AlgoConfig:
             ok = _is_number(value) and (value >= low if low_inclusive else value > low) and value <= high
             bracket = "[" if low_inclusive else "("
             _check(ok, name, f"must be a number in {bracket}{low:g}, {high:g}], got {value!r}")
+        _check(self.target_kl is None or (_is_number(self.target_kl) and self.target_kl > 0), "target_kl",
+               f"must be null or a number > 0, got {self.target_kl!r}")

@@ -60,6 +60,10 @@ class LearnerBase:
         self.version = 0
         self.env_steps_consumed = 0
         self.stage = DeviceStager(self.device)
+        self.clip_range = torch.tensor(self.algo_cfg.clip_coef, device=self.device)
+        """The ratio (and value) clip range of the current update; see anneal()."""
+        self.clip_value = self.algo_cfg.clip_coef
+        """The same as a Python float, for the metrics without a device sync."""
         self.graphs = None  # captured minibatch steps on CUDA (agents.cuda_graph.GraphCache)
         self.grad_sync: Callable[[list[torch.nn.Parameter]], None] | None = None
         self.moments_sync: Callable | None = None
@@ -105,13 +109,19 @@ class LearnerBase:
                 raise ValueError(f"update: fragment action shape {list(fragment.actions.shape[2:])} "
                                  f"does not match the learner's {list(self.action_spec.shape)}")
 
-    def anneal_lr(self) -> float:
-        """Linear decay to 0 at total_env_steps (constant lr without a total)."""
-        lr = self.algo_cfg.lr
-        if self.algo_cfg.anneal_lr and self.total_env_steps:
-            lr *= max(0.0, 1.0 - self.env_steps_consumed / self.total_env_steps)
+    def anneal(self) -> float:
+        """Set this update's lr and clip range: each decays linearly to 0 at total_env_steps
+        when its `anneal_*` flag is on (constant without a total). Returns the lr."""
+        cfg = self.algo_cfg
+        remaining = 1.0
+        if self.total_env_steps:
+            remaining = max(0.0, 1.0 - self.env_steps_consumed / self.total_env_steps)
+        lr = cfg.lr * (remaining if cfg.anneal_lr else 1.0)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
+        # A device tensor filled in place, so a captured CUDA graph reads this update's value.
+        self.clip_value = cfg.clip_coef * (remaining if cfg.anneal_clip else 1.0)
+        self.clip_range.fill_(self.clip_value)
         return lr
 
     def normalize(self, obs: torch.Tensor) -> torch.Tensor:

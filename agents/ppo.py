@@ -5,7 +5,8 @@ update(fragments):
   1. the whole batch goes to the device in one copy; obs are normalized with frozen stats;
   2. `targets` computes advantages and value targets (GAE here; APPO overrides it);
   3. `optimize` runs epochs x minibatches (index permutations on the device; on CUDA each
-     minibatch step is one replayed CUDA graph, see cuda_graph.py);
+     minibatch step is one replayed CUDA graph, see cuda_graph.py); with `target_kl` the
+     remaining epochs are skipped once an epoch's mean approx KL exceeds it;
   4. the batch's obs moments join the normalizer and the version goes up by one; an update
      whose losses or gradient norm are NaN/Inf is rolled back instead (LearnerBase.keep_if_finite).
 """
@@ -30,7 +31,7 @@ class PPOLearner(LearnerBase):
         """One learner update on `fragments` (equal T); returns the metrics dict."""
         start = time.perf_counter()
         self.check_fragments(fragments)
-        self.anneal_lr()
+        self.anneal()
         batch = self.stage(fragments)
         steps, envs = batch.shape
         obs = self.normalize(batch.obs)
@@ -40,7 +41,7 @@ class PPOLearner(LearnerBase):
             return x.reshape(steps * envs, *x.shape[2:])
 
         snapshot = self.snapshot()
-        losses = self.optimize(flat(obs[:-1]), flat(batch.actions), flat(batch.logp),
+        losses, epochs_run = self.optimize(flat(obs[:-1]), flat(batch.actions), flat(batch.logp),
                                flat(advantages), flat(returns), flat(old_values))
         summary = torch.cat([losses, explained_variance(old_values, returns).reshape(1)]).tolist()  # one device sync
         metrics = dict(zip(LOSS_KEYS + ("losses/explained_variance",), summary))
@@ -53,6 +54,8 @@ class PPOLearner(LearnerBase):
         metrics["perf/learner_update_ms"] = 1000.0 * elapsed
         metrics["perf/learner_samples_per_s"] = steps * envs / elapsed
         metrics["learner/lr"] = self.optimizer.param_groups[0]["lr"]
+        metrics["learner/clip_range"] = self.clip_value
+        metrics["learner/epochs"] = float(epochs_run)
         metrics.update(self.extra_metrics(fragments))
         return metrics
 
@@ -70,16 +73,20 @@ class PPOLearner(LearnerBase):
     def extra_metrics(self, fragments: Sequence[Fragment]) -> dict[str, float]:
         return {}
 
-    def optimize(self, obs, actions, old_logp, advantages, returns, old_values) -> torch.Tensor:
-        """Epochs x minibatches of the clipped-surrogate loss; returns the mean of LOSS_KEYS."""
+    def optimize(self, obs, actions, old_logp, advantages, returns, old_values) -> tuple[torch.Tensor, int]:
+        """Epochs x minibatches of the clipped-surrogate loss; returns (the mean of LOSS_KEYS,
+        epochs run). With `target_kl`, each epoch's mean approx KL is read back (one sync per
+        epoch) and the rest are skipped once it exceeds target_kl (CleanRL's early stop)."""
         cfg = self.algo_cfg
         inputs = (obs, actions, old_logp, advantages, returns, old_values)
         num_samples = obs.shape[0]
         minibatch_size = -(-num_samples // cfg.minibatches)
+        steps_per_epoch = -(-num_samples // minibatch_size)
         graphed = self.graphed_step(inputs, minibatch_size)
         sums = torch.zeros(len(LOSS_KEYS), device=self.device)
         count = 0
-        for _ in range(cfg.epochs):
+        for epoch in range(cfg.epochs):
+            epoch_kl = torch.zeros((), device=self.device)
             order = torch.randperm(num_samples, device=self.device, generator=self.generator)
             for index in order.split(minibatch_size):
                 if graphed is not None:
@@ -88,8 +95,11 @@ class PPOLearner(LearnerBase):
                 else:
                     stats = self.minibatch_step(*(x[index] for x in inputs))
                 sums += stats
+                epoch_kl += stats[KL_INDEX]
                 count += 1
-        return sums / count
+            if cfg.target_kl is not None and epoch_kl.item() / steps_per_epoch > cfg.target_kl:
+                return sums / count, epoch + 1
+        return sums / count, cfg.epochs
 
     def graphed_step(self, inputs, minibatch_size: int):
         """The minibatch step as a CUDA graph (agents/cuda_graph.py), or None to run eagerly:
@@ -118,10 +128,10 @@ class PPOLearner(LearnerBase):
         ratio = log_ratio.exp()
         if cfg.normalize_adv and advantages.numel() > 1:
             advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-        policy_loss = torch.max(-advantages * ratio,
-                                -advantages * ratio.clamp(1 - cfg.clip_coef, 1 + cfg.clip_coef)).mean()
+        clip = self.clip_range
+        policy_loss = torch.max(-advantages * ratio, -advantages * ratio.clamp(1 - clip, 1 + clip)).mean()
         if cfg.clip_vloss:
-            clipped = old_values + (new_values - old_values).clamp(-cfg.clip_coef, cfg.clip_coef)
+            clipped = old_values + (new_values - old_values).clamp(-clip, clip)
             value_loss = 0.5 * torch.max((new_values - returns) ** 2, (clipped - returns) ** 2).mean()
         else:
             value_loss = 0.5 * ((new_values - returns) ** 2).mean()
@@ -138,13 +148,14 @@ class PPOLearner(LearnerBase):
             self.optimizer.step()
         with torch.no_grad():
             approx_kl = ((ratio - 1) - log_ratio).mean()  # the k3 estimator (Schulman's blog)
-            clip_fraction = ((ratio - 1).abs() > cfg.clip_coef).float().mean()
+            clip_fraction = ((ratio - 1).abs() > clip).float().mean()
             return torch.stack([policy_loss.detach(), value_loss.detach(), entropy_mean.detach(),
                                 approx_kl, clip_fraction, grad_norm.detach()])
 
 
 LOSS_KEYS = ("losses/policy", "losses/value", "losses/entropy", "losses/approx_kl",
              "losses/clip_fraction", "losses/grad_norm")
+KL_INDEX = LOSS_KEYS.index("losses/approx_kl")
 
 
 def explained_variance(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -17,6 +17,7 @@ EPILOG = """examples:
   rlfarm train experiments/configs/cartpole_ppo.yaml           train on the embedded local Ray
   rlfarm train CONFIG --set farm.mode=serial --set seed=3      one process, no Ray (debugging)
   rlfarm eval runs/cartpole-ppo-<time> --episodes 20           evaluate the last checkpoint
+  rlfarm seeds CONFIG --seeds 0-19 --stay-steps 1000000       solve rate and stability over seeds
   rlfarm bench --env rlfarm/CartPole-v1 --num-envs 1024,4096   env-only steps/s per core
   tensorboard --logdir runs                                    watch the runs
 """
@@ -91,6 +92,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true",
                    help="start even when the farm looks too large for this machine's cores or memory")
     p.set_defaults(handler="rlfarm.experiments.train:main")
+
+    p = sub.add_parser("seeds", help="train a config over many seeds in parallel: solve rate, steps to "
+                                      "solve, whether each stays solved; writes a CSV and a plot")
+    p.add_argument("config", metavar="CONFIG")
+    p.add_argument("--seeds", default="0-9", help="seeds, e.g. 0-19 or 0,3,5-7 (default: %(default)s)")
+    _add_overrides(p)
+    p.add_argument("--workers", type=int, default=2, help="runs at a time, one process each (default: %(default)s)")
+    p.add_argument("--solve-steps", type=int, default=None, metavar="N",
+                   help="env steps within which a seed must reach stop.target_return (default: stop.env_steps)")
+    p.add_argument("--stay-steps", type=int, default=None, metavar="N",
+                   help="go on past the target to N env steps and check the seed stayed solved there")
+    p.add_argument("--stay-return", type=float, default=None, metavar="R",
+                   help="stayed solved: last-window mean >= R at --stay-steps (default: 5%% below "
+                        "the target, rounded down to a multiple of 10)")
+    p.add_argument("--out", metavar="DIR", default=None, help="output folder (default: under log.dir)")
+    p.set_defaults(handler="rlfarm.experiments.seeds:main")
 
     p = sub.add_parser("eval", help="evaluate the deterministic policy of a run's last checkpoint")
     p.add_argument("run_dir", metavar="RUN_DIR")

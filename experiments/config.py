@@ -44,6 +44,10 @@ class StopConfig:
     target_return: float | None = None
     """Stop once the mean return of the last `log.return_window` episodes reaches this."""
 
+    continue_after_target: bool = False
+    """Keep training after target_return is reached (until env_steps or wall_s), e.g. to see
+    whether the policy stays solved; summary.json records solved_at_env_steps either way."""
+
 
 @dataclass
 class LogConfig:
@@ -335,8 +339,13 @@ def _check_cross_fields(cfg: ExperimentConfig) -> None:
     if cfg.farm.batch_size and cfg.farm.batch_size % steps_per_fragment:
         raise ConfigError(f"farm.batch_size: {cfg.farm.batch_size} is not a multiple of one fragment "
                           f"(farm.fragment_length x env.envs_per_runner = {steps_per_fragment})")
-    if not (cfg.stop.env_steps or cfg.stop.wall_s or cfg.stop.target_return is not None):
-        raise ConfigError("stop: set at least one of env_steps, wall_s, target_return")
+    if cfg.algo.target_kl is not None and cfg.farm.num_learners > 1:
+        raise ConfigError("algo.target_kl: the early stop is decided per learner, so data-parallel "
+                          "learners (farm.num_learners > 1) would stop at different epochs; set it to null")
+    if not (cfg.stop.env_steps or cfg.stop.wall_s or
+            (cfg.stop.target_return is not None and not cfg.stop.continue_after_target)):
+        raise ConfigError("stop: set at least one of env_steps, wall_s, target_return "
+                          "(target_return ends a run only without continue_after_target)")
 
 
 def _check_env_id(env_id: str, imports: list[str]) -> None:

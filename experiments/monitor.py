@@ -130,6 +130,8 @@ class Monitor:
         self.returns: collections.deque = collections.deque(state.get("returns", ()), maxlen=return_window)
         self.lengths: collections.deque = collections.deque(state.get("lengths", ()), maxlen=return_window)
         self.episodes = int(state.get("episodes", 0))
+        self.solved_at_env_steps: int | None = state.get("solved_at_env_steps")
+        """Env steps at which the return window first reached stop.target_return (None: not yet)."""
         self.wall_before = float(state.get("wall_s", 0.0))
         """Training seconds of the run's earlier segments (before a resume)."""
         self.env_steps = self.start_env_steps = int(start_env_steps)
@@ -258,7 +260,8 @@ class Monitor:
     def state(self) -> dict[str, Any]:
         """What a checkpoint keeps so a resumed run reports the same window and clock."""
         return {"returns": [float(r) for r in self.returns], "lengths": [int(n) for n in self.lengths],
-                "episodes": self.episodes, "wall_s": self.wall_s}
+                "episodes": self.episodes, "wall_s": self.wall_s,
+                "solved_at_env_steps": self.solved_at_env_steps}
 
     def summary(self, exit_reason: str, solved: bool, last_checkpoint: str | None,
                 **extra: Any) -> dict[str, Any]:
@@ -270,6 +273,7 @@ class Monitor:
             "episode_return_mean": self.return_mean if self.returns else None,
             "episodes": self.episodes,
             "solved": bool(solved),
+            "solved_at_env_steps": self.solved_at_env_steps,
             **self.counters,
             "exit_reason": exit_reason,
             "last_checkpoint": last_checkpoint,

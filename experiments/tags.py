@@ -48,6 +48,8 @@ TAGS: dict[str, str] = {
     "losses/explained_variance": "1 - Var(returns - values) / Var(returns)",
     "losses/grad_norm": "gradient norm before clipping",
     "learner/lr": "the learning rate of the last update (annealed when algo.anneal_lr)",
+    "learner/clip_range": "the ratio clip range of the last update (annealed when algo.anneal_clip)",
+    "learner/epochs": "epochs the last update ran (fewer than algo.epochs after a target_kl stop)",
     "system/rss_mb": "resident memory of the driver without shared memory (RssAnon + RssFile), MB",
     "system/rss_mb/learner_<rank>": "the same for learner rank's actor (Ray)",
     "system/cpu_s_per_million_steps": "driver CPU seconds (user + system) per million env steps",

@@ -242,7 +242,8 @@ class Training(SignalStops):
     def _loop(self, farm: Any, monitor: Any) -> int:
         cfg, stop = self.cfg, self.cfg.stop
         loop_start = time.perf_counter()
-        exit_reason, error, solved = "", None, False
+        exit_reason, error = "", None
+        solved_at = monitor.solved_at_env_steps
         last_checkpoint_time = time.monotonic()
         previous = self._install_signal_handlers(farm)
         if stop.wall_s:
@@ -258,7 +259,9 @@ class Training(SignalStops):
                 solved = (stop.target_return is not None and monitor.window_full
                           and monitor.return_mean >= stop.target_return)
                 callback_stop = bool(self.callbacks) and self._run_callbacks(metrics, monitor)
-                if solved:
+                if solved and solved_at is None:
+                    solved_at = monitor.solved_at_env_steps = farm.env_steps
+                if solved and not stop.continue_after_target:
                     exit_reason = "target_return"
                 elif stop.env_steps and farm.env_steps >= stop.env_steps:
                     exit_reason = "env_steps"
@@ -298,7 +301,7 @@ class Training(SignalStops):
 
         age = process_age_s()
         summary = monitor.summary(
-            exit_reason, solved, self.last_checkpoint, error=error, train_loop_s=round(loop_s, 3),
+            exit_reason, solved_at is not None, self.last_checkpoint, error=error, train_loop_s=round(loop_s, 3),
             process_s=None if age is None else round(age, 3),
             startup_s=round(loop_start - self.process_start_s, 3), run_dir=self.run_dir,
             segments=self.segment + 1,

@@ -124,23 +124,25 @@ def test_ppo_learns_a_contextual_bandit():
 CARTPOLE_PPO = dict(num_envs=64, horizon=32)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_ppo_solves_cartpole(cartpole_trainer, seed):
-    """The recommended CartPole defaults: mean return >= 475 over 100 episodes within 500k steps."""
-    result = cartpole_trainer(agents.PolicyConfig(), agents.AlgoConfig(lr=3e-3, minibatches=2),
-                              **CARTPOLE_PPO, total_env_steps=500_000, seed=seed)
-    assert result["solved"], result["return_mean_100"]
-    assert result["env_steps"] <= 500_000
+# PPO's CartPole claim is tested, over seeds with a stated rule, through the serial farm that
+# runs this learner: tests/experiments/test_learning.py. At this layer, with lr 3e-3, 2
+# minibatches and the observation normalizer (not the demo's settings), seeds 0-9 solved
+# 8 of 10 on a 2-core AMD EPYC (seeds 7 and 9 did not): too fragile for a CI rule.
 
 
 @pytest.mark.slow
 def test_appo_with_lag_4_solves_cartpole(cartpole_trainer):
-    """Runners act with weights 4 versions old; V-trace corrects for it."""
-    result = cartpole_trainer(agents.PolicyConfig(), agents.AlgoConfig(name="appo", lr=3e-3, minibatches=2),
-                              **CARTPOLE_PPO, total_env_steps=500_000, seed=0, lag=4)
-    assert result["solved"], result["return_mean_100"]
-    assert result["metrics"]["perf/policy_lag_max"] == 4.0
+    """Runners act with weights 4 versions old; V-trace corrects for it.
+
+    Rule: at least 2 of seeds 0-2 reach a mean return of 475 within 500k env steps, one bad
+    seed cannot fail it. Measured (2-core AMD EPYC, seeds 0-9): 10 of 10 solved, in 115k-162k
+    env steps (median 121k).
+    """
+    results = [cartpole_trainer(agents.PolicyConfig(), agents.AlgoConfig(name="appo", lr=3e-3, minibatches=2),
+                                **CARTPOLE_PPO, total_env_steps=500_000, seed=seed, lag=4) for seed in range(3)]
+    solved = [result["solved"] for result in results]
+    assert sum(solved) >= 2, [result["return_mean_100"] for result in results]
+    assert all(result["metrics"]["perf/policy_lag_max"] == 4.0 for result in results)
 
 
 def test_read_only_fragments_and_weights_work_without_warnings(recwarn):

@@ -1,49 +1,93 @@
-"""Learning results with fixed seeds, through the whole `rlfarm train` path in serial mode.
+"""Learning claims through the whole `rlfarm train` path in serial mode, each over several seeds.
 
-Budgets are in env steps (the machine's speed varies; CI's 2 cores run each in well under
-a minute when the machine is otherwise idle). Measured figures are in the configs' comments
-and in the report at the bottom of this file.
+A seed's trajectory is not portable: BLAS kernels differ between CPUs (Intel, AMD), so
+"seed 2" is a different run on each, and any one seed may be the 1-in-20 that is slow. So
+every claim here runs several seeds (two at a time, in the processes `rlfarm seeds` uses)
+and passes on a stated rule that one bad seed cannot break: at least all but one of them
+succeed, and the median of the successful ones is within a bound. The distributions behind
+each bound are in docs/learning.md (from `rlfarm seeds ... --seeds 0-19`).
+
+Budgets are in env steps, so the claims do not depend on the machine's speed.
 """
 from __future__ import annotations
 
+import json
+import statistics
+
 import numpy as np
 import pytest
+
+from rlfarm.experiments.seeds import run_all
 
 from .conftest import CONFIG_DIR, only_run_dir, read_summary
 
 pytestmark = pytest.mark.slow
 
-
-def run(train, runs_dir, config, *overrides):
-    assert train(CONFIG_DIR / config, f"log.dir={runs_dir}", "log.progress=none", "farm.mode=serial",
-                 *overrides) == 0
-    return only_run_dir(runs_dir), read_summary(only_run_dir(runs_dir))
+SERIAL = ["farm.mode=serial", "log.progress=none", "log.checkpoint_interval_s=0"]
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_ppo_solves_cartpole_within_500k_steps(seed, runs_dir, train):
-    _, summary = run(train, runs_dir, "cartpole_ppo.yaml", f"seed={seed}", "stop.env_steps=500000",
+def run_seeds(tmp_path, config: str, seeds: list[int], *overrides: str) -> list[dict]:
+    """One `rlfarm train` run per seed (two processes at a time); rows with exit_code,
+    solved_at_env_steps, env_steps, final_return_mean and run_dir."""
+    rows = run_all(str(CONFIG_DIR / config), [*SERIAL, *overrides], seeds, str(tmp_path), workers=2)
+    assert all(row["exit_code"] == 0 for row in rows), rows
+    return rows
+
+
+def solve_steps(rows: list[dict], budget: int) -> list[int]:
+    return sorted(r["solved_at_env_steps"] for r in rows
+                  if r["solved_at_env_steps"] is not None and r["solved_at_env_steps"] <= budget)
+
+
+def test_ppo_solves_cartpole_on_4_of_5_seeds_within_500k_steps(tmp_path):
+    """Rule: of seeds 0-4, at least 4 reach a mean return of 475 (100 episodes) within 500k env
+    steps, and the median of their steps to solve is at most 350k. Measured on seeds 0-19
+    (docs/learning.md, AMD EPYC): 20 of 20 solved within 500k, in 135k-453k env steps, median
+    203k, 2 of 20 above 300k. One missing seed in five cannot fail this alone."""
+    rows = run_seeds(tmp_path, "cartpole_ppo.yaml", [0, 1, 2, 3, 4], "stop.env_steps=500000",
                      "stop.target_return=475")
-    assert summary["solved"] and summary["exit_reason"] == "target_return", summary
-    assert summary["episode_return_mean"] >= 475 and summary["env_steps"] <= 500_000
+    steps = solve_steps(rows, 500_000)
+    assert len(steps) >= 4, rows
+    assert statistics.median(steps) <= 350_000, steps
 
 
-def test_ppo_pendulum_reaches_minus_250_within_500k_steps(runs_dir, train):
-    _, summary = run(train, runs_dir, "pendulum_ppo.yaml", "seed=0", "stop.env_steps=500000",
+def test_ppo_pendulum_reaches_minus_250_on_2_of_4_seeds_within_500k_steps(tmp_path):
+    """Rule: of seeds 0-3, at least 2 reach a mean return of -250 within 500k env steps.
+    Measured on seeds 0-19 (docs/learning.md, AMD EPYC): 17 of 20 did, in 119k-475k env steps,
+    median 168k; with 3 misses in 20, this rule fails for about 1 seed set in 80."""
+    rows = run_seeds(tmp_path, "pendulum_ppo.yaml", [0, 1, 2, 3], "stop.env_steps=500000",
                      "stop.target_return=-250")
-    assert summary["solved"] and summary["episode_return_mean"] >= -250, summary
+    assert len(solve_steps(rows, 500_000)) >= 2, rows
 
 
-def test_appo_with_policy_lag_4_still_solves_cartpole(runs_dir, train):
-    # Measured (seeds 0, 1; lag 4): V-trace on solves in 164k-205k env steps. With
-    # algo.vtrace=false (GAE on the stale behaviour values, same clipped surrogate on the
-    # ratio to the behaviour policy) it also solved, in 180k-184k: at lag 4 PPO's ratio
-    # clipping alone absorbs the lag on CartPole. At lag 16 (seed 0) both still solve, V-trace
-    # in 352k env steps and without it in 426k.
-    _, summary = run(train, runs_dir, "cartpole_appo.yaml", "seed=0", "farm.artificial_lag=4",
-                     "farm.max_lag=4", "algo.vtrace=true", "stop.env_steps=500000", "stop.target_return=475")
-    assert summary["solved"] and summary["dropped_fragments"] == 0, summary
-    assert summary["env_steps"] <= 500_000
+def test_appo_with_policy_lag_4_solves_cartpole_on_2_of_3_seeds(tmp_path):
+    """Rule: with every batch 4 versions old (V-trace on), at least 2 of seeds 0-2 reach 475
+    within 500k env steps, and no fragment is dropped as too stale. Measured on seeds 0-19
+    (docs/learning.md, AMD EPYC, serial): 20 of 20 did, in 147k-311k env steps, median 164k."""
+    rows = run_seeds(tmp_path, "cartpole_appo.yaml", [0, 1, 2], "farm.artificial_lag=4", "farm.max_lag=4",
+                     "algo.vtrace=true", "stop.env_steps=500000", "stop.target_return=475")
+    assert len(solve_steps(rows, 500_000)) >= 2, rows
+    for row in rows:
+        assert read_summary_at(row["run_dir"])["dropped_fragments"] == 0, row
+
+
+def test_same_seed_same_machine_gives_the_same_run(tmp_path, train):
+    """Bit-for-bit determinism where it holds: one seed twice on one machine, serial mode,
+    gives the same episodes and returns (across CPUs it need not, hence the rules above)."""
+    summaries = []
+    for attempt in range(2):
+        runs = tmp_path / f"runs{attempt}"
+        assert train(CONFIG_DIR / "cartpole_ppo.yaml", f"log.dir={runs}", *SERIAL, "seed=3",
+                     "stop.env_steps=40000", "stop.target_return=null") == 0
+        summaries.append(read_summary(only_run_dir(runs)))
+    first, second = summaries
+    for key in ("env_steps", "episodes", "episode_return_mean"):
+        assert first[key] == second[key], (key, first[key], second[key])
+
+
+def read_summary_at(run_dir: str) -> dict:
+    with open(f"{run_dir}/summary.json", encoding="utf-8") as stream:
+        return json.load(stream)
 
 
 # ---- HeatControl: against zero action and a proportional controller --------------------
@@ -69,16 +113,17 @@ def proportional(gain: float):
     return lambda obs, env: env.proportional_action(obs, gain)
 
 
-def test_ppo_heat_control_beats_zero_action_and_the_best_proportional_controller(runs_dir, train):
+def test_ppo_heat_control_beats_zero_action_and_the_best_proportional_controller_on_2_of_3_seeds(tmp_path):
+    """Rule: for at least 2 of seeds 0-2, PPO's deterministic tracking cost after 614k env steps
+    is at most half of zero action's and 3% below the best proportional controller's."""
     from rlfarm.experiments.config import load_config
     from rlfarm.experiments.evaluate import evaluate
 
-    run_dir, summary = run(train, runs_dir, "heat_ppo.yaml", "seed=0", "stop.env_steps=614400")
-    cfg = load_config(run_dir / "config.yaml")
-    ppo = evaluate(cfg, summary["last_checkpoint"], episodes=EVAL_EPISODES, seed=EVAL_SEED)["return_mean"]
+    rows = run_seeds(tmp_path, "heat_ppo.yaml", [0, 1, 2], "stop.env_steps=614400")
+    cfg = load_config(f"{rows[0]['run_dir']}/config.yaml")
     zero = heat_rollout_return(cfg.env.kwargs, lambda obs, env: np.zeros((len(obs), 4), np.float32))
     best_p = max(heat_rollout_return(cfg.env.kwargs, proportional(gain)) for gain in P_GAINS)
-    # Stated margins (measured: PPO -6.89, best P -7.38, zero -31.8):
-    # PPO's tracking cost is at most half of zero action's, and 3% below the best P controller's.
-    assert ppo >= 0.5 * zero, (ppo, zero)
-    assert ppo >= best_p + 0.03 * abs(best_p), (ppo, best_p)
+    returns = [evaluate(load_config(f"{row['run_dir']}/config.yaml"), read_summary_at(row["run_dir"])["last_checkpoint"],
+                        episodes=EVAL_EPISODES, seed=EVAL_SEED)["return_mean"] for row in rows]
+    passing = [r for r in returns if r >= 0.5 * zero and r >= best_p + 0.03 * abs(best_p)]
+    assert len(passing) >= 2, (returns, zero, best_p)
