@@ -141,6 +141,9 @@ class RayFarm(Farm):
 
     def _gather(self, arrived: list[FragmentMeta]) -> list[Request]:
         """The first `batch_fragments` fresh fragments to arrive (no barrier on any runner)."""
+        # Every gather, also one filled from fragments already here: the other runners'
+        # deliveries must not hide a silent runner.
+        self.pool.replace_silent()
         batch: list[Request] = []
         while len(batch) < self.batch_fragments:
             while self._ready and len(batch) < self.batch_fragments:

@@ -167,12 +167,16 @@ class RunnerPool:
             raise RuntimeError("RayFarm: waiting for fragments, but none were requested")
         started = time.monotonic()
         while True:
-            refs = list(self.pending)
-            ready, _ = ray.wait(refs, num_returns=1, timeout=WAIT_SLICE_S)
-            if ready:
+            ready, _ = ray.wait(list(self.pending), num_returns=1, timeout=WAIT_SLICE_S)
+            # Checked at every wait, not only at empty ones: the other runners' deliveries must
+            # not hide a silent runner.
+            replaced = self.replace_silent()
+            if ready and self.pending:
+                refs = list(self.pending)  # without the replaced runners' requests
                 ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)  # everything already there
-                return self.collect(ready)
-            if self.replace_silent():
+                if ready:
+                    return self.collect(ready)
+            if replaced:
                 return []
             if time.monotonic() - started > self.stall_timeout_s:
                 raise RuntimeError(f"RayFarm: no fragment arrived in {self.stall_timeout_s:.0f} s from "

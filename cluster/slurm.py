@@ -163,7 +163,9 @@ def slurm_unavailable_reason() -> str | None:
     if result.returncode != 0:
         return f"slurmctld does not answer: {result.stderr.strip() or result.stdout.strip()}"
     states = result.stdout.split()
-    if not any(state.rstrip("*~#").startswith(("idle", "mixed", "alloc")) for state in states):
+    # "planned": idle, but held by the backfill scheduler for a pending job (SLURM 22.05+).
+    if not any(state.rstrip("*~#").startswith(("idle", "mixed", "alloc", "planned", "completing"))
+               for state in states):
         return f"no SLURM node is up (node states: {', '.join(states) or 'none'})"
     return None
 

@@ -10,13 +10,16 @@ from rlfarm.experiments.config import ExperimentConfig
 
 
 def say(text: str) -> None:
-    """Print to stderr, wrapped at spaces to the terminal's width (paths are never broken)."""
+    """Print to stderr; on a terminal, wrapped at spaces to its width (paths are never broken).
+    Logs and pipes (a SLURM job's output) keep each message on one line, to grep."""
     import shutil
     import textwrap
 
-    width = max(shutil.get_terminal_size().columns - 1, 40)
-    print(textwrap.fill(text, width=width, subsequent_indent="  ", break_on_hyphens=False,
-                        break_long_words=False), file=sys.stderr, flush=True)
+    if sys.stderr.isatty():
+        width = max(shutil.get_terminal_size().columns - 1, 40)
+        text = textwrap.fill(text, width=width, subsequent_indent="  ", break_on_hyphens=False,
+                             break_long_words=False)
+    print(text, file=sys.stderr, flush=True)
 
 
 _EXIT_WORDS = {"wall_s": "reached its wall-time limit",

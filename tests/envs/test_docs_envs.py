@@ -71,4 +71,4 @@ def test_the_reach_config_trains(doc_dir):
                            "--set", f"log.dir={doc_dir / 'runs'}"],
                           cwd=doc_dir, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "env_steps after 4096" in proc.stderr
+    assert "ran its budget of 4.1k env steps" in proc.stderr

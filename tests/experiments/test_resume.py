@@ -17,7 +17,7 @@ FIRST_STEPS, SECOND_STEPS = 40 * 2048, 75 * 2048  # 1120 new steps per copy: >= 
 @pytest.mark.slow
 def test_resume_continues_counters_curves_normalizer_and_return(runs_dir, train):
     common = (f"log.dir={runs_dir}", "stop.target_return=null", "log.progress=none", "seed=1",
-              "farm.mode=serial")  # the test reads the serial learner's normalizer
+              "farm.mode=serial", "algo.normalize_obs=true")  # the test reads the serial learner's normalizer
     assert train(CONFIG_DIR / "cartpole_ppo.yaml", *common, f"stop.env_steps={FIRST_STEPS}") == 0
     run_dir = only_run_dir(runs_dir)
     first = read_summary(run_dir)

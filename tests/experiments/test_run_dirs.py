@@ -1,9 +1,9 @@
 """One run, one directory: runs started together never share a run dir (issue 19, case 5)."""
 from __future__ import annotations
 
-import multiprocessing
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -29,20 +29,28 @@ def test_four_runs_started_at_once_get_four_complete_run_dirs(write_config, runs
         assert (run_dir / "config.yaml").is_file() and Path(summary["last_checkpoint"]).is_file()
 
 
-def _claim(args: tuple[str, bool, multiprocessing.synchronize.Barrier]) -> str:
-    path, unique, barrier = args
-    barrier.wait(timeout=30)  # all four claim at the same moment
-    try:
-        return claim_run_dir(path, unique=unique)
-    except ConfigError as err:
-        return f"refused: {err}"
+CLAIM = """
+import os, sys, time
+from rlfarm.experiments.errors import ConfigError
+from rlfarm.experiments.run_dirs import claim_run_dir
+path, unique, go = sys.argv[1], sys.argv[2] == "1", sys.argv[3]
+while not os.path.exists(go):  # all four claim at the same moment
+    time.sleep(0.001)
+try:
+    print(claim_run_dir(path, unique=unique))
+except ConfigError as err:
+    print(f"refused: {err}")
+"""
 
 
 def _claim_together(path: Path, unique: bool) -> list[str]:
-    context = multiprocessing.get_context("fork")
-    barrier = context.Manager().Barrier(4)
-    with context.Pool(4) as pool:
-        return pool.map(_claim, [(str(path), unique, barrier)] * 4)
+    """Four fresh interpreters claim `path` at once (no fork of this threaded process)."""
+    go = path.parent / f"go-{path.name}"
+    procs = [subprocess.Popen([sys.executable, "-c", CLAIM, str(path), "1" if unique else "0", str(go)],
+                              stdout=subprocess.PIPE, text=True) for _ in range(4)]
+    time.sleep(2.0)  # let them start and wait on the go file
+    go.touch()
+    return [proc.communicate(timeout=60)[0].strip() for proc in procs]
 
 
 @pytest.mark.parametrize("unique", [True, False])
