@@ -34,7 +34,8 @@ from rlfarm.cluster.config import FarmConfig
 from rlfarm.cluster.farm_base import Farm
 from rlfarm.cluster.memory import rss_mb
 from rlfarm.cluster.placement import actor_options, check_fits, check_total_cpus, cpu_demand
-from rlfarm.cluster.ray_session import ObjectStoreGauge, start_ray
+from rlfarm.cluster.ray_session import start_ray
+from rlfarm.cluster.store_gauge import ObjectStoreGauge
 from rlfarm.cluster.runner_pool import Request, RunnerPool, WeightsLost
 from rlfarm.cluster.sampling_stream import SamplingStream
 

@@ -392,8 +392,7 @@ def name_field(message: str, cfg: ExperimentConfig) -> str:
         return f"env.kwargs:{message.split(':', 1)[1]}"
     if head in (cfg.env.kwargs or {}):
         return f"env.kwargs.{message}"
-    keyword = message.split("=", 1)[0].strip()  # "dt=0.01 breaks the stability limit ..."
-    if keyword in (cfg.env.kwargs or {}):
+    if (keyword := message.split("=", 1)[0].strip()) in (cfg.env.kwargs or {}):  # "dt=0.01 breaks ..."
         return f"env.kwargs.{keyword}: {message}"
     for section in ("model", "algo", "farm", "env"):
         if hasattr(getattr(cfg, section), head):
