@@ -37,9 +37,9 @@ def slurm_up():
         pytest.skip(f"SLURM is not usable here: {reason}")
 
 
-def write_config(tmp_path: Path, name: str) -> tuple[Path, Path]:
+def write_config(tmp_path: Path, name: str, **sections: dict) -> tuple[Path, Path]:
     log_dir = tmp_path / f"runs-{name}"
-    return write_tiny_ray_config(tmp_path / f"{name}.yaml", name, log_dir), log_dir
+    return write_tiny_ray_config(tmp_path / f"{name}.yaml", name, log_dir, **sections), log_dir
 
 
 def rlfarm_slurm(config: Path, script: Path, *extra: str, shape: tuple[str, ...] = ("--nodes", "1")
@@ -155,8 +155,7 @@ def test_requeue_chain_outlives_the_time_limit(tmp_path):
     """A 2-minute job whose training needs 75 s of training time: SLURM's USR1 comes 60-90 s
     into each start (30 s warning plus SLURM's 30 s resolution), after at most about 70 s of
     training, so the run needs at least two segments; the chain ends at stop.wall_s."""
-    config, log_dir = write_config(tmp_path, "chain")
-    config.write_text(config.read_text().replace("stop: {env_steps: 1024}", "stop: {wall_s: 75}"))
+    config, log_dir = write_config(tmp_path, "chain", stop={"env_steps": 1_000_000, "wall_s": 75})
     command = [sys.executable, "-m", "rlfarm.experiments.cli", "slurm", str(config), "--nodes", "1",
                "--cpus-per-node", "2", "--time", "2", "--requeue", "--requeue-warning-s", "30",
                "--output", str(tmp_path / "chain.sbatch"), "--submit", "--wait"]
