@@ -60,12 +60,13 @@ class RayFarm(Farm):
     """Same API as SerialFarm: iterate(), save_checkpoint(), load_checkpoint(), close()."""
 
     def __init__(self, env_cfg: Any, policy_cfg: Any, algo_cfg: Any, farm_cfg: FarmConfig,
-                 seed: int, total_env_steps: int | None) -> None:
+                 seed: int, total_env_steps: int | None, runtime_env: dict | None = None) -> None:
         super().__init__(env_cfg, policy_cfg, algo_cfg, farm_cfg, seed, total_env_steps)
         # Joins the Ray this process is already connected to (a test fixture, a Ray Job)
         # without owning it; otherwise starts or joins one and shuts it down in close().
         self.session = start_ray(
-            farm_cfg.address, num_cpus=max(os.cpu_count() or 1, math.ceil(cpu_demand(farm_cfg))))
+            farm_cfg.address, num_cpus=max(os.cpu_count() or 1, math.ceil(cpu_demand(farm_cfg))),
+            runtime_env=runtime_env)
         self.last_checkpoint: str | None = None
         self.lost_fragments = 0
         """Fragments lost with a batch whose objects vanished (a node lost after sampling)."""
@@ -87,6 +88,17 @@ class RayFarm(Farm):
         check_total_cpus(farm_cfg)
         runner_opts = check_fits(actor_options(farm_cfg.runner_resources, "farm.runner_resources"),
                                  "farm.runner_resources")
+        self.checked_nodes: list[str] = []
+        """Nodes whose preflight passed (cluster/node_check.py); joined clusters only."""
+        if not self.session.embedded:  # an embedded Ray is this machine, which the driver checked
+            from rlfarm.cluster.node_check import check_nodes
+
+            try:
+                self.checked_nodes = check_nodes(env_cfg, runner_opts)
+            except BaseException:
+                self._closed = True  # no runners or learners yet: only the Ray connection to end
+                self.session.close()
+                raise
         self.pool = RunnerPool(env_cfg, policy_cfg, farm_cfg, seed, runner_opts)
         self._start_learners(algo_cfg, total_env_steps)
         try:  # a runner without an env is reported as such, not as the learner's death

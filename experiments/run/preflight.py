@@ -9,6 +9,8 @@ or started, and each entry point says the same thing about it:
 3. the env check: one copy of the env built in the driver, once. A bad env keyword is a
    ConfigError (one line, exit 2); the user's env failing in its `__init__` ends the run as
    `runner_start_failed` with its short report, a run dir and summary.json;
+   3b. joining a Ray cluster: what of the user's code is shipped (cluster/launch/ship.py),
+   printed in one line; too much is a ConfigError;
 4. the capacity check (`capacity.py`), from the spaces the env check read (`--force` skips it);
 5. Ray's start: on a thread for the CLI, so that it overlaps the driver's own imports; in the
    calling thread for the API (no thread is left behind in a user's script).
@@ -51,6 +53,8 @@ def prepare_training(cfg: ExperimentConfig, *, resume: str | None = None, run_di
     except EnvStartError as err:
         training.start_error = err
         return training
+    if cfg.farm.mode == "ray":  # 3b. what of the user's code travels to a cluster
+        training.plan_shipment()
     if not force:  # 4.
         from rlfarm.experiments.run.capacity import check_capacity
 
