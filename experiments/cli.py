@@ -129,6 +129,9 @@ def _add_train(sub: Any) -> None:
                    help="write the run here instead of <log.dir>/<name>-<timestamp>")
     p.add_argument("--force", action="store_true",
                    help="start even when the farm looks too large for this machine's cores or memory")
+    p.add_argument("--check-nodes", action="store_true",
+                   help="only the preflight: join the cluster, make one env copy on every node that would "
+                        "hold runners, and exit (0, or 2 naming the node that failed; docs/envs.md)")
     _add_py_module(p)
     p.set_defaults(handler=_train)
 

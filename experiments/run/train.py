@@ -59,8 +59,13 @@ def main(args: argparse.Namespace) -> int:
     for path in getattr(args, "py_modules", None) or []:
         if path not in cfg.farm.py_modules:
             cfg.farm.py_modules.append(path)
+    check_only = bool(getattr(args, "check_nodes", False))
     training = prepare_training(cfg, resume=args.resume, run_dir=args.run_dir, force=args.force,
-                                background_start=True, process_start_s=process_start_s)
+                                background_start=not check_only, process_start_s=process_start_s)
+    if check_only:
+        from rlfarm.experiments.run.node_preflight import check_nodes_only
+
+        return check_nodes_only(training)
     return training.run()
 
 
