@@ -16,9 +16,12 @@ exception in the user's code. A node that does not answer within `timeout_s` fai
 from __future__ import annotations
 
 import socket
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rlfarm.envs.failures import EnvStartError, describe
+
+if TYPE_CHECKING:
+    from rlfarm.envs.config import EnvConfig
 
 NODE_CHECK_TIMEOUT_S = 60.0
 EXIT_REASON = "node_check_failed"
@@ -55,7 +58,7 @@ def runner_nodes(runner_options: dict[str, Any]) -> list[dict[str, Any]]:
             and all(node.get("Resources", {}).get(key, 0) > 0 for key in wanted)]
 
 
-def check_nodes(env_cfg: Any, runner_options: dict[str, Any], timeout_s: float = NODE_CHECK_TIMEOUT_S
+def check_nodes(env_cfg: EnvConfig, runner_options: dict[str, Any], timeout_s: float = NODE_CHECK_TIMEOUT_S
                 ) -> list[str]:
     """Run check_here on every runner node; returns ["host(ip)", ...] that passed, raises
     EnvStartError for the first that failed or did not answer."""
