@@ -16,7 +16,9 @@ little-endian arrays. The protocol (version 1), from the program's side:
                                         f32 reward[C], u8 terminated[C]
       'Q' or end of stdin               exit
 
-Truncation, autoreset, episode statistics and action checks are BatchedEnv's, on the host.
+With `transport: unix | tcp` the same bytes go over a socket that the program listens on
+(`{address}` in `command`; envs/bridge_transport.py). Truncation, autoreset, episode
+statistics and action checks are BatchedEnv's, on the host.
 Each reply must arrive within `step_timeout_s`. A program that exits, hangs past the
 timeout, answers without the b"RLFM" tag or with non-finite numbers is killed (SIGKILL, then
 reaped), restarted, and its copies are reset and counted in `infos["env_errors"]`; the farm
@@ -39,6 +41,7 @@ import numpy as np
 from gymnasium import spaces
 
 from rlfarm.envs.base import BatchedEnv
+from rlfarm.envs.bridge_transport import TRANSPORTS, ServerChannel
 from rlfarm.envs.checks import check_int, check_number
 
 MAGIC = b"RLFM"
@@ -59,12 +62,21 @@ def _die_with_parent() -> None:
 class SimProcess:
     """One running program holding `copies` copies."""
 
-    def __init__(self, command: list[str], copies: int, timeout_s: float):
+    def __init__(self, command: list[str], copies: int, timeout_s: float, transport: str = "pipes",
+                 host: str = "127.0.0.1"):
         self.copies, self.timeout_s = copies, timeout_s
-        self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     preexec_fn=_die_with_parent if sys.platform == "linux" else None)
-        self.fd = self.proc.stdout.fileno()
-        os.set_blocking(self.fd, False)
+        preexec = _die_with_parent if sys.platform == "linux" else None
+        self.server = None  # unix/tcp: the program listens, we connect (envs/bridge_transport.py)
+        if transport == "pipes":
+            self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, preexec_fn=preexec)
+            self.fd = self.proc.stdout.fileno()
+            os.set_blocking(self.fd, False)
+        else:
+            try:
+                self.server = ServerChannel(command, transport, host, max(timeout_s, 30.0), preexec_fn=preexec)
+            except ConnectionError as err:
+                raise SimulatorFault(str(err)) from None
+            self.proc, self.fd = self.server.proc, self.server.fd
         hello = self.read(4 + 20, timeout_s=max(timeout_s, 30.0))  # start-up may compile, import...
         if hello[:4] != MAGIC:
             raise SimulatorFault(f"handshake: expected b'RLFM', got {hello[:4]!r}")
@@ -74,6 +86,9 @@ class SimProcess:
 
     def send(self, op: bytes, count: int, payload: bytes) -> None:
         try:
+            if self.server is not None:
+                self.server.write(op + struct.pack("<I", count) + payload)
+                return
             self.proc.stdin.write(op + struct.pack("<I", count) + payload)
             self.proc.stdin.flush()
         except (BrokenPipeError, OSError, ValueError) as err:
@@ -86,7 +101,10 @@ class SimProcess:
             left = deadline - time.monotonic()
             if left <= 0 or not select.select([self.fd], [], [], left)[0]:
                 raise SimulatorFault(f"no reply within {timeout_s or self.timeout_s:g} s")
-            chunk = os.read(self.fd, size - got)
+            try:
+                chunk = os.read(self.fd, size - got)
+            except ConnectionError:  # a socket transport's server died: as end of file
+                chunk = b""
             if not chunk:
                 raise SimulatorFault(f"the program exited (code {self.proc.wait()})")
             chunks.append(chunk)
@@ -103,9 +121,12 @@ class SimProcess:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait()  # reaped: no zombie
+        if self.server is not None:
+            self.server.close()
         for stream in (self.proc.stdin, self.proc.stdout):
             try:
-                stream.close()
+                if stream is not None:
+                    stream.close()
             except OSError:
                 pass
 
@@ -116,6 +137,7 @@ class SubprocessEnv(BatchedEnv):
     def __init__(self, num_envs: int = 1, *, command: list[str], obs_dim: int, num_actions: int = 0,
                  action_dim: int = 0, action_low: float = -1.0, action_high: float = 1.0,
                  copies_per_process: int = 256, step_timeout_s: float = 5.0, max_episode_steps: int = 500,
+                 transport: str = "pipes", host: str = "127.0.0.1",
                  autoreset_mode: str = "next_step", runner_index: int = 0, render_mode: str | None = None):
         if not isinstance(command, (list, tuple)) or not command or not all(isinstance(c, str) for c in command):
             raise ValueError(f"command: expected a non-empty list of strings, got {command!r}")
@@ -130,6 +152,12 @@ class SubprocessEnv(BatchedEnv):
                          autoreset_mode=autoreset_mode, runner_index=runner_index, render_mode=render_mode)
         self.command = [part.replace("{python}", sys.executable) for part in command]
         self.timeout_s = check_number("step_timeout_s", step_timeout_s, positive=True)
+        if transport not in TRANSPORTS:
+            raise ValueError(f"transport: expected one of {', '.join(TRANSPORTS)}, got {transport!r}")
+        if transport != "pipes" and not any("{address}" in part for part in command):
+            raise ValueError(f"command: with transport {transport!r} it must contain '{{address}}' (where the "
+                             "program listens; rlfarm picks it and connects)")
+        self.transport, self.host = transport, host
         per = check_int("copies_per_process", copies_per_process, 1)
         self.slices = [slice(start, min(start + per, self.num_envs)) for start in range(0, self.num_envs, per)]
         self.procs: list[SimProcess | None] = [None] * len(self.slices)
@@ -146,7 +174,7 @@ class SubprocessEnv(BatchedEnv):
     def _start(self, k: int) -> SimProcess:
         sl = self.slices[k]
         try:
-            proc = SimProcess(self.command, sl.stop - sl.start, self.timeout_s)
+            proc = SimProcess(self.command, sl.stop - sl.start, self.timeout_s, self.transport, self.host)
         except FileNotFoundError as err:
             raise ValueError(f"command: cannot run {self.command[0]!r}: {err.strerror}") from None
         declared = (self.single_observation_space.shape[0],
