@@ -28,13 +28,14 @@ from rlfarm.experiments.run.train import Training
 
 def prepare_training(cfg: ExperimentConfig, *, resume: str | None = None, run_dir: str | None = None,
                      force: bool = False, background_start: bool = False, process_start_s: float,
-                     callbacks: Sequence[Callable[[dict], Any]] = (), option: str = "--resume"
-                     ) -> Training:
+                     callbacks: Sequence[Callable[[dict], Any]] = (), option: str = "--resume",
+                     announce: bool = True) -> Training:
     """Steps 1-5 above: a Training ready to `run()`. Raises ConfigError, naming the field,
     for bad input. When the user's env fails to build, steps 4-5 are skipped and `run()`
     ends the run as runner_start_failed (run dir, summary.json, exit code 2 or 1).
 
     option: how the caller names `resume` in its messages ("--resume", or "resume" for the API).
+    announce: False for `--check-nodes`, which starts no run (so names no run dir).
     """
     checkpoint = None
     if resume is not None:  # 1.
@@ -60,7 +61,8 @@ def prepare_training(cfg: ExperimentConfig, *, resume: str | None = None, run_di
 
         check_capacity(cfg, *spaces)
     if cfg.farm.mode == "ray":  # 5.
-        training.announce()  # before Ray's start, which takes seconds
+        if announce:
+            training.announce()  # before Ray's start, which takes seconds
         if background_start:
             from rlfarm.experiments.report.console import summarise_ray_startup_warnings
 

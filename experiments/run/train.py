@@ -61,7 +61,8 @@ def main(args: argparse.Namespace) -> int:
             cfg.farm.py_modules.append(path)
     check_only = bool(getattr(args, "check_nodes", False))
     training = prepare_training(cfg, resume=args.resume, run_dir=args.run_dir, force=args.force,
-                                background_start=not check_only, process_start_s=process_start_s)
+                                background_start=not check_only, process_start_s=process_start_s,
+                                announce=not check_only)
     if check_only:
         from rlfarm.experiments.run.node_preflight import check_nodes_only
 
