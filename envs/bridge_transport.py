@@ -32,7 +32,7 @@ class ServerChannel:
     """A started server program and rlfarm's connection to it."""
 
     def __init__(self, command: list[str], transport: str, host: str, connect_timeout_s: float,
-                 preexec_fn=None, start_new_session: bool = False):
+                 write_timeout_s: float, preexec_fn=None):
         self.tmpdir = None
         if transport == "unix":
             self.tmpdir = tempfile.mkdtemp(prefix="rlfarm-sim-")
@@ -43,8 +43,7 @@ class ServerChannel:
             shown = f"{host}:{address[1]}"
         family = socket.AF_UNIX if transport == "unix" else socket.AF_INET
         self.proc = subprocess.Popen([part.replace("{address}", shown) for part in command],
-                                     stdin=subprocess.DEVNULL, preexec_fn=preexec_fn,
-                                     start_new_session=start_new_session)
+                                     stdin=subprocess.DEVNULL, preexec_fn=preexec_fn)
         deadline = time.monotonic() + connect_timeout_s
         while True:
             self.sock = socket.socket(family, socket.SOCK_STREAM)
@@ -64,20 +63,22 @@ class ServerChannel:
             self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # small requests, each awaited
         self.sock.setblocking(False)
         self.fd = self.sock.fileno()
-        self.address = shown
+        self.address, self.write_timeout_s = shown, write_timeout_s
 
     def write(self, data: bytes) -> None:
-        """Send all of `data` (the socket is non-blocking: wait while its buffer is full)."""
-        view = memoryview(data)
+        """Send all of `data`; the socket is non-blocking, so wait while its buffer is full, up
+        to write_timeout_s (a server that stopped reading); TimeoutError then."""
+        import select
+
+        view, deadline = memoryview(data), time.monotonic() + self.write_timeout_s
         while view:
             try:
-                sent = self.sock.send(view)
+                view = view[self.sock.send(view):]
             except BlockingIOError:
-                import select
-
-                select.select([], [self.fd], [], 1.0)
-                continue
-            view = view[sent:]
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"the program read nothing for {self.write_timeout_s:g} s") from None
+                select.select([], [self.fd], [], left)
 
     def close(self) -> None:
         try:

@@ -73,7 +73,8 @@ class SimProcess:
             os.set_blocking(self.fd, False)
         else:
             try:
-                self.server = ServerChannel(command, transport, host, max(timeout_s, 30.0), preexec_fn=preexec)
+                self.server = ServerChannel(command, transport, host, max(timeout_s, 30.0), timeout_s,
+                                            preexec_fn=preexec)
             except ConnectionError as err:
                 raise SimulatorFault(str(err)) from None
             self.proc, self.fd = self.server.proc, self.server.fd
