@@ -17,7 +17,7 @@ import time
 import traceback
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from rlfarm.experiments.config import ExperimentConfig, display_config, dump_config, load_config, name_field
+from rlfarm.experiments.config import ExperimentConfig, display_config, dump_config, name_field
 from rlfarm.experiments.errors import ConfigError, check_torch_threads, disk_full_path, error_text, guarded
 from rlfarm.experiments.report.console import hparams, print_closing_block, report_placement, say
 from rlfarm.experiments.report.pictures import write_picture
@@ -48,20 +48,10 @@ def main(args: argparse.Namespace) -> int:
 
     process_start_s = _process_start()
     check_torch_threads()
-    config_path = args.config
-    if args.resume and not config_path:
-        config_path = os.path.join(args.resume, "config.yaml")
-    if not config_path:
-        raise ConfigError("CONFIG: give a config file, or --resume RUN_DIR to continue a run")
-    cfg = load_config(config_path, args.overrides)
-    if args.address:
-        cfg.farm.address = args.address
-    for path in getattr(args, "py_modules", None) or []:
-        if path not in cfg.farm.py_modules:
-            cfg.farm.py_modules.append(path)
     check_only = bool(getattr(args, "check_nodes", False))
-    training = prepare_training(cfg, resume=args.resume, run_dir=args.run_dir, force=args.force,
-                                background_start=not check_only, process_start_s=process_start_s,
+    training = prepare_training(args.config, overrides=args.overrides, address=args.address, resume=args.resume,
+                                run_dir=args.run_dir, force=args.force, background_start=not check_only,
+                                process_start_s=process_start_s, py_modules=getattr(args, "py_modules", None) or (),
                                 announce=not check_only)
     if check_only:
         from rlfarm.experiments.run.node_preflight import check_nodes_only

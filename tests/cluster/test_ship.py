@@ -148,3 +148,31 @@ def test_train_address_ships_the_package_to_the_workers(head, tmp_path):  # noqa
     assert "node preflight passed on " in out.stdout + out.stderr
     summary = json.loads(next((tmp_path / "runs").glob("*/summary.json")).read_text())
     assert summary["exit_reason"] == "target_return" and summary["shipped"]["installed"] == []
+
+
+@pytest.mark.slow
+def test_a_bridge_program_in_the_users_folder_travels_with_submit(head, tmp_path):  # noqa: F811
+    """The bridge's command names `sims/mysim.py` in the user's folder: the job's runners run
+    it from their working dir, the staged copy of that file."""
+    url, env = head
+    project = tmp_path / "project"
+    (project / "sims").mkdir(parents=True)
+    (project / "sims" / "mysim.py").write_text((REPO / "envs" / "sims" / "cartpole_sim.py").read_text())
+    config = project / "bridge.yaml"
+    config.write_text(textwrap.dedent(f"""\
+        name: bridge-shipped
+        env:
+          id: rlfarm/Subprocess-v0
+          envs_per_runner: 16
+          kwargs: {{command: ["{{python}}", "sims/mysim.py"], obs_dim: 4, num_actions: 2}}
+        algo: {{epochs: 1, minibatches: 1, device: cpu}}
+        farm: {{mode: ray, num_runners: 1, fragment_length: 16}}
+        stop: {{env_steps: 2048}}
+        log: {{dir: {tmp_path / "runs"}, checkpoint_interval_s: 0}}
+        """))
+    out = subprocess.run([sys.executable, "-m", "rlfarm.experiments.cli", "submit", str(config), "--address", url],
+                         cwd=project, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "rlfarm submit: shipping ./sims/mysim.py (" in out.stderr
+    summary = json.loads(next((tmp_path / "runs").glob("*/summary.json")).read_text())
+    assert summary["exit_reason"] == "env_steps" and summary["shipped"]["files"] == ["sims/mysim.py"]
