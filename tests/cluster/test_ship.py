@@ -105,7 +105,8 @@ def test_oversize_and_missing_code_is_one_line(tmp_path):
 def test_submit_refuses_oversize_code_in_one_line_exit_2(tmp_path):
     config = make_project(tmp_path, tmp_path / "runs")
     (tmp_path / "big").mkdir()
-    (tmp_path / "big" / "data.bin").write_bytes(b"\0" * (101 * 2**20))
+    with open(tmp_path / "big" / "data.bin", "wb") as stream:  # sparse: its size without the writes
+        stream.truncate(101 * 2**20)
     out = subprocess.run([sys.executable, "-m", "rlfarm.experiments.cli", "submit", str(config), "--address",
                           "http://127.0.0.1:9", "--py-module", "big"], cwd=tmp_path, capture_output=True,
                          text=True, timeout=60)
