@@ -91,6 +91,8 @@ class RunnerPool:
         """monotonic time since which each runner owes a fragment (None: nothing asked)."""
         self.delivered = [False] * count  # has the current incarnation delivered yet?
         self.slowest_fragment_s = 0.0
+        self.on_wait_slice: Any = None
+        """Called between the driver's wait slices (the farm's stop poll; it may raise)."""
         self.actors = [self._spawn(index) for index in range(count)]
         self.pending: dict[Any, Request] = {}  # meta_ref -> request not yet arrived
         self.restarts = 0
@@ -168,6 +170,8 @@ class RunnerPool:
         started = time.monotonic()
         while True:
             ready, _ = ray.wait(list(self.pending), num_returns=1, timeout=WAIT_SLICE_S)
+            if self.on_wait_slice is not None:  # a stop is delivered here, between Ray calls
+                self.on_wait_slice()
             # Checked at every wait, not only at empty ones: the other runners' deliveries must
             # not hide a silent runner.
             replaced = self.replace_silent()
