@@ -33,6 +33,8 @@ logger = logging.getLogger(__name__)
 
 WAIT_SLICE_S = 1.0
 """The longest single `ray.wait` of the driver; between slices it checks for silent runners."""
+CLOSE_WAIT_S = 5.0
+"""How long close() waits for the runners to close their envs before it kills them."""
 RUNNER_TIMEOUT_MIN_S = 30.0
 """The automatic `farm.runner_timeout_s` is at least this many seconds ..."""
 RUNNER_TIMEOUT_FRAGMENTS = 20
@@ -281,7 +283,15 @@ class RunnerPool:
                                   "placement_ref": self.actors[index].placement.remote()})
 
     def close(self) -> None:
+        """Ask every runner to close its env (bounded by CLOSE_WAIT_S: a runner busy in a
+        fragment answers after it), then kill them all."""
         self.pending.clear()
+        if self.actors:
+            try:
+                ray.wait([actor.close.remote() for actor in self.actors], num_returns=len(self.actors),
+                         timeout=CLOSE_WAIT_S)
+            except ray.exceptions.RayError:
+                pass
         for actor in self.actors:
             ray.kill(actor, no_restart=True)
         self.actors = []
