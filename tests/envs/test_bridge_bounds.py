@@ -7,7 +7,6 @@ Every program started here appends its pid to a file; after the env is closed (o
 start) none of them may be alive."""
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
