@@ -89,15 +89,22 @@ class RayFarm(Farm):
         check_total_cpus(farm_cfg)
         runner_opts = check_fits(actor_options(farm_cfg.runner_resources, "farm.runner_resources"),
                                  "farm.runner_resources")
-        self.pool = RunnerPool(env_cfg, policy_cfg, farm_cfg, seed, runner_opts)
-        self.pool.on_wait_slice = self._poll_stop
-        self._start_learners(algo_cfg, total_env_steps)
-        try:  # a runner without an env is reported as such, not as the learner's death
-            self.pool.check_started()
+        try:
+            self.pool = RunnerPool(env_cfg, policy_cfg, farm_cfg, seed, runner_opts)
+            self.pool.on_wait_slice = self._poll_stop
+            self._start_learners(algo_cfg, total_env_steps)
+            self.pool.check_started()  # a runner without an env is reported as such
+            self._publish_weights()
+        except ray.exceptions.RayActorError as err:  # an actor died while the farm started
+            if self.session.embedded and not ray_private.raylet_alive():
+                self.close()
+                raise RayNodeDiedError(f"the embedded Ray's raylet died while the farm started (the node, "
+                                       f"not an actor: {type(err).__name__}); no checkpoint was written") from None
+            self.close()
+            raise
         except BaseException:
             self.close()
             raise
-        self._publish_weights()
         self._last_iterate = time.perf_counter()
 
     # ---- setup ---------------------------------------------------------------------------
@@ -331,8 +338,9 @@ class RayFarm(Farm):
             return
         self._closed = True
         self._ready.clear()
-        self.pool.close()
-        for learner in self.learners:
+        if hasattr(self, "pool"):
+            self.pool.close()
+        for learner in getattr(self, "learners", []):
             ray.kill(learner, no_restart=True)
         self.learners = []
         self.session.close()

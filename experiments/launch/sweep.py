@@ -159,9 +159,9 @@ def parameter_values(spec: Any) -> list[Any]:
 
 def with_parameters(raw: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
     """A copy of the raw config with the dotted fields of `params` set (like --set)."""
-    from rlfarm.experiments.config import apply_overrides
+    from rlfarm.experiments.config import apply_overrides, override_text
 
-    return apply_overrides(copy.deepcopy(raw), [f"{key}={json.dumps(value)}" for key, value in params.items()])
+    return apply_overrides(copy.deepcopy(raw), [override_text(key, value) for key, value in params.items()])
 
 
 def load_sweep_config(path: str | os.PathLike, overrides: list[str] = ()) -> tuple[dict[str, Any], SweepSettings]:
@@ -241,7 +241,9 @@ def sweep(config: str | os.PathLike, overrides: list[str] | dict[str, Any] | Non
     from rlfarm.experiments.config import config_from_dict
 
     if isinstance(overrides, dict):
-        overrides = [f"{key}={json.dumps(value)}" for key, value in overrides.items()]
+        from rlfarm.experiments.config import override_text
+
+        overrides = [override_text(key, value) for key, value in overrides.items()]
     if resume is not None:
         sweep_dir = Path(resume)
         if not (sweep_dir / "sweep.yaml").is_file():

@@ -156,6 +156,11 @@ class Training(SignalStops):
                 farm = self._make_farm(self._segment_seed())
         except EnvStartError as err:  # a runner could not make the env
             return self.start_failed(err)
+        except Exception as err:  # the embedded Ray's node died while the farm started
+            if type(err).__name__ != "RayNodeDiedError":  # by name: no Ray import in serial mode
+                raise
+            print(f"rlfarm train: {err}", file=sys.stderr)
+            return 1
         try:
             if self.resume_checkpoint:
                 extra = self._restore(farm)
