@@ -318,13 +318,16 @@ def table(rows: list[dict[str, Any]], trials_dir: Path, settings: SweepSettings,
 
 
 def rank(rows: list[dict[str, Any]], settings: SweepSettings) -> list[dict[str, Any]]:
-    """Best first by the metric; trials without a value last."""
+    """Best first by the metric among the trials that ran to their own stop, then the trials
+    ASHA stopped early (their values come from a shorter budget: ASHA judged them worse at a
+    rung), then the trials without a value (no summary.json: they never ran, or died)."""
     sign = -1.0 if settings.mode == "max" else 1.0
 
     def key(row: dict[str, Any]) -> tuple[int, float]:
         value = row["_metric"]
-        missing = value is None or not math.isfinite(float(value))
-        return (1, 0.0) if missing else (0, sign * float(value))
+        if value is None or not math.isfinite(float(value)):
+            return (2, 0.0)
+        return (1 if row["stopped_early"] else 0, sign * float(value))
 
     return sorted(rows, key=key)
 
@@ -339,7 +342,8 @@ def write_reports(result: SweepResult, settings: SweepSettings) -> None:
     shown = [name for name in columns if name != "run_dir"]
     lines = [f"# Sweep {result.dir.name}", "",
              f"{len(result.rows)} trials, best first by {settings.metric} ({settings.mode}, rank_by: "
-             f"{settings.rank_by}: {RANK_BY_TEXT[settings.rank_by]}); trials without a summary last; "
+             f"{settings.rank_by}: {RANK_BY_TEXT[settings.rank_by]}); trials stopped early by ASHA after those that ran to their "
+             "stop, trials without a summary last; "
              f"run dirs under `{result.dir / 'trials'}`.", "",
              "| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
     lines += ["| " + " | ".join(_cell(row.get(name)) for name in shown) + " |" for row in result.rows]

@@ -67,8 +67,12 @@ def test_asha_sweep_of_the_example_writes_reports_and_stops_a_weak_trial_early(t
     assert {row["algo.lr"] for row in rows} == {"0.0025", "0.0003"}
     stopped = [row for row in result.rows if row["stopped_early"]]
     assert stopped and all(row["env_steps"] < 41_000 for row in stopped), result.rows
-    returns = [row["episode_return_mean"] for row in result.rows if row["episode_return_mean"] is not None]
-    assert returns == sorted(returns, reverse=True)  # best first
+    ran = [row for row in result.rows if not row["stopped_early"]]
+    assert result.rows[:len(ran)] == ran  # trials that ran to their stop first, ASHA's stopped ones after
+    for group in (ran, stopped):
+        returns = [row["episode_return_mean"] for row in group if row["episode_return_mean"] is not None]
+        assert returns == sorted(returns, reverse=True)  # best first
+    assert all(row["exit_reason"] == "callback" for row in stopped)  # each wrote its summary.json
     best = result.best
     assert best.summary["exit_reason"] in ("env_steps", "target_return")
     assert rlfarm.evaluate(best, episodes=2)["episodes"] == 2
