@@ -262,6 +262,11 @@ def sweep(config: str | os.PathLike, overrides: list[str] | dict[str, Any] | Non
     asha = None
     if settings.asha is not None:  # max_t past the budget: a trial ends its run on its own stop rule
         asha = {"max_t": base.stop.env_steps + 1, **settings.asha}
+    from rlfarm.experiments.report.console import summarise_ray_startup_warnings
+
+    summarise_ray_startup_warnings()  # Ray's auth warning in one line
+    if not sys.stderr.isatty():  # the trials' log prefixes without colour codes in a pipe or a file
+        os.environ.setdefault("RAY_COLOR_PREFIX", "0")
     session = start_ray(address or base.farm.address)
     try:
         import functools
