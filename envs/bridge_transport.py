@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -31,8 +32,7 @@ TRANSPORTS = ("pipes", "unix", "tcp")
 class ServerChannel:
     """A started server program and rlfarm's connection to it."""
 
-    def __init__(self, command: list[str], transport: str, host: str, connect_timeout_s: float,
-                 write_timeout_s: float, preexec_fn=None):
+    def __init__(self, command: list[str], transport: str, host: str, connect_timeout_s: float, preexec_fn=None):
         self.tmpdir = None
         if transport == "unix":
             self.tmpdir = tempfile.mkdtemp(prefix="rlfarm-sim-")
@@ -43,7 +43,8 @@ class ServerChannel:
             shown = f"{host}:{address[1]}"
         family = socket.AF_UNIX if transport == "unix" else socket.AF_INET
         self.proc = subprocess.Popen([part.replace("{address}", shown) for part in command],
-                                     stdin=subprocess.DEVNULL, preexec_fn=preexec_fn)
+                                     stdin=subprocess.DEVNULL, preexec_fn=preexec_fn,
+                                     start_new_session=True)  # its own group, as with pipes
         deadline = time.monotonic() + connect_timeout_s
         while True:
             self.sock = socket.socket(family, socket.SOCK_STREAM)
@@ -53,34 +54,38 @@ class ServerChannel:
             except (FileNotFoundError, ConnectionRefusedError):
                 self.sock.close()
                 if self.proc.poll() is not None or time.monotonic() > deadline:
+                    reason = (f"it exited with code {self.proc.returncode}" if self.proc.poll() is not None
+                              else f"within {connect_timeout_s:g} s")
+                    self._end_program()
                     self.close()
-                    raise ConnectionError(f"the program did not listen on {shown} "
-                                          + (f"(it exited with code {self.proc.returncode})"
-                                             if self.proc.poll() is not None else
-                                             f"within {connect_timeout_s:g} s")) from None
+                    raise ConnectionError(f"the program did not listen on {shown} ({reason})") from None
                 time.sleep(0.02)
         if family == socket.AF_INET:
             self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # small requests, each awaited
         self.sock.setblocking(False)
-        self.fd = self.sock.fileno()
-        self.address, self.write_timeout_s = shown, write_timeout_s
+        # The bridge polls its output and input fds apart; a duplicate gives the one socket two.
+        self.in_fd, self.out_fd = self.sock.fileno(), os.dup(self.sock.fileno())
+        self.address = shown
 
-    def write(self, data: bytes) -> None:
-        """Send all of `data`; the socket is non-blocking, so wait while its buffer is full, up
-        to write_timeout_s (a server that stopped reading); TimeoutError then."""
-        import select
-
-        view, deadline = memoryview(data), time.monotonic() + self.write_timeout_s
-        while view:
-            try:
-                view = view[self.sock.send(view):]
-            except BlockingIOError:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError(f"the program read nothing for {self.write_timeout_s:g} s") from None
-                select.select([], [self.fd], [], left)
+    def _end_program(self) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
 
     def close(self) -> None:
+        """Close rlfarm's end (the program is the bridge's to kill) and the socket's folder."""
+        for fd in (getattr(self, "out_fd", None),):
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+                self.out_fd = None
         try:
             self.sock.close()
         except (AttributeError, OSError):

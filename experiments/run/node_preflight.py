@@ -13,6 +13,14 @@ from rlfarm.experiments.run.train import Training
 
 def check_nodes_only(training: Training) -> int:
     """The preflight alone; 0 when every node passed, else start_failed's exit and summary."""
+    try:
+        return _check_nodes(training)
+    finally:
+        if training.lock is not None:  # a resumed run's dir: free for the training that follows
+            training.lock.release()
+
+
+def _check_nodes(training: Training) -> int:
     import shutil
     import tempfile
     from pathlib import Path
