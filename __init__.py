@@ -26,7 +26,7 @@ _API = {
     "Policy": "rlfarm.experiments.api",
     "TrainingError": "rlfarm.experiments.api",
     "ConfigError": "rlfarm.experiments.errors",
-    "sweep": "rlfarm.experiments.sweep",
+    "sweep": "rlfarm.experiments.launch.sweep",
 }
 """The public API for scripts (docs/api.md). Loaded on first use, so that `import rlfarm.envs`
 in a runner process does not pay for torch, TensorBoard or Ray Tune."""

@@ -21,8 +21,7 @@ class Runner:
 
     def __init__(self, env_cfg: Any, policy_cfg: Any, *, seed: int | None, runner_index: int,
                  fragment_length: int, artificial_lag: int = 0) -> None:
-        from rlfarm import agents
-        from rlfarm import envs
+        from rlfarm import agents, envs
 
         self.runner_index = int(runner_index)
         self.fragment_length = int(fragment_length)

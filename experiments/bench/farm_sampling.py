@@ -16,9 +16,7 @@ machine.
 from __future__ import annotations
 
 import collections
-
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from rlfarm.cluster.ray_farm import RayFarm

@@ -42,9 +42,9 @@ def _rays_functions() -> tuple:
 def _broken_log_monitor_patch(monkeypatch):
     """The real patches, with the log monitor's replaced by one that fails half-way through
     Ray's start (after the GCS is up), as a patch would on a Ray that changed underneath it."""
-    from rlfarm.cluster import ray_session
+    from rlfarm.cluster import ray_private
 
-    real = ray_session._lean_patches
+    real = ray_private.lean_patches
 
     def fail(original):
         def broken(*args, **kwargs):
@@ -55,7 +55,7 @@ def _broken_log_monitor_patch(monkeypatch):
         return [(name, owner, attribute, fail if name == "services.start_log_monitor" else make)
                 for name, owner, attribute, make in real()]
 
-    monkeypatch.setattr(ray_session, "_lean_patches", patches)
+    monkeypatch.setattr(ray_private, "lean_patches", patches)
 
 
 @pytest.fixture(scope="module", params=["RLFARM_PLAIN_RAY=1", "a patch fails"])

@@ -30,7 +30,7 @@ _EXIT_WORDS = {"wall_s": "reached its wall-time limit",
 def closing_sentence(summary: dict[str, Any], cfg: ExperimentConfig) -> str:
     """What happened, in words: "reached the target return 475 at 153.6k env steps in 3.9 s of
     training (13.3 s in all); return 489.9, 39.4k env steps/s"."""
-    from rlfarm.experiments.progress import format_count
+    from rlfarm.experiments.report.progress import format_count
 
     steps = format_count(summary["env_steps"])
     if summary["exit_reason"] == "target_return":
@@ -74,7 +74,9 @@ class _RayStartupWarnings:
 def summarise_ray_startup_warnings() -> None:
     import logging
 
-    logger = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    from rlfarm.cluster.ray_private import AUTH_TOKEN_LOGGER
+
+    logger = logging.getLogger(AUTH_TOKEN_LOGGER)
     if not any(isinstance(f, _RayStartupWarnings) for f in logger.filters):
         logger.addFilter(_RayStartupWarnings())
 

@@ -22,7 +22,7 @@ MAX_EVAL_STEPS = 1_000_000
 
 
 def main(args: argparse.Namespace) -> int:
-    from rlfarm.experiments.run_dirs import find_last_checkpoint, list_checkpoints
+    from rlfarm.experiments.run.run_dirs import find_last_checkpoint, list_checkpoints
 
     run_dir = args.run_dir
     check_torch_threads()
@@ -102,7 +102,7 @@ def load_policy(cfg: Any, env: Any, checkpoint: str | Sequence[str], seed: int) 
     """(acting policy, checkpoint used, its extra) from the first of `checkpoint` that loads."""
     from rlfarm import agents
     from rlfarm.cluster.learner import LearnerWorker
-    from rlfarm.experiments.run_dirs import load_newest_valid
+    from rlfarm.experiments.run.run_dirs import load_newest_valid
 
     obs_space, action_space = env.single_observation_space, env.single_action_space
     learner = LearnerWorker(obs_space, action_space, cfg.model, cfg.algo, device="cpu")

@@ -43,7 +43,7 @@ def episode_picture(cfg: Any, checkpoint: str, seed: int = 0) -> np.ndarray | No
     """One image of copy 0's episode under the checkpoint's policy, or None when the env has
     neither a field `u` nor frames from render()."""
     from rlfarm import envs
-    from rlfarm.experiments.evaluate import load_policy
+    from rlfarm.experiments.run.evaluate import load_policy
 
     env = envs.make(cfg.env.id, 1, seed=seed, autoreset_mode="same_step",
                     **{**(cfg.env.kwargs or {}), "render_mode": "rgb_array"})
@@ -74,7 +74,7 @@ def episode_picture(cfg: Any, checkpoint: str, seed: int = 0) -> np.ndarray | No
 def write_picture(cfg: Any, checkpoint: str, writer: Any, step: int) -> bool:
     """Add the picture of `checkpoint`'s episode to TensorBoard (`physics/episode`); False when
     it failed, said once in the terminal: a picture never stops a run."""
-    from rlfarm.experiments.console import say
+    from rlfarm.experiments.report.console import say
 
     try:
         image = episode_picture(cfg, checkpoint, seed=cfg.seed)
