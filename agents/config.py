@@ -6,6 +6,7 @@ This module imports neither torch nor numpy: the CLI imports it at start-up.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import ClassVar, Optional
 
@@ -17,6 +18,14 @@ OFF_POLICY = ("sac", "dqn")
 DEVICES = ("auto", "cpu", "cuda")
 ACTING_BACKENDS = ("auto", "numpy", "torch")
 NUMPY_ACTIVATIONS = ("tanh", "relu", "elu", "silu")  # gelu needs erf, which numpy lacks
+
+
+def replay_bytes(capacity: int, obs_shape, action_shape=(), action_itemsize: int = 8) -> int:
+    """Bytes an agents.ReplayBuffer of `capacity` transitions holds: obs and next_obs (float32),
+    the actions (`action_itemsize` bytes each: 8 for int64 discrete, 4 for float32 Box), reward
+    and discount (float32). Here, without numpy or torch, for the CLI's capacity check."""
+    obs_size, action_size = math.prod(int(s) for s in obs_shape), math.prod(int(s) for s in action_shape)
+    return int(capacity) * (2 * 4 * obs_size + action_itemsize * action_size + 4 + 4)
 
 
 def _check(condition: bool, field_name: str, message: str) -> None:
@@ -109,9 +118,6 @@ class PolicyConfig:
 class AlgoConfig:
     """The learning algorithm: PPO (on-policy), APPO (asynchronous PPO over V-trace), SAC
     (off-policy, Box actions) or DQN (off-policy, Discrete actions)."""
-
-    ONLY_FOR: ClassVar[dict[str, str]] = {"vtrace": "appo", "rho_bar": "appo", "c_bar": "appo"}
-    """Fields that only one algorithm reads (field -> algo name). Superseded by READ_BY."""
 
     READ_BY: ClassVar[dict[str, tuple[str, ...]]] = {
         **{name: ON_POLICY for name in ("anneal_lr", "gae_lambda", "clip_coef", "anneal_clip", "target_kl",

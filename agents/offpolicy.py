@@ -123,7 +123,7 @@ class OffPolicyLearner:
         if not fragments:
             raise ValueError("update: no fragments")
         steps = 0
-        warm = max(self.algo_cfg.learning_starts, self.algo_cfg.batch_size)
+        warm = max(self.algo_cfg.learning_starts, 1)  # draws go with replacement: any fill will do
         for fragment in fragments:
             if tuple(fragment.obs.shape[2:]) != self.obs_shape:
                 raise ValueError(f"update: fragment obs shape {list(fragment.obs.shape[2:])} "

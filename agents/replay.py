@@ -28,19 +28,12 @@ from typing import NamedTuple, Sequence
 import numpy as np
 import torch
 
+from rlfarm.agents.config import replay_bytes  # noqa: F401  (re-exported: torch-free, for the CLI's capacity check)
 from rlfarm.agents.fragment import Fragment
 
 FIELDS = ("obs", "actions", "rewards", "next_obs", "discounts")
 
 
-def replay_bytes(capacity: int, obs_shape: Sequence[int], action_shape: Sequence[int] = (),
-                 action_itemsize: int = 8) -> int:
-    """Bytes a ReplayBuffer of `capacity` transitions holds: obs and next_obs (float32), the
-    actions (`action_itemsize` bytes each: 8 for int64 discrete, 4 for float32 Box),
-    reward and discount (float32)."""
-    obs_size = int(np.prod(obs_shape, dtype=np.int64))
-    action_size = int(np.prod(action_shape, dtype=np.int64))
-    return int(capacity) * (2 * 4 * obs_size + action_itemsize * action_size + 4 + 4)
 
 
 def fragment_transitions(fragment: Fragment, gamma: float, n_step: int = 1) -> dict[str, np.ndarray]:

@@ -76,8 +76,9 @@ class RunnerPool:
     """`num_runners` RunnerActors; the driver's view of what each is doing."""
 
     def __init__(self, env_cfg: Any, policy_cfg: Any, farm_cfg: FarmConfig, seed: int,
-                 options: dict[str, Any], stall_timeout_s: float = 600.0) -> None:
+                 options: dict[str, Any], stall_timeout_s: float = 600.0, algo_cfg: Any = None) -> None:
         self.env_cfg, self.policy_cfg, self.farm_cfg, self.seed = env_cfg, policy_cfg, farm_cfg, seed
+        self.algo_cfg = algo_cfg
         self.max_inflight = max(1, int(farm_cfg.max_inflight))
         self.stall_timeout_s = stall_timeout_s
         # We restart runners ourselves (a fresh actor on the same seed stream, counted),
@@ -106,7 +107,8 @@ class RunnerPool:
         self.busy_since[index] = None
         return self._remote.remote(self.env_cfg, self.policy_cfg, seed=self.seed, runner_index=index,
                                    fragment_length=self.farm_cfg.fragment_length,
-                                   artificial_lag=self.farm_cfg.artificial_lag)
+                                   artificial_lag=self.farm_cfg.artificial_lag, algo_cfg=self.algo_cfg,
+                                   num_runners=int(self.farm_cfg.num_runners))
 
     # ---- queries -------------------------------------------------------------------------
     def inflight(self) -> int:
