@@ -88,3 +88,16 @@ def test_capacity_counts_the_replay_buffer(write_config):
     cfg.algo.replay_size = 10**12  # terabytes
     with pytest.raises(ConfigError, match="replay buffer"):
         check_capacity(cfg, obs, act)
+
+
+@pytest.mark.slow
+def test_ray_sac_keeps_the_ratio_to_consumed_steps_and_drops_nothing(runs_dir, train):
+    """Ray mode, 2 runners: every fragment is learned from however old (none dropped), and the
+    gradient steps are updates_per_step x the env steps consumed past learning_starts."""
+    assert train(CONFIG_DIR / "pendulum_sac.yaml", f"log.dir={runs_dir}", *SHORT_SAC[1:], "farm.mode=ray",
+                 "farm.num_runners=2", "farm.fragment_length=4", "stop.env_steps=160") == 0
+    run_dir = only_run_dir(runs_dir)
+    summary = read_summary(run_dir)
+    assert summary["env_steps"] == 160 and summary["dropped_fragments"] == 0, summary
+    curve = read_scalars(str(run_dir), ["learner/gradient_steps"])["learner/gradient_steps"]
+    assert curve[-1] == (160, 160 - 64)
