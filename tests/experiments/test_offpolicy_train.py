@@ -80,8 +80,8 @@ def test_capacity_counts_the_replay_buffer(write_config):
     from rlfarm.experiments.run.capacity import check_capacity, replay_estimate
 
     cfg = load_config(CONFIG_DIR / "pendulum_sac.yaml")
-    from gymnasium import spaces
     import numpy as np
+    from gymnasium import spaces
 
     obs, act = spaces.Box(-1, 1, (3,), np.float32), spaces.Box(-2, 2, (1,), np.float32)
     assert replay_estimate(cfg, obs, act) == cfg.algo.replay_size * (2 * 4 * 3 + 4 + 8)
