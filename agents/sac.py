@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rlfarm.agents.offpolicy import OffPolicyLearner, plain_mlp, polyak
+from rlfarm.agents.policy import ACTIVATIONS
 from rlfarm.agents.optim import Adam
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0  # CleanRL's bounds: a std in [0.007, 7.4]
@@ -59,16 +60,29 @@ class SquashedGaussianActor(nn.Module):
 
 
 class TwinQ(nn.Module):
-    """Q_1(s, a) and Q_2(s, a), each an MLP on [s, a]."""
+    """Q_1(s, a) and Q_2(s, a), two MLPs on [s, a] evaluated together: each layer holds both
+    critics' weights stacked [2, in, out] and runs as one batched matmul (half the ops of two
+    separate MLPs; each critic keeps torch.nn.Linear's default init)."""
 
     def __init__(self, obs_dim: int, action_dim: int, hidden_sizes: list[int], activation: str):
         super().__init__()
-        self.q1 = nn.Sequential(plain_mlp(obs_dim + action_dim, hidden_sizes, activation), nn.Linear(hidden_sizes[-1], 1))
-        self.q2 = nn.Sequential(plain_mlp(obs_dim + action_dim, hidden_sizes, activation), nn.Linear(hidden_sizes[-1], 1))
+        sizes = [obs_dim + action_dim, *hidden_sizes, 1]
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+            bound = 1.0 / math.sqrt(fan_in)  # nn.Linear's default: U(-1/sqrt(in), 1/sqrt(in))
+            self.weights.append(nn.Parameter(torch.empty(2, fan_in, fan_out).uniform_(-bound, bound)))
+            self.biases.append(nn.Parameter(torch.empty(2, 1, fan_out).uniform_(-bound, bound)))
+        self.activation = ACTIVATIONS[activation]()
 
     def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        inputs = torch.cat([obs.reshape(obs.shape[0], -1), actions], -1)
-        return self.q1(inputs).squeeze(-1), self.q2(inputs).squeeze(-1)
+        x = torch.cat([obs.reshape(obs.shape[0], -1), actions], -1).expand(2, -1, -1)
+        last = len(self.weights) - 1
+        for i, (weight, bias) in enumerate(zip(self.weights, self.biases)):
+            x = torch.baddbmm(bias, x, weight)
+            if i < last:
+                x = self.activation(x)
+        return x[0, :, 0], x[1, :, 0]
 
 
 class SACLearner(OffPolicyLearner):
