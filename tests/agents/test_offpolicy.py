@@ -246,3 +246,28 @@ def test_config_fields_are_checked_and_unread_ones_listed():
     assert "init_alpha" not in agents.AlgoConfig(name="sac").unread_fields()
     assert "learning_starts" in agents.AlgoConfig(name="ppo").unread_fields()
     assert "clip_coef" in agents.AlgoConfig(name="dqn").unread_fields()
+
+
+@pytest.mark.parametrize("n_step", [1, 3])
+def test_dqn_learns_the_analytic_values_of_a_terminating_chain(n_step):
+    """A K-step chain (one-hot obs of the step, reward 1 each step, terminated after step K-1,
+    both actions alike): Q(s_t, a) = (1 - gamma^(K-t)) / (1 - gamma), the analytic value."""
+    chain, copies, gamma = 5, 16, 0.9
+    obs_space, act_space = spaces.Box(0, 1, (chain,), np.float32), spaces.Discrete(2)
+    rng = np.random.default_rng(0)
+
+    def chain_fragment(steps=chain * 4):
+        t = np.arange(steps + 1)[:, None] % chain * np.ones((1, copies), int)
+        zeros = np.zeros((steps, copies), np.float32)
+        return agents.Fragment(obs=np.eye(chain, dtype=np.float32)[t], actions=rng.integers(0, 2, (steps, copies)),
+                               logp=zeros, values=zeros, rewards=np.ones((steps, copies), np.float32),
+                               terminated=t[:-1] == chain - 1, truncated=np.zeros((steps, copies), bool),
+                               final_values=zeros)
+    cfg = agents.AlgoConfig(name="dqn", device="cpu", lr=1e-2, learning_starts=64, batch_size=64, updates_per_step=0.5,
+                            gamma=gamma, n_step=n_step, tau=1.0, target_update_every=20)
+    learner = agents.make_learner(obs_space, act_space, agents.PolicyConfig(hidden_sizes=[32]), cfg, seed=0)
+    for _ in range(40):
+        learner.update([chain_fragment()])
+    q = learner.q(torch.eye(chain)).detach().numpy()
+    want = (1 - gamma ** (chain - np.arange(chain))) / (1 - gamma)
+    np.testing.assert_allclose(q, np.repeat(want[:, None], 2, 1), atol=0.05)
