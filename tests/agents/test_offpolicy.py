@@ -263,10 +263,10 @@ def test_dqn_learns_the_analytic_values_of_a_terminating_chain(n_step):
                                logp=zeros, values=zeros, rewards=np.ones((steps, copies), np.float32),
                                terminated=t[:-1] == chain - 1, truncated=np.zeros((steps, copies), bool),
                                final_values=zeros)
-    cfg = agents.AlgoConfig(name="dqn", device="cpu", lr=1e-2, learning_starts=64, batch_size=64, updates_per_step=0.5,
+    cfg = agents.AlgoConfig(name="dqn", device="cpu", lr=1e-2, learning_starts=64, batch_size=64, updates_per_step=0.25,
                             gamma=gamma, n_step=n_step, tau=1.0, target_update_every=20)
     learner = agents.make_learner(obs_space, act_space, agents.PolicyConfig(hidden_sizes=[32]), cfg, seed=0)
-    for _ in range(40):
+    for _ in range(20):
         learner.update([chain_fragment()])
     q = learner.q(torch.eye(chain)).detach().numpy()
     want = (1 - gamma ** (chain - np.arange(chain))) / (1 - gamma)
