@@ -49,6 +49,8 @@ class OffPolicyLearner:
 
     algo_name = "off-policy"
     LOSS_KEYS: tuple[str, ...] = ()
+    n_step = 1
+    """Steps summed in the replay's returns (DQN reads algo.n_step)."""
 
     def __init__(self, obs_space, action_space, policy_cfg: PolicyConfig | None = None,
                  algo_cfg: AlgoConfig | None = None, total_env_steps: int | None = None,
@@ -84,8 +86,6 @@ class OffPolicyLearner:
         self.skipped_updates = 0
         self.skips_in_a_row = 0
         self._weights: dict | None = None
-
-    n_step = 1
 
     # ---- what subclasses provide --------------------------------------------------------
     def build(self) -> None:
@@ -137,7 +137,7 @@ class OffPolicyLearner:
         self.env_steps_consumed += steps
         count = int(math.floor(self.updates_owed + 1e-9))
         self.updates_owed -= count
-        metrics = {key: float("nan") for key in self.LOSS_KEYS}
+        metrics: dict[str, float] = {}  # no losses to report before the first gradient step
         if count:
             snapshot = self._snapshot()
             totals = torch.zeros(len(self.LOSS_KEYS), device=self.device)
@@ -145,8 +145,8 @@ class OffPolicyLearner:
                 totals += self.gradient_step(self.replay.sample(self.algo_cfg.batch_size, self.generator))
                 self.gradient_steps += 1
             means = (totals / count).tolist()  # one device sync per update
-            if self._keep_if_finite(snapshot, means, count):
-                metrics = dict(zip(self.LOSS_KEYS, means))
+            finite = self._keep_if_finite(snapshot, means, count)
+            metrics = dict(zip(self.LOSS_KEYS, means if finite else [float("nan")] * len(means)))
         elapsed = time.perf_counter() - start
         metrics.update({
             "learner/gradient_steps": float(self.gradient_steps),
