@@ -23,8 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from rlfarm.agents.offpolicy import OffPolicyLearner, plain_mlp, polyak
-from rlfarm.agents.policy import ACTIVATIONS
 from rlfarm.agents.optim import Adam
+from rlfarm.agents.policy import ACTIVATIONS
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0  # CleanRL's bounds: a std in [0.007, 7.4]
 LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ray
 
@@ -28,11 +28,17 @@ from rlfarm.agents.fragment import FragmentMeta
 from rlfarm.cluster.actors import RunnerActor
 from rlfarm.cluster.config import FarmConfig
 
+if TYPE_CHECKING:
+    from rlfarm.agents.config import AlgoConfig, PolicyConfig
+    from rlfarm.envs.config import EnvConfig
+
 logger = logging.getLogger(__name__)
 
 
 WAIT_SLICE_S = 1.0
 """The longest single `ray.wait` of the driver; between slices it checks for silent runners."""
+CLOSE_WAIT_S = 5.0
+"""How long close() waits for the runners to close their envs before it kills them."""
 RUNNER_TIMEOUT_MIN_S = 30.0
 """The automatic `farm.runner_timeout_s` is at least this many seconds ..."""
 RUNNER_TIMEOUT_FRAGMENTS = 20
@@ -75,8 +81,9 @@ class Request:
 class RunnerPool:
     """`num_runners` RunnerActors; the driver's view of what each is doing."""
 
-    def __init__(self, env_cfg: Any, policy_cfg: Any, farm_cfg: FarmConfig, seed: int,
-                 options: dict[str, Any], stall_timeout_s: float = 600.0, algo_cfg: Any = None) -> None:
+    def __init__(self, env_cfg: EnvConfig, policy_cfg: PolicyConfig, farm_cfg: FarmConfig, seed: int,
+                 options: dict[str, Any], stall_timeout_s: float = 600.0,
+                 algo_cfg: AlgoConfig | None = None) -> None:
         self.env_cfg, self.policy_cfg, self.farm_cfg, self.seed = env_cfg, policy_cfg, farm_cfg, seed
         self.algo_cfg = algo_cfg
         self.max_inflight = max(1, int(farm_cfg.max_inflight))
@@ -92,6 +99,8 @@ class RunnerPool:
         """monotonic time since which each runner owes a fragment (None: nothing asked)."""
         self.delivered = [False] * count  # has the current incarnation delivered yet?
         self.slowest_fragment_s = 0.0
+        self.on_wait_slice: Any = None
+        """Called between the driver's wait slices (the farm's stop poll; it may raise)."""
         self.actors = [self._spawn(index) for index in range(count)]
         self.pending: dict[Any, Request] = {}  # meta_ref -> request not yet arrived
         self.restarts = 0
@@ -170,6 +179,8 @@ class RunnerPool:
         started = time.monotonic()
         while True:
             ready, _ = ray.wait(list(self.pending), num_returns=1, timeout=WAIT_SLICE_S)
+            if self.on_wait_slice is not None:  # a stop is delivered here, between Ray calls
+                self.on_wait_slice()
             # Checked at every wait, not only at empty ones: the other runners' deliveries must
             # not hide a silent runner.
             replaced = self.replace_silent()
@@ -279,7 +290,15 @@ class RunnerPool:
                                   "placement_ref": self.actors[index].placement.remote()})
 
     def close(self) -> None:
+        """Ask every runner to close its env (bounded by CLOSE_WAIT_S: a runner busy in a
+        fragment answers after it), then kill them all."""
         self.pending.clear()
+        if self.actors:
+            try:
+                ray.wait([actor.close.remote() for actor in self.actors], num_returns=len(self.actors),
+                         timeout=CLOSE_WAIT_S)
+            except ray.exceptions.RayError:
+                pass
         for actor in self.actors:
             ray.kill(actor, no_restart=True)
         self.actors = []

@@ -21,7 +21,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from rlfarm.experiments.config import ExperimentConfig
+from rlfarm.experiments.config import ExperimentConfig, override_text
 from rlfarm.experiments.config import load_config as _load_config_file
 from rlfarm.experiments.errors import ConfigError
 
@@ -46,25 +46,23 @@ def load_config(path: str | os.PathLike, overrides: Mapping[str, Any] | Sequence
     Raises ConfigError naming the field.
     """
     if isinstance(overrides, Mapping):
-        overrides = [f"{key}={json.dumps(value)}" for key, value in overrides.items()]  # JSON is YAML
+        overrides = [override_text(key, value) for key, value in overrides.items()]
     return _load_config_file(path, list(overrides or ()))
 
 
-def train(cfg: ExperimentConfig | str | os.PathLike, *, callbacks: Sequence[Callback] = (),
+def train(cfg: ExperimentConfig | str | os.PathLike | None, *, callbacks: Sequence[Callback] = (),
           run_dir: str | os.PathLike | None = None, resume: str | os.PathLike | None = None) -> "Run":
     """Train `cfg` to its stop condition in this process (Ray mode starts or joins Ray and
     shuts down what it started); returns the Run.
 
     run_dir: where to write (default: a new `<log.dir>/<name>-<time>`); resume: a run dir to
-    continue from its last checkpoint (then `cfg` may be None-like: the run's config.yaml).
+    continue from its last checkpoint (then `cfg` may be None: the run's config.yaml).
     KeyboardInterrupt stops after the current update, writes the checkpoint and summary, and
     is raised again, so a script stops too. A crash raises TrainingError.
     """
     from rlfarm.experiments.run.preflight import prepare_training
 
     started = time.perf_counter()
-    if not isinstance(cfg, ExperimentConfig):
-        cfg = load_config(cfg)
     trainer = prepare_training(cfg, resume=os.fspath(resume) if resume is not None else None,
                                run_dir=os.fspath(run_dir) if run_dir is not None and resume is None else None,
                                process_start_s=started, callbacks=callbacks, option="resume")
@@ -156,6 +154,15 @@ class Policy:
         return self._acting.env_actions(actions)
 
 
+def _int_argument(name: str, value: Any, minimum: int) -> int:
+    """An integer argument of the API (numpy's integers too), or a ConfigError naming it."""
+    import numbers
+
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < minimum:
+        raise ConfigError(f"{name}: expected an integer >= {minimum}, got {type(value).__name__} {value!r}")
+    return int(value)
+
+
 def evaluate(run: Run | str | os.PathLike, *, episodes: int = 10, seed: int = 12345,
              checkpoint: str | os.PathLike | None = None) -> dict[str, Any]:
     """Deterministic returns over `episodes` copies, one episode each, as `rlfarm eval --json`:
@@ -163,8 +170,7 @@ def evaluate(run: Run | str | os.PathLike, *, episodes: int = 10, seed: int = 12
     from rlfarm.experiments.run.evaluate import evaluate as evaluate_checkpoint
 
     run = run if isinstance(run, Run) else Run(run)
-    if episodes < 1:
-        raise ConfigError(f"episodes: must be >= 1, got {episodes}")
+    episodes, seed = _int_argument("episodes", episodes, 1), _int_argument("seed", seed, 0)
     if checkpoint is None:
         if not run.checkpoints:
             raise ConfigError(f"run_dir: no checkpoint in {run.dir / 'checkpoints'}")

@@ -16,20 +16,29 @@ The rules (stated in docs/robustness.md):
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from rlfarm.experiments.errors import ConfigError
 
+if TYPE_CHECKING:
+    from rlfarm.experiments.config import ExperimentConfig
+
 RUNNERS_PER_CORE = 4
 """How far runners may oversubscribe the cores: they wait on the learner part of the time."""
+LAYER_BYTES = 8 * 2**10
+"""Memory of one torch layer object beyond its parameters (module, parameter tensors, their
+Python objects): about 6 KiB measured per Linear + activation pair, rounded up."""
+LEARNER_COPIES = 7
+"""The learner holds its parameters this many times: weights, gradients, Adam's two moments,
+and the snapshot of weights and moments that a non-finite update rolls back to."""
 ENV_STATE_PER_OBS = 4
 """An env copy's state is estimated as this many times its observation (float64 state plus
 scratch arrays), the rlfarm envs' order of magnitude."""
 
 
-def check_capacity(cfg: Any, obs_space: Any = None, action_space: Any = None) -> None:
+def check_capacity(cfg: ExperimentConfig, obs_space: Any = None, action_space: Any = None) -> None:
     """ConfigError when `cfg`'s farm needs more cores or memory than this machine has.
 
     obs_space, action_space: one env copy's spaces, as the preflight's env check read them
@@ -45,8 +54,14 @@ def check_capacity(cfg: Any, obs_space: Any = None, action_space: Any = None) ->
                           f"{cores} (at most {RUNNERS_PER_CORE} runner CPUs per core; --force starts it anyway)")
     per_runner, in_flight = memory_estimate(cfg, obs_space, action_space)
     replay = replay_estimate(cfg, obs_space, action_space)
-    needed = cfg.farm.num_runners * per_runner + in_flight + replay
+    learner_model, runner_model, params, layers = model_estimate(cfg, obs_space, action_space)
+    models = learner_model + cfg.farm.num_runners * runner_model
+    needed = cfg.farm.num_runners * per_runner + in_flight + models + replay
     available = available_memory_bytes()
+    if available is not None and needed > available and models > needed / 2:
+        raise ConfigError(f"model.hidden_sizes: {layers} layers, {params:,} parameters: about {_gb(learner_model)} "
+                          f"in the learner + {_gb(runner_model)} in each of farm.num_runners={cfg.farm.num_runners} "
+                          f"runners; {_gb(available)} available (--force starts it anyway)")
     if available is not None and needed > available:
         replay_text = f" + {_gb(replay)} of replay buffer (algo.replay_size={cfg.algo.replay_size})" if replay else ""
         raise ConfigError(f"env.envs_per_runner={cfg.env.envs_per_runner}: about {_gb(per_runner)} per runner "
@@ -71,7 +86,7 @@ def replay_estimate(cfg: Any, obs_space: Any, action_space: Any) -> int:
     return replay_bytes(cfg.algo.replay_size, obs_space.shape, action_space.shape or (), itemsize)
 
 
-def memory_estimate(cfg: Any, obs_space: Any = None, action_space: Any = None) -> tuple[int, int]:
+def memory_estimate(cfg: ExperimentConfig, obs_space: Any = None, action_space: Any = None) -> tuple[int, int]:
     """(bytes one runner holds: env state and its fragments, bytes of fragments in flight in
     the object store), from the env's spaces (None: one copy is built to read them)."""
     if obs_space is None or action_space is None:
@@ -88,6 +103,19 @@ def memory_estimate(cfg: Any, obs_space: Any = None, action_space: Any = None) -
     per_runner = env_state + (cfg.farm.max_inflight + 1) * fragment
     in_flight = cfg.farm.num_runners * cfg.farm.max_inflight * fragment if cfg.farm.mode == "ray" else 0
     return per_runner, in_flight
+
+
+def model_estimate(cfg: Any, obs_space: Any, action_space: Any) -> tuple[int, int, int, int]:
+    """(learner bytes, bytes of one runner's copy, parameters, layers) of the MLP actor-critic
+    that `cfg.model` describes (a CNN trunk's convolutions are not counted)."""
+    sizes = [int(np.prod(obs_space.shape))] + [int(width) for width in cfg.model.hidden_sizes]
+    outputs = int(getattr(action_space, "n", 0)) or int(np.prod(action_space.shape or (1,)))
+    trunk = sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:]))
+    trunks = 1 if getattr(cfg.model, "shared_trunk", False) else 2
+    params = trunks * trunk + (sizes[-1] + 1) * (outputs + 1)
+    layers = trunks * (len(sizes) - 1) + 2
+    runner = 4 * params + LAYER_BYTES * layers
+    return LEARNER_COPIES * 4 * params + LAYER_BYTES * layers, runner, params, layers
 
 
 def available_memory_bytes() -> int | None:

@@ -10,12 +10,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from rlfarm.experiments.config import load_config
 from rlfarm.experiments.errors import ConfigError, check_torch_threads
+
+if TYPE_CHECKING:
+    from rlfarm.experiments.config import ExperimentConfig
 
 MAX_EVAL_STEPS = 1_000_000
 """Guard for envs without a time limit."""
@@ -33,6 +36,8 @@ def main(args: argparse.Namespace) -> int:
     config_path = os.path.join(run_dir, "config.yaml")
     if not os.path.isdir(run_dir) or not os.path.exists(config_path):
         raise ConfigError(f"RUN_DIR: {run_dir} is not a run dir (no config.yaml in it)")
+    if args.gif and not os.path.isdir(os.path.dirname(os.path.abspath(args.gif))):
+        raise ConfigError(f"--gif: no folder {os.path.dirname(os.path.abspath(args.gif))} to write {args.gif} in")
     checkpoint = find_last_checkpoint(run_dir)
     if checkpoint is None:
         raise ConfigError(f"RUN_DIR: no checkpoint in {os.path.join(run_dir, 'checkpoints')}")
@@ -47,7 +52,7 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-def evaluate(cfg: Any, checkpoint: str | Sequence[str], *, episodes: int, seed: int = 12345,
+def evaluate(cfg: ExperimentConfig, checkpoint: str | Sequence[str], *, episodes: int, seed: int = 12345,
              gif: str | None = None) -> dict[str, Any]:
     """Deterministic returns of `episodes` copies, one episode each. `checkpoint`: a path, or
     paths newest first, of which the first that loads is used (result["checkpoint"])."""
@@ -98,7 +103,7 @@ def evaluate(cfg: Any, checkpoint: str | Sequence[str], *, episodes: int, seed: 
     return result
 
 
-def load_policy(cfg: Any, env: Any, checkpoint: str | Sequence[str], seed: int) -> tuple[Any, str, dict]:
+def load_policy(cfg: ExperimentConfig, env: Any, checkpoint: str | Sequence[str], seed: int) -> tuple[Any, str, dict]:
     """(acting policy, checkpoint used, its extra) from the first of `checkpoint` that loads."""
     from rlfarm import agents
     from rlfarm.cluster.learner import LearnerWorker
@@ -123,6 +128,6 @@ def write_gif(path: str, frames: list[np.ndarray], fps: int = 30) -> int:
     images = [Image.fromarray(np.asarray(f, dtype=np.uint8)) for f in frames]
     if not images:
         raise ConfigError("--gif: no frames were rendered")
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    # The user's folder must exist: a typo in it must not create directories.
     images[0].save(path, save_all=True, append_images=images[1:], duration=max(1, int(1000 / fps)), loop=0)
     return len(images)
