@@ -9,8 +9,8 @@ Each stored transition is (obs, action, reward, next_obs, discount), so that eve
 target reads  reward + discount * V(next_obs):
 
 - reward is the n-step return  sum_{k<m} gamma^k r_{t+k}, the window of m <= n steps ending
-  early at an episode's end or at the fragment's last row (a shorter window is still an
-  unbiased target; Ape-X, Horgan et al. 2018, and SB3 cut it the same way);
+  early at an episode's end or at the fragment's last row (a window cut short is an m-step
+  target, bootstrapped with gamma^m: the next fragment of the same copy is not at hand);
 - discount is gamma^m where the window ends on a live or truncated state, and 0 where it
   ends on a termination: termination and truncation are kept apart;
 - next_obs is the state the window ends on. At a truncation it is that episode's final
