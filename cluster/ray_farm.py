@@ -14,6 +14,10 @@ most num_runners x max_inflight fragments exist at once and the object store sta
   resume) are dropped and counted.
 - APPO (async): every runner is kept at `max_inflight` requests, so it samples while the
   learner updates; fragments more than `max_lag` versions old are dropped and counted.
+- SAC, DQN (off-policy): as APPO, but no fragment is too old for the replay buffer. The
+  learner runs `algo.updates_per_step` gradient steps per env step it consumes, so while it
+  updates the runners fill their slots and then wait: the learner paces the farm, and the
+  env steps sampled run ahead of those consumed by at most the fragments in flight.
 Dead runners are replaced on their own seed stream (cluster/runner_pool.py).
 """
 from __future__ import annotations
@@ -106,7 +110,7 @@ class RayFarm(Farm):
                 self.session.close()
                 raise
         try:
-            self.pool = RunnerPool(env_cfg, policy_cfg, farm_cfg, seed, runner_opts)
+            self.pool = RunnerPool(env_cfg, policy_cfg, farm_cfg, seed, runner_opts, algo_cfg=algo_cfg)
             self.pool.on_wait_slice = self._poll_stop
             self._start_learners(algo_cfg, total_env_steps)
             self.pool.check_started()  # a runner without an env is reported as such
@@ -197,7 +201,7 @@ class RayFarm(Farm):
         return batch
 
     def _request_more(self, still_needed: int) -> None:
-        if self.is_appo:
+        if self.is_appo or self.is_off_policy:
             self.pool.top_up(self.version, self.weights_ref)
         else:  # PPO: only as many current-version requests as the batch still needs
             outstanding = self.pool.outstanding(version=self.version)
@@ -299,8 +303,8 @@ class RayFarm(Farm):
                                     f"{type(err).__name__}); last checkpoint: {where}")
         return LearnerDiedError(f"the learner actor died ({type(err).__name__}); last checkpoint: {where}")
 
-    def _save_learner(self, path: str, extra: dict[str, Any]) -> None:
-        self._call_learner(self.learners[0].save_checkpoint.remote(os.path.abspath(path), extra),
+    def _save_learner(self, path: str, extra: dict[str, Any], with_replay: bool = False) -> None:
+        self._call_learner(self.learners[0].save_checkpoint.remote(os.path.abspath(path), extra, with_replay),
                            timeout_s=SAVE_TIMEOUT_S)
         self.last_checkpoint = os.path.abspath(path)
 

@@ -167,6 +167,10 @@ class Training(SignalStops):
         try:
             if self.resume_checkpoint:
                 extra = self._restore(farm)
+                if farm.is_off_policy and not extra.get("replay_saved"):
+                    say(f"rlfarm train: the checkpoint holds no replay buffer (log.checkpoint_replay: false); "
+                        f"it refills to algo.learning_starts={self.cfg.algo.learning_starts} transitions "
+                        "before gradient steps resume")
             self.segment = int(extra.get("segment", -1)) + 1
             self._write_run_dir()
             cfg = self.cfg
@@ -401,7 +405,8 @@ class Training(SignalStops):
     def _checkpoint(self, farm: Farm, monitor: Monitor) -> str:
         path = os.path.join(self.run_dir, CHECKPOINT_DIR, f"ckpt-{farm.env_steps:012d}.pt")
         farm.save_checkpoint(path, {"monitor": monitor.state(), "segment": self.segment,
-                                    "name": self.cfg.name, "seed": self.cfg.seed})
+                                    "name": self.cfg.name, "seed": self.cfg.seed},
+                             with_replay=self.cfg.log.checkpoint_replay)
         self.last_checkpoint = path
         for old in list_checkpoints(self.run_dir)[:-self.cfg.log.keep_checkpoints]:
             if old != path:
