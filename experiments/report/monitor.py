@@ -89,6 +89,15 @@ class EventWriter:
 
         self._add(summary_pb2.Summary.Value(tag=tag, simple_value=float(value)), step)
 
+    def add_scalars(self, scalars: dict[str, float], step: int) -> None:
+        """All of a report's scalars as one event (one record to encode and write, not one per
+        tag); TensorBoard reads each value of an event as its tag's point at `step`."""
+        from tensorboard.compat.proto import summary_pb2
+
+        if scalars:
+            self.add_values([summary_pb2.Summary.Value(tag=tag, simple_value=float(value))
+                             for tag, value in scalars.items()], step)
+
     def add_text(self, tag: str, text: str, step: int) -> None:
         from tensorboard.compat.proto import summary_pb2, tensor_pb2, tensor_shape_pb2
         from tensorboard.plugins.text.plugin_data_pb2 import TextPluginData
@@ -195,10 +204,8 @@ class Monitor:
         scalars = self._scalars(steps_done, steps_per_s, cpu)
         # A second point at a step that has one (a final report right after a regular one)
         # would add nothing, and TensorBoard's line chart draws no line for such a series.
-        fresh = steps_done > 0 or not self._reported_once
-        for tag, value in scalars.items():
-            if math.isfinite(value) and fresh:
-                self.writer.add_scalar(tag, value, step)
+        if steps_done > 0 or not self._reported_once:
+            self.writer.add_scalars({tag: value for tag, value in scalars.items() if math.isfinite(value)}, step)
         self._reported_once = True
         self._pending.clear()
         self.eta_s = self._eta(steps_per_s)
