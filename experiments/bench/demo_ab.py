@@ -12,8 +12,12 @@ layout (f47fec4, the first release), as the top-level packages `experiments`, `c
 
 Within each round the two sides run back to back for each mode, and the order flips every
 round (ref first in even rounds), so that a machine's load drifting over minutes falls on both
-sides alike. It prints each run (seconds, env steps, the 1-minute load average at its start)
-and, per mode, the medians, their ratio and the median of the per-round ratios.
+sides alike. It prints each run (seconds; start-up and training loop as its summary.json has them, so
+the rest is the end of the run; env steps; the 1-minute load average at its start)
+and, per mode, the medians, their ratio and the median of the per-round ratios, of wall time
+and of CPU seconds (user + system of the process and of the children it waited for: in Ray
+mode the processes Ray starts are only partly among them). On a shared machine the CPU
+seconds move less with the load than the wall time does.
 """
 from __future__ import annotations
 
@@ -69,30 +73,38 @@ def run_demo(side: Side, mode: str, runs_dir: str, config: str) -> dict:
     argv = [sys.executable, "-c", code, "train", config, "--set", f"farm.mode={mode}",
             "--set", f"log.dir={runs_dir}"]
     load = os.getloadavg()[0]
-    start = time.perf_counter()
-    done = subprocess.run(argv, cwd=side.root, env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - start
+    with tempfile.TemporaryFile("w+") as log:
+        start = time.perf_counter()
+        child = subprocess.Popen(argv, cwd=side.root, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+        _, status, usage = os.wait4(child.pid, 0)
+        wall = time.perf_counter() - start
+        child.returncode = os.waitstatus_to_exitcode(status)
+        log.seek(0)
+        output = log.read()
     summaries = glob.glob(os.path.join(runs_dir, "*", "summary.json"))
     summary = {}
     if summaries:
         with open(summaries[0], encoding="utf-8") as stream:
             summary = json.load(stream)
-    if done.returncode:
-        print(f"  {side.label} {mode}: exit {done.returncode}\n{done.stderr[-2000:]}", file=sys.stderr)
-    return {"side": side.label, "mode": mode, "wall_s": round(wall, 3), "exit_code": done.returncode,
-            "env_steps": summary.get("env_steps"), "load_1min": round(load, 2)}
+    if child.returncode:
+        print(f"  {side.label} {mode}: exit {child.returncode}\n{output[-2000:]}", file=sys.stderr)
+    return {"side": side.label, "mode": mode, "wall_s": round(wall, 3), "exit_code": child.returncode,
+            "cpu_s": round(usage.ru_utime + usage.ru_stime, 3), "env_steps": summary.get("env_steps"),
+            "startup_s": summary.get("startup_s"), "train_loop_s": summary.get("train_loop_s"),
+            "load_1min": round(load, 2)}
 
 
-def summarize(rows: list[dict], modes: list[str], labels: tuple[str, str]) -> list[str]:
-    """Per mode: each side's median and range, the ratio of medians, the median per-round ratio."""
+def summarize(rows: list[dict], modes: list[str], labels: tuple[str, str], key: str = "wall_s") -> list[str]:
+    """Per mode: each side's median and range of `key`, the ratio of medians, the median
+    per-round ratio."""
     ref, cur = labels
-    lines = [f"{'mode':<7} {ref + ' median (range) s':>26} {cur + ' median (range) s':>26} "
+    lines = [f"{key:<7} {ref + ' median (range) s':>26} {cur + ' median (range) s':>26} "
              f"{'ratio of medians':>17} {'median pair ratio':>18}"]
     for mode in modes:
-        times = {label: [r["wall_s"] for r in rows if r["mode"] == mode and r["side"] == label and
+        times = {label: [r[key] for r in rows if r["mode"] == mode and r["side"] == label and
                          not r["exit_code"]] for label in labels}
-        if not times[ref] or not times[cur]:
-            lines.append(f"{mode:<7} (no successful pair)")
+        if not times[ref] or not times[cur] or len(times[ref]) != len(times[cur]):
+            lines.append(f"{mode:<7} (a run failed: no pairs)")
             continue
         pairs = [c / r for r, c in zip(times[ref], times[cur])]
         cells = [f"{statistics.median(t):.2f} ({min(t):.2f}-{max(t):.2f})" for t in (times[ref], times[cur])]
@@ -136,9 +148,12 @@ def main(argv: list[str] | None = None) -> int:
                         row = run_demo(side, mode, runs_dir, args.config)
                         rows.append({**row, "round": round_index})
                         print(f"round {round_index} {mode:<6} {side.label:<8} {row['wall_s']:7.2f} s  "
+                              f"cpu {row['cpu_s']:6.2f} s  "
+                              f"start-up {row['startup_s']} s  loop {row['train_loop_s']} s  "
                               f"env steps {row['env_steps']}  load {row['load_1min']:.2f}  "
                               f"exit {row['exit_code']}", flush=True)
-            print("\n".join(summarize(rows, modes, (sides[0].label, sides[1].label))))
+            labels = (sides[0].label, sides[1].label)
+            print("\n".join(summarize(rows, modes, labels) + summarize(rows, modes, labels, "cpu_s")))
             if args.json:
                 with open(args.json, "w", encoding="utf-8") as stream:
                     json.dump({"ref": args.ref, "cpu_count": os.cpu_count(), "runs": rows}, stream, indent=2)
