@@ -12,9 +12,12 @@ The runners never render; the replay costs the driver one short episode per chec
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from rlfarm.experiments.config import ExperimentConfig
 
 PICTURE_STEPS = 400
 """Longest replayed episode, in env steps."""
@@ -40,7 +43,7 @@ def film_strip(frames: list[np.ndarray]) -> np.ndarray:
     return np.concatenate(parts[:-1], axis=1)
 
 
-def episode_picture(cfg: Any, weights: dict[str, Any], seed: int = 0) -> np.ndarray | None:
+def episode_picture(cfg: ExperimentConfig, weights: dict[str, Any], seed: int = 0) -> np.ndarray | None:
     """One image of copy 0's episode under `weights` (a learner's `get_weights()` dict) acting
     deterministically, or None when the env has neither a field `u` nor frames from render().
 
@@ -78,7 +81,7 @@ def episode_picture(cfg: Any, weights: dict[str, Any], seed: int = 0) -> np.ndar
     return film_strip(frames + _replayed_frames(cfg, seed, actions, (len(actions) // 2, len(actions) - 1)))
 
 
-def _picture_env(cfg: Any, seed: int) -> Any:
+def _picture_env(cfg: ExperimentConfig, seed: int) -> Any:
     from rlfarm import envs
 
     return envs.make(cfg.env.id, 1, seed=seed, autoreset_mode="same_step",
@@ -92,7 +95,7 @@ def _frame(env: Any) -> np.ndarray | None:
     return np.asarray(frame[0] if isinstance(frame, (list, tuple)) else frame)
 
 
-def _replayed_frames(cfg: Any, seed: int, actions: list[np.ndarray], wanted: tuple[int, ...]) -> list[np.ndarray]:
+def _replayed_frames(cfg: ExperimentConfig, seed: int, actions: list[np.ndarray], wanted: tuple[int, ...]) -> list[np.ndarray]:
     """The frames before actions[i] for each i in `wanted`, replaying `actions` from the seed."""
     env = _picture_env(cfg, seed)
     try:
@@ -109,7 +112,7 @@ def _replayed_frames(cfg: Any, seed: int, actions: list[np.ndarray], wanted: tup
     return [frame for frame in frames if frame is not None]
 
 
-def write_picture(cfg: Any, weights: dict[str, Any], writer: Any, step: int) -> bool:
+def write_picture(cfg: ExperimentConfig, weights: dict[str, Any], writer: Any, step: int) -> bool:
     """Add the picture of the policy's episode to TensorBoard (`physics/episode`); False when
     it failed, said once in the terminal: a picture never stops a run."""
     from rlfarm.experiments.report.console import say

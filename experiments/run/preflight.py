@@ -3,7 +3,8 @@
 In this order, so that a bad config, env or machine is refused before anything is written
 or started, and each entry point says the same thing about it:
 
-1. the resume lookup: the run dir's newest checkpoint (`--resume`);
+1. the resume lookup: the run dir's newest checkpoint (`--resume`), then the config (a file,
+   with overrides; by default the resumed run's own config.yaml);
 2. the run dir: a new `<log.dir>/<name>-<time>` (claimed when the run starts), the user's
    `--run-dir` (refused when used), or the resumed run's own;
 3. the env check: one copy of the env built in the driver, once. A bad env keyword is a
@@ -18,13 +19,14 @@ from __future__ import annotations
 import os
 from typing import Any, Callable, Sequence
 
-from rlfarm.experiments.config import ExperimentConfig
+from rlfarm.experiments.config import ExperimentConfig, load_config
 from rlfarm.experiments.errors import ConfigError
 from rlfarm.experiments.run.run_dirs import CHECKPOINT_DIR, find_last_checkpoint, new_run_dir, refuse_used_run_dir
 from rlfarm.experiments.run.train import Training
 
 
-def prepare_training(cfg: ExperimentConfig, *, resume: str | None = None, run_dir: str | None = None,
+def prepare_training(config: ExperimentConfig | str | os.PathLike | None, *, overrides: Sequence[str] = (),
+                     address: str | None = None, resume: str | None = None, run_dir: str | None = None,
                      force: bool = False, background_start: bool = False, process_start_s: float,
                      callbacks: Sequence[Callable[[dict], Any]] = (), option: str = "--resume"
                      ) -> Training:
@@ -32,6 +34,8 @@ def prepare_training(cfg: ExperimentConfig, *, resume: str | None = None, run_di
     for bad input. When the user's env fails to build, steps 4-5 are skipped and `run()`
     ends the run as runner_start_failed (run dir, summary.json, exit code 2 or 1).
 
+    config: an ExperimentConfig, or a YAML file read with `overrides` (None with `resume`: the
+    resumed run's config.yaml). address: a Ray cluster to join (farm.address).
     option: how the caller names `resume` in its messages ("--resume", or "resume" for the API).
     """
     checkpoint = None
@@ -39,6 +43,13 @@ def prepare_training(cfg: ExperimentConfig, *, resume: str | None = None, run_di
         checkpoint = find_last_checkpoint(resume)
         if checkpoint is None:
             raise ConfigError(f"{option}: no checkpoint in {os.path.join(resume, CHECKPOINT_DIR)}")
+        if config is None:
+            config = os.path.join(resume, "config.yaml")
+    if config is None:
+        raise ConfigError("CONFIG: give a config file, or --resume RUN_DIR to continue a run")
+    cfg = config if isinstance(config, ExperimentConfig) else load_config(config, list(overrides))
+    if address:
+        cfg.farm.address = address
     if run_dir is not None and resume is None:  # 2. early; claim_run_dir is the atomic check
         refuse_used_run_dir(run_dir)
     unique = run_dir is None and resume is None
