@@ -160,6 +160,8 @@ class Monitor:
         self.farm_figures: dict[str, float] = {"policy_lag": 0.0}
         """The latest farm figures the progress line shows (policy lag, ...)."""
         self._pending: dict[str, list[float]] = collections.defaultdict(list)
+        self._tags: dict[str, str | None] = {}
+        """Result key -> its TensorBoard tag (None: not a curve), looked up once per key."""
         self._start = time.perf_counter()
         self._last_time, self._last_steps, self._last_cpu = self._start, self.env_steps, _cpu_s()
         self.eta_s: float | None = None
@@ -179,7 +181,9 @@ class Monitor:
                 self.counters[name] = int(value)
         for key, value in result.items():
             if "/" in key and isinstance(value, (int, float, np.floating, np.integer)):
-                tag = tensorboard_tag(key)
+                if key not in self._tags:
+                    self._tags[key] = tensorboard_tag(key)
+                tag = self._tags[key]
                 if tag is not None:
                     self._pending[tag].append(float(value))
         if "perf/policy_lag_mean" in result:
@@ -220,7 +224,8 @@ class Monitor:
 
     def _scalars(self, steps_done: int, steps_per_s: float, cpu: float) -> dict[str, float]:
         """This report's points: the pending means and the monitor's own figures."""
-        scalars = {tag: float(np.mean(values)) for tag, values in self._pending.items()
+        # A few values per tag: Python's sum beats numpy's call overhead on such short lists.
+        scalars = {tag: math.fsum(values) / len(values) for tag, values in self._pending.items()
                    if not tag.startswith("runner_") or self._several_runners()}
         scalars.pop("charts/env_steps_per_s", None)  # the monitor's own wall-clock figure wins
         joules = self.cpu_energy.joules_since_last()
