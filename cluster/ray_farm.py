@@ -66,12 +66,13 @@ class RayFarm(Farm):
     polls_stops = True  # every wait of the loop is sliced (WAIT_SLICE_S) and polls stop_poll
 
     def __init__(self, env_cfg: EnvConfig, policy_cfg: PolicyConfig, algo_cfg: AlgoConfig, farm_cfg: FarmConfig,
-                 seed: int, total_env_steps: int | None) -> None:
+                 seed: int, total_env_steps: int | None, runtime_env: dict | None = None) -> None:
         super().__init__(env_cfg, policy_cfg, algo_cfg, farm_cfg, seed, total_env_steps)
         # Joins the Ray this process is already connected to (a test fixture, a Ray Job)
         # without owning it; otherwise starts or joins one and shuts it down in close().
         self.session = start_ray(
-            farm_cfg.address, num_cpus=max(os.cpu_count() or 1, math.ceil(cpu_demand(farm_cfg))))
+            farm_cfg.address, num_cpus=max(os.cpu_count() or 1, math.ceil(cpu_demand(farm_cfg))),
+            runtime_env=runtime_env)
         self.last_checkpoint: str | None = None
         self.lost_fragments = 0
         """Fragments lost with a batch whose objects vanished (a node lost after sampling)."""
@@ -93,6 +94,17 @@ class RayFarm(Farm):
         check_total_cpus(farm_cfg)
         runner_opts = check_fits(actor_options(farm_cfg.runner_resources, "farm.runner_resources"),
                                  "farm.runner_resources")
+        self.checked_nodes: list[str] = []
+        """Nodes whose preflight passed (cluster/node_check.py); joined clusters only."""
+        if not self.session.embedded:  # an embedded Ray is this machine, which the driver checked
+            from rlfarm.cluster.node_check import check_nodes
+
+            try:
+                self.checked_nodes = check_nodes(env_cfg, runner_opts)
+            except BaseException:
+                self._closed = True  # no runners or learners yet: only the Ray connection to end
+                self.session.close()
+                raise
         try:
             self.pool = RunnerPool(env_cfg, policy_cfg, farm_cfg, seed, runner_opts)
             self.pool.on_wait_slice = self._poll_stop
