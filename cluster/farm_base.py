@@ -93,6 +93,12 @@ class Farm(abc.ABC):
     def _publish_weights(self) -> None:
         """Send the learner's current weights and normalizer to every runner."""
 
+    def acting_weights(self) -> dict[str, Any] | None:
+        """The weights the runners act with now (the learner's `get_weights()` dict: numpy
+        arrays), for a driver that replays the policy without torch; None where the farm cannot
+        hand them over cheaply (the caller then loads the checkpoint)."""
+        return None
+
     # ---- shared behaviour -------------------------------------------------------------
     def save_checkpoint(self, path: str, extra: dict[str, Any] | None = None, with_replay: bool = False) -> None:
         """One file holding the learner's state, the farm counters and the caller's `extra`;

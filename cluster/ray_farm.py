@@ -240,6 +240,10 @@ class RayFarm(Farm):
     def _publish_weights(self) -> None:
         self._set_weights(self._call_learner(self.learners[0].publish.remote()))
 
+    def acting_weights(self) -> dict[str, Any]:
+        """The published weights from the object store (numpy: the driver needs no torch)."""
+        return ray.get(self.weights_ref, timeout=SAVE_TIMEOUT_S)
+
     # ---- metrics -------------------------------------------------------------------------
     def _perf_metrics(self, arrived: list[FragmentMeta], metas: list[FragmentMeta], results: list[dict],
                       lags: list[int], wall: float, inflight: int) -> dict[str, float]:

@@ -69,6 +69,9 @@ class SerialFarm(Farm):
         for runner in self.runners:
             runner.set_weights(weights)
 
+    def acting_weights(self) -> dict[str, Any]:
+        return self.learner.get_weights()
+
     def _save_learner(self, path: str, extra: dict[str, Any], with_replay: bool = False) -> None:
         self.learner.save_checkpoint(path, extra, with_replay)
 

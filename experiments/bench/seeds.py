@@ -70,6 +70,19 @@ def cpu_model() -> str:
     return "unknown"
 
 
+def blas_kernels() -> str:
+    """The BLAS libraries loaded here (numpy's OpenBLAS, with the kernel it chose for this CPU)
+    as threadpoolctl reports them, since a seed's run depends on them; or why not known."""
+    try:
+        import numpy  # noqa: F401 - loads its BLAS, so that threadpoolctl sees it
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "unknown (threadpoolctl is not installed)"
+    libraries = [f"{info.get('internal_api')} {info.get('version') or ''} {info.get('architecture') or ''}".strip()
+                 for info in threadpool_info()]
+    return "; ".join(libraries) or "none found"
+
+
 def main(args: argparse.Namespace) -> int:
     from rlfarm.experiments.config import load_config
 
@@ -103,7 +116,7 @@ def main(args: argparse.Namespace) -> int:
                          if args.stay_steps else None)
     meta = {"config": os.path.abspath(args.config), "overrides": overrides, "seeds": seeds,
             "target_return": target, "solve_steps": solve_steps, "stay_steps": args.stay_steps,
-            "stay_return": stay_return, "return_window": cfg.log.return_window, "cpu": cpu_model(),
+            "stay_return": stay_return, "return_window": cfg.log.return_window, "cpu": cpu_model(), "blas": blas_kernels(),
             "os_cpu_count": os.cpu_count(), "workers": args.workers}
     write_outputs(out, rows, meta)
     print(report(rows, meta))
@@ -189,7 +202,8 @@ def report(rows: list[dict], meta: dict) -> str:
         stayed = sum(bool(row["stayed"]) for row in rows)
         lines.append(f"stayed solved (mean of last {meta['return_window']} >= {meta['stay_return']:g} "
                      f"at {max(meta['stay_steps'], meta['solve_steps']):,} env steps): {stayed}/{len(rows)}")
-    lines.append(f"CPU: {meta['cpu']} ({meta['os_cpu_count']} cores, {meta['workers']} workers)")
+    lines.append(f"CPU: {meta['cpu']} ({meta['os_cpu_count']} cores, {meta['workers']} workers); "
+                 f"BLAS: {meta.get('blas', 'unknown')}")
     return "\n".join(lines)
 
 

@@ -329,7 +329,7 @@ class Training(SignalStops):
                 elif cfg.log.checkpoint_interval_s and \
                         time.monotonic() - last_checkpoint_time >= cfg.log.checkpoint_interval_s:
                     self._checkpoint(farm, monitor)
-                    self._picture(monitor)
+                    self._picture(farm, monitor)
                     last_checkpoint_time = time.monotonic()
         except KeyboardInterrupt:  # a second Ctrl-C, or one outside the loop's checks
             exit_reason = "interrupted"
@@ -355,7 +355,7 @@ class Training(SignalStops):
             exit_reason, error = guarded(lambda: self._checkpoint(farm, monitor), exit_reason, error,
                                           "final checkpoint failed: ")
         if exit_reason != "crashed":
-            self._picture(monitor)
+            self._picture(farm, monitor)
         exit_reason, error = guarded(lambda: monitor.report(final=True, exit_reason=exit_reason),
                                       exit_reason, error)
         placement = report_placement(farm, monitor.writer, self.segment, final=True)
@@ -398,9 +398,24 @@ class Training(SignalStops):
                 stop = stop or answer is True
         return stop
 
-    def _picture(self, monitor: Monitor) -> None:
+    def _picture(self, farm: Farm, monitor: Monitor) -> None:
+        """The physics picture of the policy just checkpointed: the weights the runners act
+        with (the same version; no torch import in a Ray-mode driver), or the checkpoint's."""
         if self.cfg.log.pictures and not self._pictures_failed and self.last_checkpoint:
-            self._pictures_failed = not write_picture(self.cfg, self.last_checkpoint, monitor.writer, monitor.env_steps)
+            try:
+                weights = farm.acting_weights() or self._checkpoint_weights(self.last_checkpoint)
+            except Exception as err:  # noqa: BLE001 - a picture is never worth a crash
+                say(f"rlfarm train: no pictures for this run ({type(err).__name__}: {err})")
+                self._pictures_failed = True
+                return
+            self._pictures_failed = not write_picture(self.cfg, weights, monitor.writer, monitor.env_steps)
+
+    def _checkpoint_weights(self, path: str) -> dict[str, Any]:
+        from rlfarm.cluster.learner import LearnerWorker
+
+        learner = LearnerWorker(*self.check_env(), self.cfg.model, self.cfg.algo, device="cpu")
+        learner.load_checkpoint(path)
+        return learner.get_weights()
 
     def _checkpoint(self, farm: Farm, monitor: Monitor) -> str:
         path = os.path.join(self.run_dir, CHECKPOINT_DIR, f"ckpt-{farm.env_steps:012d}.pt")
