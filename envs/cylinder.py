@@ -18,7 +18,8 @@ Mech. 865, 2019, arXiv 1808.07664):
   cylinder, 4 x 4 above and below it, two rings of 36 at 0.2 D and 0.4 D from its surface)
   or ``probes="cheap"`` (9: a 3 x 3 grid at 0.25, 1 and 3 D behind it, y = -D, 0, D);
 - reward: -<C_D> - 0.2 |<C_L>| over the action interval, C = 2 F / (rho U^2 D) with F the
-  force by momentum exchange. ``infos`` carries ``drag_coefficient`` and ``lift_coefficient``
+  force by momentum exchange, plus ``drag_offset`` (default 0): a constant, which leaves the
+  best policy as it is, set to the uncontrolled mean C_D keeps the value targets near zero. ``infos`` carries ``drag_coefficient`` and ``lift_coefficient``
   (float32 [N], the means over the interval);
 - time: one env step is ``control_dt`` (default 0.025, Rabault's) of physical time; episodes
   last ``max_episode_steps`` (default 80, 2 time units or about six shedding periods).
@@ -135,14 +136,15 @@ class CylinderJetsBatched(BatchedEnv):
 
     def __init__(self, num_envs: int = 1, *, resolution: int = 20, u_lattice: float = 0.05,
                  control_dt: float = 0.025, max_jet: float = 0.06, probes: str = "rabault",
-                 lift_penalty: float = 0.2, phases: int = 16, cache_dir: str | None = None,
-                 develop_time: float = 8.0, max_episode_steps: int = 80, autoreset_mode: str = "next_step", runner_index: int = 0,
-                 render_mode: str | None = None):
+                 lift_penalty: float = 0.2, drag_offset: float = 0.0, phases: int = 16,
+                 cache_dir: str | None = None, develop_time: float = 8.0, max_episode_steps: int = 80,
+                 autoreset_mode: str = "next_step", runner_index: int = 0, render_mode: str | None = None):
         check_int("resolution", resolution, 8)
         check_int("phases", phases, 1)
         for name, value in (("u_lattice", u_lattice), ("control_dt", control_dt), ("max_jet", max_jet)):
             check_number(name, value, positive=True)
         check_number("lift_penalty", lift_penalty)
+        check_number("drag_offset", drag_offset)
         check_number("develop_time", develop_time, positive=True)
         if u_lattice > 0.1:
             raise ValueError(f"u_lattice: at most 0.1 (the Mach number grows with it), got {u_lattice}")
@@ -159,7 +161,7 @@ class CylinderJetsBatched(BatchedEnv):
         self.substeps = max(1, round(control_dt / lattice.dt))
         self.control_dt = self.substeps * lattice.dt
         """Physical time per env step (``control_dt`` rounded to whole solver steps)."""
-        self.max_jet, self.lift_penalty = max_jet, lift_penalty
+        self.max_jet, self.lift_penalty, self.drag_offset = max_jet, lift_penalty, drag_offset
         self.jet_rate_max = max_jet * inflow_rate_across_cylinder()  # physical flow rate at |a| = 1
         self._to_lattice_rate = rate_per_unit(lattice)
         self._beta = 1 - (1 - RABAULT_BETA) ** (lattice.dt / RABAULT_DT)
@@ -215,7 +217,7 @@ class CylinderJetsBatched(BatchedEnv):
         force *= self._force_scale / self.substeps
         self.drag[:] = force[:, 0]
         self.lift[:] = force[:, 1]
-        rewards = (-force[:, 0] - self.lift_penalty * np.abs(force[:, 1])).astype(np.float32)
+        rewards = (self.drag_offset - force[:, 0] - self.lift_penalty * np.abs(force[:, 1])).astype(np.float32)
         bad = ~np.isfinite(rewards)
         if bad.any():
             self._bad_copies = np.flatnonzero(bad)
