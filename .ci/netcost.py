@@ -1,4 +1,4 @@
-"""Network cost of the farm on the test hosts (docs/scaling-model.md has the results).
+"""Network cost of the farm on the test hosts (docs/results/scaling-model.md has the results).
 
     python .ci/netcost.py OUT_DIR [--seconds 10]
 
@@ -81,7 +81,7 @@ def ray_system_cpu_s() -> float:
 def measure(config: str, seconds: float) -> list[dict]:
     """Inside gpu1: every point of the config's sweep, with CPU per fragment."""
     from rlfarm import cluster
-    from rlfarm.experiments import scale
+    from rlfarm.experiments.bench import scale
 
     raw, sweep = scale.load_sweep(config, [])
     rows = []
@@ -108,7 +108,7 @@ def measure(config: str, seconds: float) -> list[dict]:
 
 
 def start_ray(env: dict, tmp: Path) -> list[subprocess.Popen]:
-    from rlfarm.experiments.scale import node_sweep_resources
+    from rlfarm.experiments.bench.scale import node_sweep_resources
 
     nodes = []
     for index, host in enumerate(HOSTS):

@@ -2,7 +2,7 @@
 
 For the small networks RL uses, a minibatch step on a GPU is about 150 tiny kernels, and
 launching them one by one from Python takes longer than running them: every kernel is
-bound by its launch (docs/performance.md has the learner's figures with and without graphs).
+bound by its launch (docs/results/performance.md has the learner's figures with and without graphs).
 A graph launches the whole step at once. Its
 inputs are static buffers that `__call__` fills with one `index_select` per field; Adam
 reads its lr and step count from device tensors (`Adam.step_on_device`), so a replay needs

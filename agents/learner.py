@@ -15,8 +15,8 @@ from rlfarm.agents.config import AlgoConfig, PolicyConfig
 from rlfarm.agents.device import resolve_device
 from rlfarm.agents.distributions import ActionSpec
 from rlfarm.agents.fragment import Fragment
-from rlfarm.agents.optim import Adam
 from rlfarm.agents.normalizer import RunningMeanStd, batch_moments, normalize_torch
+from rlfarm.agents.optim import Adam
 from rlfarm.agents.policy import ActorCritic
 
 

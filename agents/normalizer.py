@@ -6,7 +6,12 @@ batch's moments. The state ships with the weights and lives in checkpoints.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:  # torch loads where a tensor is used, not for the numpy statistics
+    import torch
 
 
 def merge_moments(mean_a, var_a, count_a, mean_b, var_b, count_b):

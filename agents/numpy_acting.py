@@ -3,7 +3,7 @@
 A runner calls `act` once per step on N observations. At N = 1024 a [64, 64] tanh MLP is
 a handful of matrix products, and torch's fixed cost per op (some 25 ops a step) weighs as
 much as the arithmetic; numpy's is smaller, and a runner process that never imports torch
-starts sooner (docs/performance.md has the figures). The layer math is
+starts sooner (docs/results/performance.md has the figures). The layer math is
 `ActorCritic`'s (agents/policy.py) and the sampling math is `agents/distributions.py`'s,
 on the learner's published weights; tests/agents/test_numpy_acting.py checks the two agree.
 CNN trunks and the gelu activation (which needs erf) act through the torch ActingPolicy.

@@ -21,7 +21,6 @@ import socket
 from typing import Iterable, Sequence, TypeVar
 
 import numpy as np
-
 import torch
 import torch.distributed as dist
 

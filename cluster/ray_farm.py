@@ -23,21 +23,26 @@ import math
 import os
 import time
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import ray
 
 from rlfarm.agents.fragment import FragmentMeta
+from rlfarm.cluster import ray_private
 from rlfarm.cluster.actors import LearnerActor
 from rlfarm.cluster.config import FarmConfig
 from rlfarm.cluster.farm_base import Farm
 from rlfarm.cluster.memory import rss_mb
 from rlfarm.cluster.placement import actor_options, check_fits, check_total_cpus, cpu_demand
 from rlfarm.cluster.ray_session import start_ray
-from rlfarm.cluster.store_gauge import ObjectStoreGauge
 from rlfarm.cluster.runner_pool import Request, RunnerPool, WeightsLost
 from rlfarm.cluster.sampling_stream import SamplingStream
+from rlfarm.cluster.store_gauge import ObjectStoreGauge
+
+if TYPE_CHECKING:
+    from rlfarm.agents.config import AlgoConfig, PolicyConfig
+    from rlfarm.envs.config import EnvConfig
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +63,7 @@ class RayNodeDiedError(LearnerDiedError):
 class RayFarm(Farm):
     """Same API as SerialFarm: iterate(), save_checkpoint(), load_checkpoint(), close()."""
 
-    def __init__(self, env_cfg: Any, policy_cfg: Any, algo_cfg: Any, farm_cfg: FarmConfig,
+    def __init__(self, env_cfg: EnvConfig, policy_cfg: PolicyConfig, algo_cfg: AlgoConfig, farm_cfg: FarmConfig,
                  seed: int, total_env_steps: int | None) -> None:
         super().__init__(env_cfg, policy_cfg, algo_cfg, farm_cfg, seed, total_env_steps)
         # Joins the Ray this process is already connected to (a test fixture, a Ray Job)
@@ -97,7 +102,7 @@ class RayFarm(Farm):
         self._last_iterate = time.perf_counter()
 
     # ---- setup ---------------------------------------------------------------------------
-    def _start_learners(self, algo_cfg: Any, total_env_steps: int | None) -> None:
+    def _start_learners(self, algo_cfg: AlgoConfig, total_env_steps: int | None) -> None:
         options = check_fits(actor_options(self.farm_cfg.learner_resources, "farm.learner_resources"),
                              "farm.learner_resources")
         world = max(1, int(self.farm_cfg.num_learners))
@@ -253,7 +258,7 @@ class RayFarm(Farm):
 
     def _learner_died(self, err: Exception) -> LearnerDiedError:
         where = self.last_checkpoint or "none was written yet"
-        if self.session.embedded and not _raylet_alive():
+        if self.session.embedded and not ray_private.raylet_alive():
             return RayNodeDiedError(f"the embedded Ray's raylet died (the node, not the learner: "
                                     f"{type(err).__name__}); last checkpoint: {where}")
         return LearnerDiedError(f"the learner actor died ({type(err).__name__}); last checkpoint: {where}")
@@ -318,17 +323,6 @@ class RayFarm(Farm):
             ray.kill(learner, no_restart=True)
         self.learners = []
         self.session.close()
-
-
-def _raylet_alive() -> bool:
-    """False when this process's embedded raylet has exited (private API: True if unknown)."""
-    try:
-        from ray._private import ray_constants, worker
-
-        infos = worker._global_node.all_processes.get(ray_constants.PROCESS_TYPE_RAYLET, [])
-        return not infos or all(info.process.poll() is None for info in infos)
-    except Exception:  # noqa: BLE001 - a private API that moved: say nothing about the raylet
-        return True
 
 
 def _get_or_unknown(ref: Any, timeout_s: float) -> dict[str, Any]:

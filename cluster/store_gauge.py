@@ -5,7 +5,8 @@ import logging
 import threading
 import time
 
-from rlfarm.cluster.ray_session import _gcs_address
+from rlfarm.cluster import ray_private
+from rlfarm.cluster.ray_session import gcs_address
 
 logger = logging.getLogger(__name__)
 
@@ -14,7 +15,7 @@ class ObjectStoreGauge:
     """Object store bytes used and spilled, cluster-wide, read from a raylet.
 
     Ray has no public API for this; we use the call behind `ray memory --stats-only`
-    (ray._private.internal_api) and fall back to NaN if it moves. Each reading is a gRPC
+    (`ray_private.object_store_stats`) and fall back to NaN if it moves. Each reading is a gRPC
     round trip to the raylet that can take seconds when a runner is stopped or the machine is
     loaded, so `read()` never waits for one: it returns the latest reading and, at most every
     `min_interval_s`, starts the next one on a background thread. `read(force=True)` waits
@@ -42,13 +43,6 @@ class ObjectStoreGauge:
 
     def _read_now(self) -> None:
         try:
-            from ray._private import internal_api
-
-            if self._state is None:
-                self._state = internal_api.get_state_from_address(_gcs_address())
-            stats = internal_api.get_memory_info_reply(self._state, timeout_seconds=5.0).store_stats
-            self._last = {"used_mb": stats.object_store_bytes_used / 1e6,
-                          "spilled_mb": stats.spilled_bytes_total / 1e6,
-                          "spilled_objects": int(stats.spilled_objects_total)}
+            self._last, self._state = ray_private.object_store_stats(gcs_address(), self._state)
         except Exception as err:  # a private API: never let a gauge end a run
             logger.debug("object store stats unavailable: %s", err)

@@ -5,7 +5,7 @@ over 1 MiB, which it copies with six threads that it creates for that one copy a
 (MEMCOPY_THREADS in Ray's serialization code, fixed when Ray is built). A 64-step CartPole
 fragment's obs (65 x 1024 x 4 float32) is just over 1 MiB, so every fragment spawned six
 threads. On a machine where every core runs a runner, those threads preempt the other
-runners, and each put costs more CPU than a plain memcpy would (docs/performance.md has the
+runners, and each put costs more CPU than a plain memcpy would (docs/results/performance.md has the
 measurements).
 
 Registered by each runner actor (`register`), an array over `CHUNK_BYTES` is sent as

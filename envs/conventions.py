@@ -184,7 +184,7 @@ def check(env_id: str, num_envs: int = 4, imports: tuple[str, ...] = (),
     maker(1).close()  # an unknown id or keyword is the caller's error, not a failed check
     results = []
     for name, run in CHECKS.items():
-        results.append(_run(name, lambda: run(maker, num_envs)))
+        results.append(_run(name, lambda run=run: run(maker, num_envs)))
     results.append(_run("check_env", lambda: single_env_view(env_id, imports, kwargs)))
     return results
 

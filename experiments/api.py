@@ -60,21 +60,14 @@ def train(cfg: ExperimentConfig | str | os.PathLike, *, callbacks: Sequence[Call
     KeyboardInterrupt stops after the current update, writes the checkpoint and summary, and
     is raised again, so a script stops too. A crash raises TrainingError.
     """
-    from rlfarm.experiments import run_dirs
-    from rlfarm.experiments import train as training
+    from rlfarm.experiments.run.preflight import prepare_training
 
     started = time.perf_counter()
     if not isinstance(cfg, ExperimentConfig):
         cfg = load_config(cfg)
-    checkpoint = None
-    if resume is not None:
-        run_dir = os.fspath(resume)
-        checkpoint = run_dirs.find_last_checkpoint(run_dir)
-        if checkpoint is None:
-            raise ConfigError(f"resume: no checkpoint in {os.path.join(run_dir, run_dirs.CHECKPOINT_DIR)}")
-    unique = run_dir is None and resume is None
-    run_dir = os.fspath(run_dir) if run_dir is not None else run_dirs.new_run_dir(cfg)
-    trainer = training.Training(cfg, run_dir, checkpoint, started, callbacks=callbacks, unique_run_dir=unique)
+    trainer = prepare_training(cfg, resume=os.fspath(resume) if resume is not None else None,
+                               run_dir=os.fspath(run_dir) if run_dir is not None and resume is None else None,
+                               process_start_s=started, callbacks=callbacks, option="resume")
     code = trainer.run()
     run_dir = trainer.run_dir  # the dir claimed: a suffix when another run took the name
     run = Run(run_dir)
@@ -111,13 +104,13 @@ class Run:
     @property
     def checkpoints(self) -> list[Path]:
         """Checkpoint files, oldest first."""
-        from rlfarm.experiments.run_dirs import list_checkpoints
+        from rlfarm.experiments.run.run_dirs import list_checkpoints
 
         return [Path(path) for path in list_checkpoints(str(self.dir))]
 
     def scalars(self, tag: str) -> tuple[np.ndarray, np.ndarray]:
         """(env steps int64 [K], values float64 [K]) of one TensorBoard tag, in step order."""
-        from rlfarm.experiments.monitor import read_scalars
+        from rlfarm.experiments.report.monitor import read_scalars
 
         points = read_scalars(str(self.dir), [tag]).get(tag)
         if points is None:
@@ -166,7 +159,7 @@ def evaluate(run: Run | str | os.PathLike, *, episodes: int = 10, seed: int = 12
              checkpoint: str | os.PathLike | None = None) -> dict[str, Any]:
     """Deterministic returns over `episodes` copies, one episode each, as `rlfarm eval --json`:
     {"return_mean", "return_std", "length_mean", "episodes", "checkpoint", "env_steps"}."""
-    from rlfarm.experiments.evaluate import evaluate as evaluate_checkpoint
+    from rlfarm.experiments.run.evaluate import evaluate as evaluate_checkpoint
 
     run = run if isinstance(run, Run) else Run(run)
     if episodes < 1:

@@ -1,15 +1,16 @@
 """The `rlfarm` command line.
 
-Each subcommand lives in its own module and is imported only when it runs, so that
-`rlfarm --help` and `rlfarm envs` start without importing torch or ray.
+One `_add_<command>` per subcommand builds its parser; its handler `_<command>` imports the
+module that does the work inside itself, so that `rlfarm --help` and `rlfarm envs` start
+without importing torch or ray, and "go to definition" follows every command to its code.
 """
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
 from collections.abc import MutableMapping
+from typing import Any
 
 from rlfarm.experiments.errors import ConfigError
 
@@ -37,10 +38,35 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_envs(sub)
+    _add_bench(sub)
+    _add_train(sub)
+    _add_seeds(sub)
+    _add_eval(sub)
+    _add_scale(sub)
+    _add_sweep(sub)
+    _add_submit(sub)
+    _add_jobs(sub)
+    _add_slurm(sub)
+    return parser
 
+
+def _envs_list(args: argparse.Namespace) -> int:
+    from rlfarm.experiments.run.list_envs import main
+
+    return main(args)
+
+
+def _envs_check(args: argparse.Namespace) -> int:
+    from rlfarm.experiments.run.envs_check import main
+
+    return main(args)
+
+
+def _add_envs(sub: Any) -> None:
     p = sub.add_parser("envs", help="list the registered envs; `envs check ID` tests one against the conventions")
     envs_sub = p.add_subparsers(dest="envs_command", metavar="ACTION")
-    p.set_defaults(handler="rlfarm.experiments.list_envs:main")
+    p.set_defaults(handler=_envs_list)
     check = envs_sub.add_parser("check", help="run the conventions checks on an env, then a one-core speed figure")
     check.add_argument("target", metavar="ID_OR_PATH", nargs="?", default=None,
                        help="a registered id, an entry-point id, or package.module:Class")
@@ -52,8 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--seconds", type=float, default=1.0, help="speed measurement time (default: %(default)s)")
     check.add_argument("--config", metavar="CONFIG", default=None,
                        help="check the env of this experiment config (its env.id, env.kwargs, env.imports)")
-    check.set_defaults(handler="rlfarm.experiments.envs_check:main")
+    check.set_defaults(handler=_envs_check)
 
+
+
+def _add_bench(sub: Any) -> None:
     p = sub.add_parser("bench", help="measure env steps/s per core, or sampling through the farm")
     p.add_argument("--env", dest="env_ids", action="append", metavar="ID",
                    help="env id to benchmark (repeatable; default: every rlfarm env)")
@@ -76,8 +105,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --runners: rounds over the runner counts (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print one machine-readable JSON object")
     _add_overrides(p)
-    p.set_defaults(handler="rlfarm.experiments.bench:main")
+    p.set_defaults(handler=_bench)
 
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from rlfarm.experiments.bench import main
+
+    return main(args)
+
+
+def _add_train(sub: Any) -> None:
     p = sub.add_parser("train", help="train from an experiment config; writes runs/<name>-<time>/")
     p.add_argument("config", metavar="CONFIG", nargs="?", default=None,
                    help="YAML experiment config (see experiments/configs/); with --resume, "
@@ -91,8 +129,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write the run here instead of <log.dir>/<name>-<timestamp>")
     p.add_argument("--force", action="store_true",
                    help="start even when the farm looks too large for this machine's cores or memory")
-    p.set_defaults(handler="rlfarm.experiments.train:main")
+    p.set_defaults(handler=_train)
 
+
+
+def _train(args: argparse.Namespace) -> int:
+    from rlfarm.experiments.run.train import main
+
+    return main(args)
+
+
+def _add_seeds(sub: Any) -> None:
     p = sub.add_parser("seeds", help="train a config over many seeds in parallel: solve rate, steps to "
                                       "solve, whether each stays solved; writes a CSV and a plot")
     p.add_argument("config", metavar="CONFIG")
@@ -107,22 +154,49 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stayed solved: last-window mean >= R at --stay-steps (default: 5%% below "
                         "the target, rounded down to a multiple of 10)")
     p.add_argument("--out", metavar="DIR", default=None, help="output folder (default: under log.dir)")
-    p.set_defaults(handler="rlfarm.experiments.seeds:main")
+    p.set_defaults(handler=_seeds)
 
+
+
+def _seeds(args: argparse.Namespace) -> int:
+    from rlfarm.experiments.bench.seeds import main
+
+    return main(args)
+
+
+def _add_eval(sub: Any) -> None:
     p = sub.add_parser("eval", help="evaluate the deterministic policy of a run's last checkpoint")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--episodes", type=int, default=10, help="episodes to run (default: %(default)s)")
     p.add_argument("--gif", metavar="FILE", default=None, help="write copy 0 as a GIF (envs that render)")
     p.add_argument("--seed", type=int, default=12345, help="evaluation seed (default: %(default)s)")
-    p.set_defaults(handler="rlfarm.experiments.evaluate:main")
+    p.set_defaults(handler=_eval)
 
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from rlfarm.experiments.run.evaluate import main
+
+    return main(args)
+
+
+def _add_scale(sub: Any) -> None:
     p = sub.add_parser("scale", help="run a scaling sweep over runners and envs per runner")
     p.add_argument("config", metavar="CONFIG", help="YAML config with a `sweep` section")
     _add_overrides(p)
     p.add_argument("--out", metavar="DIR", default=None, help="output folder (default: under log.dir)")
     p.add_argument("--address", default=None, help="Ray cluster to join (default: embedded local Ray)")
-    p.set_defaults(handler="rlfarm.experiments.scale:main")
+    p.set_defaults(handler=_scale)
 
+
+
+def _scale(args: argparse.Namespace) -> int:
+    from rlfarm.experiments.bench.scale import main
+
+    return main(args)
+
+
+def _add_sweep(sub: Any) -> None:
     p = sub.add_parser(
         "sweep", help="hyperparameter sweep on Ray Tune (grid/random, optional ASHA); one run dir per trial",
         description="Train the config once per point of its `sweep` section (parameters, search, "
@@ -136,8 +210,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output folder (default: <log.dir>/<name>-sweep-<time>)")
     p.add_argument("--resume", metavar="SWEEP_DIR", default=None, help="continue an interrupted sweep")
     p.add_argument("--address", default=None, help="Ray cluster to join (default: $RAY_ADDRESS, else embedded)")
-    p.set_defaults(handler="rlfarm.experiments.sweep:main")
+    p.set_defaults(handler=_sweep)
 
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from rlfarm.experiments.launch.sweep import main
+
+    return main(args)
+
+
+def _add_submit(sub: Any) -> None:
     p = sub.add_parser("submit", help="submit `rlfarm train CONFIG` to a Ray cluster as a Ray Job")
     p.add_argument("config", metavar="CONFIG")
     p.add_argument("--address", default=None,
@@ -146,16 +229,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-wait", action="store_true", help="print the job id and return at once")
     p.add_argument("--sweep", action="store_true",
                    help="submit `rlfarm sweep CONFIG` (a config with a `sweep` section) instead of training")
-    p.set_defaults(handler="rlfarm.experiments.submit:submit_main")
+    p.set_defaults(handler=_submit)
 
+
+
+def _submit(args: argparse.Namespace) -> int:
+    from rlfarm.experiments.launch.submit import submit_main
+
+    return submit_main(args)
+
+
+def _add_jobs(sub: Any) -> None:
     p = sub.add_parser("jobs", help="list jobs (Ray Jobs with --address, else your SLURM jobs), "
                                     "or follow up a Ray Job: status, logs or stop")
     p.add_argument("action", choices=["status", "logs", "stop"], nargs="?", default=None,
                    help="without one: list the jobs with their state")
     p.add_argument("job_id", metavar="ID", nargs="?", default=None)
     p.add_argument("--address", default=None, help="the Ray dashboard address (default: $RAY_ADDRESS)")
-    p.set_defaults(handler="rlfarm.experiments.submit:jobs_main")
+    p.set_defaults(handler=_jobs)
 
+
+
+def _jobs(args: argparse.Namespace) -> int:
+    from rlfarm.experiments.launch.submit import jobs_main
+
+    return jobs_main(args)
+
+
+def _add_slurm(sub: Any) -> None:
     p = sub.add_parser("slurm", help="write (and with --submit, submit) an sbatch script that trains on SLURM")
     p.add_argument("config", metavar="CONFIG")
     p.add_argument("--nodes", type=int, default=None, help="nodes in the allocation (the first runs the Ray head)")
@@ -181,8 +282,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wait", action="store_true", help="with --submit: wait for the job and exit with its status")
     p.add_argument("--sweep", action="store_true",
                    help="run `rlfarm sweep CONFIG` (a config with a `sweep` section) on the allocation's Ray cluster")
-    p.set_defaults(handler="rlfarm.experiments.slurm:main")
-    return parser
+    p.set_defaults(handler=_slurm)
+
+
+
+def _slurm(args: argparse.Namespace) -> int:
+    from rlfarm.experiments.launch.slurm import main
+
+    return main(args)
 
 
 def limit_blas_threads(environ: MutableMapping[str, str] = os.environ) -> None:
@@ -191,7 +298,7 @@ def limit_blas_threads(environ: MutableMapping[str, str] = os.environ) -> None:
     In rlfarm numpy's BLAS runs only the runners' small matmuls (a 64-wide MLP over the env
     copies), which gain nothing from more threads. But OpenBLAS's idle threads spin, so
     processes side by side (runners, serial trainings) take each other's cores and all run
-    slower (docs/performance.md has the measurements). It must be set before numpy loads,
+    slower (docs/results/performance.md has the measurements). It must be set before numpy loads,
     which no subcommand has done when `main` runs. Ray's workers get OMP_NUM_THREADS from
     Ray already.
     """
@@ -202,16 +309,17 @@ def limit_blas_threads(environ: MutableMapping[str, str] = os.environ) -> None:
 def main(argv: list[str] | None = None) -> int:
     limit_blas_threads()
     args = build_parser().parse_args(argv)
-    module_name, func_name = args.handler.split(":")
     try:
-        handler = getattr(importlib.import_module(module_name), func_name)
-        return int(handler(args) or 0)
+        return int(args.handler(args) or 0)
     except ConfigError as err:
         print(f"rlfarm {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"rlfarm {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `rlfarm envs | head`: the reader left; nothing more to say
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

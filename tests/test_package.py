@@ -101,3 +101,17 @@ def test_ray_workers_in_a_user_folder_import_rlfarm(user_project):
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(next((user_project / "runs").glob("tiny-*/summary.json")).read_text())
     assert summary["env_steps"] >= 512
+
+
+def test_pyproject_lists_every_package_folder():
+    """pyproject.toml names the packages by hand (the root is the package, so setuptools'
+    finder cannot be pointed at it): every folder with an __init__.py must be listed, and
+    nothing else, or a new subfolder would silently miss the wheel."""
+    import tomllib
+
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {"rlfarm"}
+    for layer in GENERIC_NAMES:
+        for init in (REPO / layer).rglob("__init__.py"):
+            found.add(".".join(("rlfarm", *init.parent.relative_to(REPO).parts)))
+    assert listed == found

@@ -12,7 +12,8 @@ from rlfarm.agents.checkpoint import read_checkpoint
 OBS = spaces.Box(-np.inf, np.inf, (4,), np.float32)
 
 
-def trained_learner(seed=0, obs_space=OBS, action_space=spaces.Discrete(2), hidden=(16,), updates=2, name="ppo"):
+def trained_learner(seed=0, obs_space=OBS, action_space=None, hidden=(16,), updates=2, name="ppo"):
+    action_space = spaces.Discrete(2) if action_space is None else action_space
     rng = np.random.default_rng(seed)
     learner = agents.make_learner(obs_space, action_space, agents.PolicyConfig(hidden_sizes=list(hidden)),
                                   agents.AlgoConfig(name=name), total_env_steps=10_000, device="cpu", seed=seed)

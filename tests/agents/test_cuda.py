@@ -21,7 +21,8 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 OBS = spaces.Box(-np.inf, np.inf, (4,), np.float32)
 
 
-def fragments(seed=0, count=3, steps=16, envs=32, action_space=spaces.Discrete(2)):
+def fragments(seed=0, count=3, steps=16, envs=32, action_space=None):
+    action_space = spaces.Discrete(2) if action_space is None else action_space
     rng = np.random.default_rng(seed)
     out = []
     for i in range(count):

@@ -15,7 +15,8 @@ PPO_KEYS = {"losses/policy", "losses/value", "losses/entropy", "losses/approx_kl
             "losses/explained_variance", "losses/grad_norm", "perf/learner_samples_per_s", "perf/learner_update_ms"}
 
 
-def random_fragment(rng, steps=16, envs=8, action_space=spaces.Discrete(2), version=0, obs_loc=0.0):
+def random_fragment(rng, steps=16, envs=8, action_space=None, version=0, obs_loc=0.0):
+    action_space = spaces.Discrete(2) if action_space is None else action_space
     action_shape = action_space.shape
     dtype = np.float32 if isinstance(action_space, spaces.Box) else np.int64
     fragment = agents.Fragment.allocate(steps, envs, (4,), action_shape, dtype, policy_version=version)

@@ -33,9 +33,7 @@ def ray_local():
 def cartpole():
     """Configs for small CartPole farms: `cartpole(algo="ppo", envs=64, **farm_fields)`
     returns (env_cfg, policy_cfg, algo_cfg, farm_cfg) with the README demo's hyperparameters."""
-    from rlfarm import agents
-    from rlfarm import envs
-
+    from rlfarm import agents, envs
     from rlfarm.cluster import FarmConfig
 
     def make(algo: str = "ppo", envs_per_runner: int = 64, env_id: str = "rlfarm/CartPole-v1",

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from rlfarm.cluster import jobs
-from rlfarm.experiments import submit
+from rlfarm.cluster.launch import jobs
+from rlfarm.experiments.launch import submit
 
 REPO = Path(__file__).resolve().parents[2]
 TINY_OVERRIDES = ["env.envs_per_runner=8", "farm.mode=ray", "farm.num_runners=1", "farm.fragment_length=16",

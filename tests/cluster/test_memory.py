@@ -36,6 +36,6 @@ def test_rss_mb_counts_private_memory_and_leaves_out_shared_memory():
 
 def test_the_driver_and_the_actors_report_the_same_gauge():
     from rlfarm.cluster import actors, ray_farm
-    from rlfarm.experiments import monitor
+    from rlfarm.experiments.report import monitor
 
     assert actors.rss_mb is ray_farm.rss_mb is monitor.rss_mb is rss_mb

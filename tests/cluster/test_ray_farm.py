@@ -99,7 +99,7 @@ def test_two_runners_solve_cartpole(ray_local, cartpole, algo):
                 "perf/runner_restarts", "perf/object_store_mb", "perf/learner_update_ms",
                 "system/rss_mb/runner_0", "system/rss_mb/runner_1", "system/rss_mb/learner_0"):
         assert key in result and np.isfinite(result[key]), key
-    from rlfarm.experiments.tags import documented, tensorboard_tag
+    from rlfarm.experiments.report.tags import documented, tensorboard_tag
 
     tags = {key: tensorboard_tag(key) for key in result if "/" in key}  # None: not a curve, on purpose
     undocumented = [key for key, tag in tags.items() if tag is not None and not documented(tag)]

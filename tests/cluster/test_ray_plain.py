@@ -9,6 +9,8 @@ import os
 
 import pytest
 
+from rlfarm.cluster.ray_private import private_ray_supported
+
 pytestmark = pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads processes from /proc (Linux)")
 
 
@@ -42,9 +44,9 @@ def _rays_functions() -> tuple:
 def _broken_log_monitor_patch(monkeypatch):
     """The real patches, with the log monitor's replaced by one that fails half-way through
     Ray's start (after the GCS is up), as a patch would on a Ray that changed underneath it."""
-    from rlfarm.cluster import ray_session
+    from rlfarm.cluster import ray_private
 
-    real = ray_session._lean_patches
+    real = ray_private.lean_patches
 
     def fail(original):
         def broken(*args, **kwargs):
@@ -55,10 +57,13 @@ def _broken_log_monitor_patch(monkeypatch):
         return [(name, owner, attribute, fail if name == "services.start_log_monitor" else make)
                 for name, owner, attribute, make in real()]
 
-    monkeypatch.setattr(ray_session, "_lean_patches", patches)
+    monkeypatch.setattr(ray_private, "lean_patches", patches)
 
 
-@pytest.fixture(scope="module", params=["RLFARM_PLAIN_RAY=1", "a patch fails"])
+NO_PATCHES = pytest.mark.skipif(not private_ray_supported(), reason="no patches outside TESTED_RAY")
+
+
+@pytest.fixture(scope="module", params=["RLFARM_PLAIN_RAY=1", pytest.param("a patch fails", marks=NO_PATCHES)])
 def plain_start(request):
     import ray
 

@@ -3,7 +3,6 @@ episode stats, determinism per (seed, runner), artificial lag, and env exception
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from rlfarm import agents
 from rlfarm.cluster import Runner

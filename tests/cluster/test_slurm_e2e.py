@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import write_tiny_ray_config
+from rlfarm.cluster.launch import slurm
 
-from rlfarm.cluster import slurm
+from .conftest import write_tiny_ray_config
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -181,7 +181,7 @@ def test_requeue_chain_outlives_the_time_limit(tmp_path):
     stops = [int(path.stem.split("-")[1]) for path in checkpoints][:-1][-requeues:]
     assert len(stops) == min(requeues, 2) and stops[-1] < summary["env_steps"]
     # The step counter goes on across segments: the TensorBoard points of all starts, in order.
-    from rlfarm.experiments.monitor import read_scalars
+    from rlfarm.experiments.report.monitor import read_scalars
 
     steps = [step for step, _ in read_scalars(os.path.dirname(summaries[0]), ["system/rss_mb"])["system/rss_mb"]]
     assert steps == sorted(steps) and steps[0] < stops[0] < steps[-1] <= summary["env_steps"]

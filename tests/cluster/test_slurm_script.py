@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from rlfarm.cluster import slurm
+from rlfarm.cluster.launch import slurm
 
 GOLDEN = Path(__file__).parent / "golden" / "slurm_nodes4_gpus4.sbatch"
 TEMPLATE = slurm.TEMPLATE

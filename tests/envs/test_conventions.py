@@ -99,7 +99,7 @@ def test_same_step_autoreset_gives_dense_final_obs():
 def test_truncation_is_not_termination():
     env = PendulumBatched(2, max_episode_steps=3, autoreset_mode="same_step")
     env.reset(seed=0)
-    for step in range(3):
+    for _ in range(3):
         obs, _, terminated, truncated, infos = env.step(np.zeros((2, 1), np.float32))
     assert truncated.all() and not terminated.any() and infos["_final_obs"].all()
     assert infos["episode"]["l"].tolist() == [3, 3]

@@ -5,10 +5,10 @@ import os
 import re
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "envs.md"
 BLOCK = re.compile(r"```(\w+)\n(.*?)```", re.S)
@@ -57,8 +57,8 @@ def test_the_configs_pass_the_config_check(name, doc_dir):
 
 
 def test_the_entry_point_names_the_doc_env(doc_dir):
-    from rlfarm.envs.registry import _load_attr
     from rlfarm.envs import BatchedEnv
+    from rlfarm.envs.registry import _load_attr
 
     points = tomllib.loads(doc_files()["pyproject.toml"])["project"]["entry-points"]["rlfarm.envs"]
     assert issubclass(_load_attr(points["reach/Reach-v1"], "reach/Reach-v1"), BatchedEnv)

@@ -90,3 +90,16 @@ def train() -> Callable[..., int]:
         return cli_main(argv + list(extra_args))
 
     return run
+
+
+TOOLS = Path(__file__).resolve().parents[2] / "experiments" / "tools"
+
+
+def load_tool(name: str) -> Any:
+    """A script of experiments/tools/ (not part of the installed package), loaded by path."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"rlfarm_tool_{name}", TOOLS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

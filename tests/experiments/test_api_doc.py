@@ -25,7 +25,7 @@ def test_the_doc_has_its_examples():
 
 
 def test_the_yaml_block_is_the_shipped_example_sweep_section():
-    from rlfarm.experiments.sweep import parse_settings
+    from rlfarm.experiments.launch.sweep import parse_settings
 
     documented = yaml.safe_load(YAML_BLOCKS[0])["sweep"]
     shipped = yaml.safe_load((REPO / "experiments/examples/sweep_cartpole.yaml").read_text())["sweep"]

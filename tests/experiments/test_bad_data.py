@@ -12,7 +12,7 @@ from rlfarm.cluster.runner import Runner
 from rlfarm.envs import EnvConfig
 
 from . import bad_envs  # noqa: F401 - registers the envs
-from .conftest import read_summary, only_run_dir
+from .conftest import only_run_dir, read_summary
 
 
 def _runner(env_id: str, envs: int = 4, steps: int = 28, **kwargs) -> Runner:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from rlfarm.experiments import capacity
+from rlfarm.experiments.run import capacity
 
 
 def test_more_runners_than_the_cores_can_hold_are_refused(write_config, runs_dir, train, capsys):

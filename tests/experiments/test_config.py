@@ -2,7 +2,6 @@
 exit code 2, the field named, and nothing written."""
 from __future__ import annotations
 
-import dataclasses
 import subprocess
 import sys
 
@@ -39,9 +38,7 @@ def test_the_five_issue_configs_ship():
 
 
 def test_sections_become_the_layers_dataclasses(write_config):
-    from rlfarm import agents
-    from rlfarm import cluster
-    from rlfarm import envs
+    from rlfarm import agents, cluster, envs
 
     cfg = load_config(write_config())
     assert isinstance(cfg.env, envs.EnvConfig) and cfg.env.envs_per_runner == 8

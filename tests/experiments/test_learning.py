@@ -5,7 +5,7 @@ A seed's trajectory is not portable: BLAS kernels differ between CPUs (Intel, AM
 every claim here runs several seeds (two at a time, in the processes `rlfarm seeds` uses)
 and passes on a stated rule that one bad seed cannot break: at least all but one of them
 succeed, and the median of the successful ones is within a bound. The distributions behind
-each bound are in docs/learning.md (from `rlfarm seeds ... --seeds 0-19`).
+each bound are in docs/results/learning.md (from `rlfarm seeds ... --seeds 0-19`).
 
 Budgets are in env steps, so the claims do not depend on the machine's speed.
 """
@@ -17,7 +17,7 @@ import statistics
 import numpy as np
 import pytest
 
-from rlfarm.experiments.seeds import run_all
+from rlfarm.experiments.bench.seeds import run_all
 
 from .conftest import CONFIG_DIR, only_run_dir, read_summary
 
@@ -42,7 +42,7 @@ def solve_steps(rows: list[dict], budget: int) -> list[int]:
 def test_ppo_solves_cartpole_on_4_of_5_seeds_within_500k_steps(tmp_path):
     """Rule: of seeds 0-4, at least 4 reach a mean return of 475 (100 episodes) within 500k env
     steps, and the median of their steps to solve is at most 350k. Measured on seeds 0-19
-    (docs/learning.md, AMD EPYC): 20 of 20 solved within 500k, in 135k-453k env steps, median
+    (docs/results/learning.md, AMD EPYC): 20 of 20 solved within 500k, in 135k-453k env steps, median
     203k, 2 of 20 above 300k. One missing seed in five cannot fail this alone."""
     rows = run_seeds(tmp_path, "cartpole_ppo.yaml", [0, 1, 2, 3, 4], "stop.env_steps=500000",
                      "stop.target_return=475")
@@ -53,7 +53,7 @@ def test_ppo_solves_cartpole_on_4_of_5_seeds_within_500k_steps(tmp_path):
 
 def test_ppo_pendulum_reaches_minus_250_on_2_of_4_seeds_within_500k_steps(tmp_path):
     """Rule: of seeds 0-3, at least 2 reach a mean return of -250 within 500k env steps.
-    Measured on seeds 0-19 (docs/learning.md, AMD EPYC): 17 of 20 did, in 119k-475k env steps,
+    Measured on seeds 0-19 (docs/results/learning.md, AMD EPYC): 17 of 20 did, in 119k-475k env steps,
     median 168k; with 3 misses in 20, this rule fails for about 1 seed set in 80."""
     rows = run_seeds(tmp_path, "pendulum_ppo.yaml", [0, 1, 2, 3], "stop.env_steps=500000",
                      "stop.target_return=-250")
@@ -63,7 +63,7 @@ def test_ppo_pendulum_reaches_minus_250_on_2_of_4_seeds_within_500k_steps(tmp_pa
 def test_appo_with_policy_lag_4_solves_cartpole_on_2_of_3_seeds(tmp_path):
     """Rule: with every batch 4 versions old (V-trace on), at least 2 of seeds 0-2 reach 475
     within 500k env steps, and no fragment is dropped as too stale. Measured on seeds 0-19
-    (docs/learning.md, AMD EPYC, serial): 20 of 20 did, in 147k-311k env steps, median 164k."""
+    (docs/results/learning.md, AMD EPYC, serial): 20 of 20 did, in 147k-311k env steps, median 164k."""
     rows = run_seeds(tmp_path, "cartpole_appo.yaml", [0, 1, 2], "farm.artificial_lag=4", "farm.max_lag=4",
                      "algo.vtrace=true", "stop.env_steps=500000", "stop.target_return=475")
     assert len(solve_steps(rows, 500_000)) >= 2, rows
@@ -117,7 +117,7 @@ def test_ppo_heat_control_beats_zero_action_and_the_best_proportional_controller
     """Rule: for at least 2 of seeds 0-2, PPO's deterministic tracking cost after 614k env steps
     is at most half of zero action's and 3% below the best proportional controller's."""
     from rlfarm.experiments.config import load_config
-    from rlfarm.experiments.evaluate import evaluate
+    from rlfarm.experiments.run.evaluate import evaluate
 
     rows = run_seeds(tmp_path, "heat_ppo.yaml", [0, 1, 2], "stop.env_steps=614400")
     cfg = load_config(f"{rows[0]['run_dir']}/config.yaml")

@@ -1,13 +1,16 @@
-"""docs/metrics.md is generated from experiments.monitor.TAGS and fails here when it is stale."""
+"""docs/metrics.md is generated from experiments/report/tags.py's TAGS and fails here when it is stale."""
 from __future__ import annotations
 
-from rlfarm.experiments import gen_metrics_doc
-from rlfarm.experiments.monitor import TAGS, TEXT_TAGS
+from rlfarm.experiments.report.monitor import TAGS, TEXT_TAGS
+
+from .conftest import load_tool
+
+gen_metrics_doc = load_tool("gen_metrics_doc")
 
 
 def test_docs_metrics_md_matches_the_tags_in_the_code():
     assert gen_metrics_doc.DOC.read_text() == gen_metrics_doc.render(), \
-        "docs/metrics.md is stale: run python -m rlfarm.experiments.gen_metrics_doc"
+        "docs/metrics.md is stale: run python experiments/tools/gen_metrics_doc.py"
 
 
 def test_every_tag_is_on_the_page_with_its_meaning():

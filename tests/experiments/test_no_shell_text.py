@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from rlfarm.cluster import slurm
-from rlfarm.experiments import submit
+from rlfarm.cluster.launch import slurm
 from rlfarm.experiments.config import config_from_dict, load_config
 from rlfarm.experiments.errors import ConfigError
+from rlfarm.experiments.launch import submit
 
 from .conftest import SMALL_CARTPOLE, merge
 

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from rlfarm.experiments.monitor import read_scalars
+from rlfarm.experiments.report.monitor import read_scalars
 
 from .conftest import CONFIG_DIR, only_run_dir, read_summary
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from rlfarm.experiments.errors import ConfigError
-from rlfarm.experiments.run_dirs import claim_run_dir
+from rlfarm.experiments.run.run_dirs import claim_run_dir
 
 from .conftest import read_summary
 
@@ -32,7 +32,7 @@ def test_four_runs_started_at_once_get_four_complete_run_dirs(write_config, runs
 CLAIM = """
 import os, sys, time
 from rlfarm.experiments.errors import ConfigError
-from rlfarm.experiments.run_dirs import claim_run_dir
+from rlfarm.experiments.run.run_dirs import claim_run_dir
 path, unique, go = sys.argv[1], sys.argv[2] == "1", sys.argv[3]
 while not os.path.exists(go):  # all four claim at the same moment
     time.sleep(0.001)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from rlfarm.experiments import scale
+from rlfarm.experiments.bench import scale
 from rlfarm.experiments.cli import main
 from rlfarm.experiments.errors import ConfigError
 

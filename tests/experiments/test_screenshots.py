@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from rlfarm.experiments import screenshots
+from .conftest import load_tool, only_run_dir
 
-from .conftest import only_run_dir
+screenshots = load_tool("screenshots")
 
 
 @pytest.mark.slow

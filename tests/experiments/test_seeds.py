@@ -10,9 +10,9 @@ import csv
 
 import pytest
 
+from rlfarm.experiments.bench.seeds import default_stay_return, parse_seeds
 from rlfarm.experiments.cli import main as cli_main
 from rlfarm.experiments.errors import ConfigError
-from rlfarm.experiments.seeds import default_stay_return, parse_seeds
 
 from .conftest import only_run_dir, read_summary
 

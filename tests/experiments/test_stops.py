@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from rlfarm.experiments import stops as stops_module
-from rlfarm.experiments import train as train_module
+from rlfarm.experiments.run import stops as stops_module
+from rlfarm.experiments.run import train as train_module
 
 from . import bad_envs  # noqa: F401 - registers the envs (serial mode: this process makes them)
 from .conftest import only_run_dir, read_summary

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 import rlfarm
-from rlfarm.experiments import sweep as sweep_module
+from rlfarm.experiments.launch import sweep as sweep_module
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "experiments" / "examples" / "sweep_cartpole.yaml"
@@ -99,7 +99,7 @@ def test_a_sweep_interrupted_with_ctrl_c_resumes_and_its_trials_continue_their_r
 
 
 def test_submit_sweep_runs_rlfarm_sweep_on_the_cluster_with_out_as_the_sweep_dir():
-    from rlfarm.experiments import submit
+    from rlfarm.experiments.launch import submit
 
     command = submit.build_entrypoint(str(EXAMPLE), ["sweep.max_concurrent=4"], "/shared/runs/s", str(REPO),
                                       command="sweep")

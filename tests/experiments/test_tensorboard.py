@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from rlfarm.experiments.monitor import TAGS, documented, read_scalars
+from rlfarm.experiments.report.monitor import TAGS, documented, read_scalars
 
 from .conftest import only_run_dir, read_summary
 

@@ -3,7 +3,6 @@ the Custom Scalars layout, read over HTTP as the browser reads them."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import socket
 import subprocess

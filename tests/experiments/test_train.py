@@ -11,7 +11,7 @@ import time
 import pytest
 
 from rlfarm.experiments.config import load_config
-from rlfarm.experiments.progress import Progress, Status
+from rlfarm.experiments.report.progress import Progress, Status
 
 from .conftest import only_run_dir, read_summary
 

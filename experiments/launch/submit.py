@@ -53,12 +53,12 @@ def build_entrypoint(config_path: str, overrides: list[str], run_dir: str | None
 
 
 def submit_main(args: argparse.Namespace) -> int:
-    from rlfarm.cluster import jobs
+    from rlfarm.cluster.launch import jobs
     from rlfarm.experiments.config import load_config
 
     if getattr(args, "sweep", False):  # the sweep section and every swept value, checked here first
         from rlfarm.experiments.config import config_from_dict
-        from rlfarm.experiments.sweep import load_sweep_config
+        from rlfarm.experiments.launch.sweep import load_sweep_config
 
         cfg = config_from_dict(load_sweep_config(args.config, args.overrides)[0])
     else:
@@ -108,7 +108,7 @@ def exit_code_for(status: str, driver_exit_code: int | None) -> int:
 
 
 def jobs_main(args: argparse.Namespace) -> int:
-    from rlfarm.cluster import jobs
+    from rlfarm.cluster.launch import jobs
 
     if args.action is None:
         return list_main(args)
@@ -139,7 +139,7 @@ def jobs_main(args: argparse.Namespace) -> int:
 
 def list_main(args: argparse.Namespace) -> int:
     """`rlfarm jobs`: one row per job, oldest first."""
-    from rlfarm.cluster import jobs, slurm
+    from rlfarm.cluster.launch import jobs, slurm
 
     if args.address or os.environ.get("RAY_API_SERVER_ADDRESS") or os.environ.get("RAY_ADDRESS"):
         try:

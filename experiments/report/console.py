@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rlfarm.experiments.config import ExperimentConfig
+
+if TYPE_CHECKING:
+    from rlfarm.cluster.farm_base import Farm
 
 
 def say(text: str) -> None:
@@ -30,7 +33,7 @@ _EXIT_WORDS = {"wall_s": "reached its wall-time limit",
 def closing_sentence(summary: dict[str, Any], cfg: ExperimentConfig) -> str:
     """What happened, in words: "reached the target return 475 at 153.6k env steps in 3.9 s of
     training (13.3 s in all); return 489.9, 39.4k env steps/s"."""
-    from rlfarm.experiments.progress import format_count
+    from rlfarm.experiments.report.progress import format_count
 
     steps = format_count(summary["env_steps"])
     if summary["exit_reason"] == "target_return":
@@ -74,7 +77,9 @@ class _RayStartupWarnings:
 def summarise_ray_startup_warnings() -> None:
     import logging
 
-    logger = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    from rlfarm.cluster.ray_private import AUTH_TOKEN_LOGGER
+
+    logger = logging.getLogger(AUTH_TOKEN_LOGGER)
     if not any(isinstance(f, _RayStartupWarnings) for f in logger.filters):
         logger.addFilter(_RayStartupWarnings())
 
@@ -98,7 +103,7 @@ def print_closing_block(summary: dict[str, Any], cfg: ExperimentConfig, run_dir:
         print(f"  {label:<9} {text}", file=sys.stderr)
 
 
-def report_placement(farm: Any, writer: Any, segment: int, final: bool) -> dict[str, Any] | None:
+def report_placement(farm: Farm, writer: Any, segment: int, final: bool) -> dict[str, Any] | None:
     """Where every runner and learner runs (Ray farms only): one line on stderr at the
     start, a TensorBoard text at the start and the end (with every runner replacement);
     returns the record for summary.json."""

@@ -1,10 +1,10 @@
 """`rlfarm slurm CONFIG --nodes N [...] [--submit [--wait]]`: train on a SLURM allocation.
 
-Writes an sbatch script (cluster/slurm/rlfarm.sbatch with its directives and settings filled
+Writes an sbatch script (cluster/launch/slurm/rlfarm.sbatch with its directives and settings filled
 in) that brings Ray up across the nodes, runs `rlfarm train` against it and brings Ray down.
 With --requeue the job outlives its time limit: before the limit the training checkpoints,
 the job requeues itself and the next start resumes the same run dir, until training ends
-(cluster/slurm/rlfarm.sbatch, point 8). The config is checked first, so a bad one fails here with exit 2 rather than in the queue.
+(cluster/launch/slurm/rlfarm.sbatch, point 8). The config is checked first, so a bad one fails here with exit 2 rather than in the queue.
 Without --submit the script is also printed to stdout (the notes go to stderr), so it can be
 read, or piped to `sbatch`, as it is.
 """
@@ -19,7 +19,7 @@ from rlfarm.experiments.errors import ConfigError
 
 
 def main(args: argparse.Namespace) -> int:
-    from rlfarm.cluster import slurm
+    from rlfarm.cluster.launch import slurm
     from rlfarm.experiments.config import load_config
 
     het = args.cpu_nodes is not None or args.gpu_nodes is not None
@@ -35,7 +35,7 @@ def main(args: argparse.Namespace) -> int:
         if args.requeue:
             raise ConfigError("--requeue: not with --sweep (a sweep resumes with `rlfarm sweep --resume`)")
         from rlfarm.experiments.config import config_from_dict
-        from rlfarm.experiments.sweep import load_sweep_config
+        from rlfarm.experiments.launch.sweep import load_sweep_config
 
         cfg = config_from_dict(load_sweep_config(args.config, args.overrides)[0])
     else:

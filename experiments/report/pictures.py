@@ -11,9 +11,12 @@ The runners never render; the replay costs the driver one short episode per chec
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from rlfarm.experiments.config import ExperimentConfig
 
 PICTURE_STEPS = 400
 """Longest replayed episode, in env steps."""
@@ -39,11 +42,11 @@ def film_strip(frames: list[np.ndarray]) -> np.ndarray:
     return np.concatenate(parts[:-1], axis=1)
 
 
-def episode_picture(cfg: Any, checkpoint: str, seed: int = 0) -> np.ndarray | None:
+def episode_picture(cfg: ExperimentConfig, checkpoint: str, seed: int = 0) -> np.ndarray | None:
     """One image of copy 0's episode under the checkpoint's policy, or None when the env has
     neither a field `u` nor frames from render()."""
     from rlfarm import envs
-    from rlfarm.experiments.evaluate import load_policy
+    from rlfarm.experiments.run.evaluate import load_policy
 
     env = envs.make(cfg.env.id, 1, seed=seed, autoreset_mode="same_step",
                     **{**(cfg.env.kwargs or {}), "render_mode": "rgb_array"})
@@ -71,10 +74,10 @@ def episode_picture(cfg: Any, checkpoint: str, seed: int = 0) -> np.ndarray | No
     return film_strip([frames[0], frames[len(frames) // 2], frames[-1]]) if frames else None
 
 
-def write_picture(cfg: Any, checkpoint: str, writer: Any, step: int) -> bool:
+def write_picture(cfg: ExperimentConfig, checkpoint: str, writer: Any, step: int) -> bool:
     """Add the picture of `checkpoint`'s episode to TensorBoard (`physics/episode`); False when
     it failed, said once in the terminal: a picture never stops a run."""
-    from rlfarm.experiments.console import say
+    from rlfarm.experiments.report.console import say
 
     try:
         image = episode_picture(cfg, checkpoint, seed=cfg.seed)

@@ -1,6 +1,6 @@
 """Screenshots of TensorBoard for docs/monitoring.md, taken with headless Chromium.
 
-    python -m rlfarm.experiments.screenshots RUNS_DIR OUT_DIR PREFIX
+    python experiments/tools/screenshots.py RUNS_DIR OUT_DIR PREFIX
 
 starts `tensorboard --logdir RUNS_DIR` on a free loopback port and writes
 OUT_DIR/PREFIX-{scalars,custom,hparams,images}.png. Needs `chromium` (Debian: apt-get install

@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Iterator
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 EXCLUDES = [".git", "runs", "**/__pycache__", "*.egg-info", ".pytest_cache", ".venv",
             "build", "dist", "*.gif", "*.pt", "*.tfevents.*"]
 """Never uploaded with the working dir (Ray also skips what .gitignore lists)."""
@@ -71,9 +71,9 @@ def _without_address_env() -> Iterator[None]:
 
 def make_client(address: str | None):
     """A JobSubmissionClient for the cluster at `address`, authenticated where a token exists."""
-    from ray.job_submission import JobSubmissionClient
-
     import logging
+
+    from ray.job_submission import JobSubmissionClient
 
     # Ray logs every packaging step of the working dir at INFO; keep the terminal for the job.
     logging.getLogger("ray").setLevel(logging.WARNING)

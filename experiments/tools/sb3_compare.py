@@ -1,6 +1,6 @@
 """The CartPole demo's whole-process time side by side with Stable-Baselines3's PPO.
 
-    python experiments/bench/sb3_compare.py [--rounds 5] [--modes ray,serial] [--out FILE.json]
+    python experiments/tools/sb3_compare.py [--rounds 5] [--modes ray,serial] [--out FILE.json]
 
 Each round runs, one after the other in a rotating order, fresh processes of:
 - `rlfarm train experiments/configs/cartpole_ppo.yaml` in each of --modes (Ray farm, serial);

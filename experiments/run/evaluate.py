@@ -10,19 +10,22 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from rlfarm.experiments.config import load_config
 from rlfarm.experiments.errors import ConfigError, check_torch_threads
 
+if TYPE_CHECKING:
+    from rlfarm.experiments.config import ExperimentConfig
+
 MAX_EVAL_STEPS = 1_000_000
 """Guard for envs without a time limit."""
 
 
 def main(args: argparse.Namespace) -> int:
-    from rlfarm.experiments.run_dirs import find_last_checkpoint, list_checkpoints
+    from rlfarm.experiments.run.run_dirs import find_last_checkpoint, list_checkpoints
 
     run_dir = args.run_dir
     check_torch_threads()
@@ -47,7 +50,7 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-def evaluate(cfg: Any, checkpoint: str | Sequence[str], *, episodes: int, seed: int = 12345,
+def evaluate(cfg: ExperimentConfig, checkpoint: str | Sequence[str], *, episodes: int, seed: int = 12345,
              gif: str | None = None) -> dict[str, Any]:
     """Deterministic returns of `episodes` copies, one episode each. `checkpoint`: a path, or
     paths newest first, of which the first that loads is used (result["checkpoint"])."""
@@ -98,11 +101,11 @@ def evaluate(cfg: Any, checkpoint: str | Sequence[str], *, episodes: int, seed: 
     return result
 
 
-def load_policy(cfg: Any, env: Any, checkpoint: str | Sequence[str], seed: int) -> tuple[Any, str, dict]:
+def load_policy(cfg: ExperimentConfig, env: Any, checkpoint: str | Sequence[str], seed: int) -> tuple[Any, str, dict]:
     """(acting policy, checkpoint used, its extra) from the first of `checkpoint` that loads."""
     from rlfarm import agents
     from rlfarm.cluster.learner import LearnerWorker
-    from rlfarm.experiments.run_dirs import load_newest_valid
+    from rlfarm.experiments.run.run_dirs import load_newest_valid
 
     obs_space, action_space = env.single_observation_space, env.single_action_space
     learner = LearnerWorker(obs_space, action_space, cfg.model, cfg.algo, device="cpu")

@@ -1,6 +1,6 @@
 """Hyperparameter sweeps on Ray Tune: the part of `rlfarm sweep` that talks to Ray.
 
-experiments/sweep.py owns the `sweep:` section, the trial function and the reports; this
+experiments/launch/sweep.py owns the `sweep:` section, the trial function and the reports; this
 module turns them into a Tuner:
 
 - the search space: grid values become `tune.grid_search`, distributions become
@@ -19,7 +19,10 @@ import os
 import re
 import threading
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    from rlfarm.cluster.config import FarmConfig
 
 TUNE_DIR = "tune"
 """Tune's own experiment state, under the sweep dir (what `--resume` restores)."""
@@ -45,7 +48,7 @@ def search_space(parameters: dict[str, Any], search: str) -> dict[str, Any]:
     return space
 
 
-def trial_bundles(farm_cfg: Any) -> list[dict[str, float]]:
+def trial_bundles(farm_cfg: FarmConfig) -> list[dict[str, float]]:
     """Placement-group bundles of one trial: its own process, then (Ray mode) each actor."""
     from rlfarm.cluster.placement import actor_options
 
@@ -102,9 +105,8 @@ def run_trials(trial: Callable[[dict[str, Any]], None], *, space: dict[str, Any]
     whose state is in `sweep_dir`. Blocks until every trial has ended; returns one row per
     trial: {"trial_id", "params", "last" (its last report), "error" (None or the message)}."""
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
-
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+    from ray.tune.schedulers import ASHAScheduler
 
     # Each trial writes its own TensorBoard run; Tune keeps only the results it reads back.
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")

@@ -16,12 +16,15 @@ from typing import Any, Iterable
 import numpy as np
 
 from rlfarm.cluster.memory import rss_mb
-from rlfarm.experiments.progress import Progress, Status
-from rlfarm.experiments.tb_summaries import (CpuEnergy, custom_scalars_value, hparams_end, hparams_start,
-                                             image_value)
-
-from rlfarm.experiments.tags import (CUSTOM_SCALARS, RENAMED, TAGS, TEXT_TAGS,  # noqa: F401
-                                     documented, tensorboard_tag)
+from rlfarm.experiments.report.progress import Progress, Status
+from rlfarm.experiments.report.tags import CUSTOM_SCALARS, RENAMED, TAGS, TEXT_TAGS, documented, tensorboard_tag  # noqa: F401
+from rlfarm.experiments.report.tb_summaries import (
+    CpuEnergy,
+    custom_scalars_value,
+    hparams_end,
+    hparams_start,
+    image_value,
+)
 
 HEADLINE_POINTS = 50
 """A run logs its headline curves at least this many times (when it has that many updates):

@@ -15,17 +15,25 @@ import os
 import sys
 import time
 import traceback
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from rlfarm.experiments.config import ExperimentConfig, display_config, dump_config, load_config, name_field
-from rlfarm.experiments.console import (hparams, print_closing_block, report_placement, say,
-                                        summarise_ray_startup_warnings)
 from rlfarm.experiments.errors import ConfigError, check_torch_threads, disk_full_path, error_text, guarded
-from rlfarm.experiments.pictures import write_picture
-from rlfarm.experiments.stops import WALL_GRACE_S, SignalStops, StopDeadline
-from rlfarm.experiments.run_dirs import (_CHECKPOINT_RE, CHECKPOINT_DIR, _refuse_used_run_dir,
-                                         claim_run_dir, find_last_checkpoint, list_checkpoints,
-                                         load_newest_valid, new_run_dir)
+from rlfarm.experiments.report.console import hparams, print_closing_block, report_placement, say
+from rlfarm.experiments.report.pictures import write_picture
+from rlfarm.experiments.run.run_dirs import (
+    CHECKPOINT_DIR,
+    checkpoint_env_steps,
+    claim_run_dir,
+    list_checkpoints,
+    load_newest_valid,
+)
+from rlfarm.experiments.run.stops import WALL_GRACE_S, SignalStops, StopDeadline
+
+if TYPE_CHECKING:  # the driver imports these lazily: torch, TensorBoard and Ray load on use
+    from rlfarm.cluster.farm_base import Farm
+    from rlfarm.envs.failures import EnvStartError
+    from rlfarm.experiments.report.monitor import Monitor
 
 EXIT_CODES = {"crashed": 1, "interrupted": 130, "requeue": 138, "sigterm": 143}
 """Exit codes of `rlfarm train` by exit_reason; every other reason (env_steps, wall_s,
@@ -35,6 +43,9 @@ _SEGMENT_SEED_STRIDE = 2**32
 """A resumed segment's env streams start from a seed derived from the run's newest checkpoint
 name's env steps (that of the file it resumes from, unless that one was unusable)."""
 def main(args: argparse.Namespace) -> int:
+    """`rlfarm train`: the preflight (experiments/run/preflight.py), then the run."""
+    from rlfarm.experiments.run.preflight import prepare_training
+
     process_start_s = _process_start()
     check_torch_threads()
     config_path = args.config
@@ -42,33 +53,11 @@ def main(args: argparse.Namespace) -> int:
         config_path = os.path.join(args.resume, "config.yaml")
     if not config_path:
         raise ConfigError("CONFIG: give a config file, or --resume RUN_DIR to continue a run")
-    resume_checkpoint = find_last_checkpoint(args.resume) if args.resume else None
-    if args.resume and resume_checkpoint is None:
-        raise ConfigError(f"--resume: no checkpoint in {os.path.join(args.resume, CHECKPOINT_DIR)}")
     cfg = load_config(config_path, args.overrides)
-    if getattr(args, "address", None):
+    if args.address:
         cfg.farm.address = args.address
-    if not getattr(args, "force", False):
-        from rlfarm.experiments.capacity import check_capacity
-
-        check_capacity(cfg)
-    run_dir = args.resume or args.run_dir or new_run_dir(cfg)
-    if args.run_dir and not args.resume:
-        _refuse_used_run_dir(run_dir)  # early, before the farm starts; claim_run_dir is the atomic check
-    training = Training(cfg, run_dir, resume_checkpoint, process_start_s,
-                        unique_run_dir=not (args.resume or args.run_dir))
-    if cfg.farm.mode == "ray":
-        from rlfarm.envs.failures import EnvStartError
-
-        try:
-            training.check_env()  # a bad env keyword stays one line, before the run line
-        except EnvStartError as err:
-            return training._start_failed(err)
-        training.announce()  # before Ray's start, which takes seconds
-        summarise_ray_startup_warnings()
-        # Ray's start (seconds, mostly waiting on its processes) and the actors' torch imports
-        # overlap the driver's own imports (torch, TensorBoard's writer) from here on.
-        training.start_farm_in_background()
+    training = prepare_training(cfg, resume=args.resume, run_dir=args.run_dir, force=args.force,
+                                background_start=True, process_start_s=process_start_s)
     return training.run()
 
 
@@ -88,8 +77,12 @@ class Training(SignalStops):
         self.stop_signal: str | None = None
         self._deadline_at, self._deadline_reason = float("inf"), ""
         """When (monotonic) the armed SIGALRM fires, and the exit_reason it gives."""
-        self._farm_builder: Any = None
-        self._announced = self._env_checked = self._pictures_failed = False
+        self._farm_builder: Any = None  # a Future of the Farm, while Ray starts on a thread
+        self._announced = self._pictures_failed = False
+        self._env_spaces: tuple[Any, Any] | None = None
+        """(single observation space, single action space), once `check_env` built the env."""
+        self.start_error: EnvStartError | None = None
+        """Set by the preflight when the env could not be built: run() then ends the run."""
         self._claimed = False
         """True once this process created the run dir (a resumed run's dir is not ours to reset)."""
 
@@ -105,7 +98,7 @@ class Training(SignalStops):
     def _segment_seed(self) -> int:
         seed = self.cfg.seed
         if self.resume_checkpoint:  # fresh env streams for the new segment, not a replay
-            resumed_steps = int(_CHECKPOINT_RE.search(self.resume_checkpoint).group(1))
+            resumed_steps = checkpoint_env_steps(self.resume_checkpoint)
             seed += _SEGMENT_SEED_STRIDE * (1 + resumed_steps % 2**30)
         return seed
 
@@ -131,8 +124,11 @@ class Training(SignalStops):
         threading.Thread(target=build, name="rlfarm-farm-start", daemon=True).start()
 
     def run(self) -> int:
-        from rlfarm.experiments.monitor import Monitor, preload_event_writer
+        """Train to a stop; returns the exit code (EXIT_CODES). Call after the preflight."""
+        from rlfarm.experiments.report.monitor import Monitor, preload_event_writer
 
+        if self.start_error is not None:
+            return self.start_failed(self.start_error)
         if self.cfg.farm.mode != "ray":  # a Ray-mode driver never imports torch
             from rlfarm.cluster.learner import set_torch_threads
 
@@ -144,11 +140,11 @@ class Training(SignalStops):
         try:
             if self._farm_builder is not None:
                 preload_event_writer()  # while the farm starts on its thread
-                farm = self._farm_builder.result()  # re-raises a ConfigError from the thread
+                farm: Farm = self._farm_builder.result()  # re-raises a ConfigError from the thread
             else:
                 farm = self._make_farm(self._segment_seed())
-        except EnvStartError as err:
-            return self._start_failed(err)
+        except EnvStartError as err:  # a runner could not make the env
+            return self.start_failed(err)
         try:
             if self.resume_checkpoint:
                 extra = self._restore(farm)
@@ -187,14 +183,14 @@ class Training(SignalStops):
 
     def _write_bare_summary(self, exit_reason: str, error: str) -> str:
         """summary.json of a run that ended before its loop (no monitor, no steps)."""
-        from rlfarm.experiments.monitor import write_summary
+        from rlfarm.experiments.report.monitor import write_summary
 
         return write_summary(self.run_dir, {
             "env_steps": 0, "wall_s": 0.0, "episode_return_mean": None, "episodes": 0, "solved": False,
             "exit_reason": exit_reason, "last_checkpoint": self.last_checkpoint, "error": error,
             "run_dir": self.run_dir})
 
-    def _start_failed(self, err: Any) -> int:
+    def start_failed(self, err: EnvStartError) -> int:
         """A runner (or the driver's probe) could not make the env: say why where the user
         looks, keep a run dir with summary.json, exit 2 for a config error and 1 otherwise."""
         from rlfarm.envs.failures import print_report
@@ -205,7 +201,7 @@ class Training(SignalStops):
         print(f"rlfarm train: runner_start_failed; summary {path}", file=sys.stderr)
         return 2 if err.config_error else 1
 
-    def _make_farm(self, seed: int) -> Any:
+    def _make_farm(self, seed: int) -> Farm:
         from rlfarm.cluster import make_farm
 
         cfg = self.cfg
@@ -215,31 +211,34 @@ class Training(SignalStops):
         except ValueError as err:  # env kwargs and model/space mismatches surface here
             raise ConfigError(name_field(str(err), cfg)) from None
 
-    def check_env(self) -> None:
-        """Build one env copy first: in Ray mode a bad env keyword, or the user's env failing
-        in its __init__, would otherwise surface inside a runner actor as a dead actor."""
+    def check_env(self) -> tuple[Any, Any]:
+        """Build one env copy, once, and return its (single observation space, single action
+        space): in Ray mode a bad env keyword, or the user's env failing in its __init__, would
+        otherwise surface inside a runner actor as a dead actor."""
         from rlfarm import envs
         from rlfarm.envs.failures import describe
 
-        if self._env_checked:
-            return
-        env_cfg = self.cfg.env
-        try:
-            envs.make(env_cfg.id, 1, imports=tuple(env_cfg.imports), **(env_cfg.kwargs or {})).close()
-        except ValueError as err:
-            raise ConfigError(name_field(str(err), self.cfg)) from None
-        except Exception as err:  # the user's env code failed: reported like a runner's failure
-            raise describe(err, "the driver") from err
-        self._env_checked = True
+        if self._env_spaces is None:
+            env_cfg = self.cfg.env
+            try:
+                probe = envs.make(env_cfg.id, 1, imports=tuple(env_cfg.imports), **(env_cfg.kwargs or {}))
+            except ValueError as err:
+                raise ConfigError(name_field(str(err), self.cfg)) from None
+            except Exception as err:  # the user's env code failed: reported like a runner's failure
+                raise describe(err, "the driver") from err
+            self._env_spaces = (probe.single_observation_space, probe.single_action_space)
+            probe.close()
+        return self._env_spaces
 
-    def _restore(self, farm: Any) -> dict[str, Any]:
+    def _restore(self, farm: Farm) -> dict[str, Any]:
         """Load the newest checkpoint of the run that loads (see `load_newest_valid`)."""
         candidates = list_checkpoints(self.run_dir)[::-1]
         self.resume_checkpoint, extra = load_newest_valid(candidates, farm.load_checkpoint, "--resume")
         self.last_checkpoint = self.resume_checkpoint
         return extra
 
-    def _loop(self, farm: Any, monitor: Any) -> int:
+    def _loop(self, farm: Farm, monitor: Monitor) -> int:
+        """Iterate the farm until a stop rule, a signal, a callback or a crash; then finish."""
         cfg, stop = self.cfg, self.cfg.stop
         loop_start = time.perf_counter()
         exit_reason, error = "", None
@@ -288,6 +287,13 @@ class Training(SignalStops):
                 traceback.print_exc()
         finally:
             self._restore_signal_handlers(previous)
+        return self._finish(farm, monitor, exit_reason, error, solved_at, loop_start)
+
+    def _finish(self, farm: Farm, monitor: Monitor, exit_reason: str, error: str | None,
+                solved_at: int | None, loop_start: float) -> int:
+        """The end of every run: final checkpoint and picture (not after a crash), the last
+        report, summary.json and the closing block; returns the exit code. Each step is
+        guarded, so that a failing one (a full disk) still leaves the others done."""
         loop_s = time.perf_counter() - loop_start
         if exit_reason != "crashed":
             exit_reason, error = guarded(lambda: self._checkpoint(farm, monitor), exit_reason, error,
@@ -297,7 +303,7 @@ class Training(SignalStops):
         exit_reason, error = guarded(lambda: monitor.report(final=True, exit_reason=exit_reason),
                                       exit_reason, error)
         placement = report_placement(farm, monitor.writer, self.segment, final=True)
-        from rlfarm.experiments.monitor import process_age_s, write_summary
+        from rlfarm.experiments.report.monitor import process_age_s, write_summary
 
         age = process_age_s()
         summary = monitor.summary(
@@ -318,7 +324,7 @@ class Training(SignalStops):
         print_closing_block(summary, self.cfg, self.run_dir)
         return EXIT_CODES.get(exit_reason, 0)
 
-    def _run_callbacks(self, metrics: dict[str, Any], monitor: Any) -> bool:
+    def _run_callbacks(self, metrics: dict[str, Any], monitor: Monitor) -> bool:
         """Call each callback with the iteration's metrics plus the monitor's view; write the
         numbers they return under custom/; True when one asks to stop."""
         view = {**metrics, "episode_return_mean": monitor.return_mean if monitor.returns else None,
@@ -335,11 +341,11 @@ class Training(SignalStops):
                 stop = stop or answer is True
         return stop
 
-    def _picture(self, monitor: Any) -> None:
+    def _picture(self, monitor: Monitor) -> None:
         if self.cfg.log.pictures and not self._pictures_failed and self.last_checkpoint:
             self._pictures_failed = not write_picture(self.cfg, self.last_checkpoint, monitor.writer, monitor.env_steps)
 
-    def _checkpoint(self, farm: Any, monitor: Any) -> str:
+    def _checkpoint(self, farm: Farm, monitor: Monitor) -> str:
         path = os.path.join(self.run_dir, CHECKPOINT_DIR, f"ckpt-{farm.env_steps:012d}.pt")
         farm.save_checkpoint(path, {"monitor": monitor.state(), "segment": self.segment,
                                     "name": self.cfg.name, "seed": self.cfg.seed})
@@ -359,7 +365,7 @@ def _is_stop_condition(err: BaseException) -> bool:
 
 def _process_start() -> float:
     """perf_counter() value at which this process started (for start-up time in the summary)."""
-    from rlfarm.experiments.monitor import process_age_s
+    from rlfarm.experiments.report.monitor import process_age_s
 
     age = process_age_s()
     return time.perf_counter() - (age or 0.0)

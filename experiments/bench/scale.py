@@ -13,7 +13,7 @@ The config is an experiment config plus a `sweep` section:
 
 `nodes` needs a cluster whose k-th worker node advertises the custom resource `rf_nodes_N`
 for every swept N >= k (`node_sweep_resources` writes that map for `ray start --resources`;
-docs/scaling-model.md does it on the test hosts): a point with N nodes asks each runner for
+docs/results/scaling-model.md does it on the test hosts): a point with N nodes asks each runner for
 one `rf_nodes_N`, which only the first N worker nodes have.
 
 Every combination is one point. Each point builds the farm of the config
@@ -39,11 +39,14 @@ import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from rlfarm.experiments.errors import ConfigError
+
+if TYPE_CHECKING:
+    from rlfarm.experiments.config import ExperimentConfig
 
 NODE_RESOURCE = "rf_nodes_{}"
 """The custom resource that the first N worker nodes of a node sweep advertise."""
@@ -196,10 +199,11 @@ def node_sweep_resources(node_index: int, swept_nodes: list[int], slots: int) ->
 
 # ---- measuring ---------------------------------------------------------------------------
 
-def measure(point: Point, cfg: Any, sweep: SweepConfig, tb_dir: str) -> Point:
+def measure(point: Point, cfg: ExperimentConfig, sweep: SweepConfig, tb_dir: str) -> Point:
     """Run one point: warm up, then iterate for the budget while timing."""
-    from rlfarm import cluster
     from torch.utils.tensorboard import SummaryWriter
+
+    from rlfarm import cluster
 
     budget_steps = sweep.env_steps or None
     setup_start = time.perf_counter()

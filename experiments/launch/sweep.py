@@ -46,7 +46,7 @@ SECTION_KEYS = ("parameters", "search", "num_samples", "metric", "mode", "asha",
 SCALE_KEYS = ("num_runners", "envs_per_runner", "num_learners", "seconds", "warmup_iterations")
 """Keys of `rlfarm scale`'s own `sweep` section, to point a user at the right command."""
 ASHA_KEYS = ("grace_period", "reduction_factor", "max_t")
-DISTRIBUTIONS = ("uniform", "loguniform", "choice", "randint")  # cluster/tune.py samples these
+DISTRIBUTIONS = ("uniform", "loguniform", "choice", "randint")  # cluster/launch/tune.py samples these
 ROW_FIELDS = ("trial", "episode_return_mean", "solved", "env_steps", "exit_reason", "stopped_early",
               "wall_s", "run_dir")
 
@@ -131,8 +131,8 @@ def with_parameters(raw: dict[str, Any], params: dict[str, Any]) -> dict[str, An
 def load_sweep_config(path: str | os.PathLike, overrides: list[str] = ()) -> tuple[dict[str, Any], SweepSettings]:
     """(raw experiment mapping without `sweep`, its settings); every swept value is checked
     against the config's own rules, so a typo fails before any trial starts."""
+    from rlfarm.experiments.bench.scale import load_raw_with_section
     from rlfarm.experiments.config import config_from_dict
-    from rlfarm.experiments.scale import load_raw_with_section
 
     raw, section = load_raw_with_section(str(path), list(overrides))
     settings = parse_settings(section)
@@ -149,13 +149,13 @@ def load_sweep_config(path: str | os.PathLike, overrides: list[str] = ()) -> tup
 def trial(params: dict[str, Any], *, raw: dict[str, Any], trials_dir: str) -> None:
     """One Tune trial: train the base config with `params`, reporting each iteration.
     A trial restarted by a resumed sweep continues its run dir from its last checkpoint."""
-    from rlfarm.cluster import tune as cluster_tune
+    from rlfarm.cluster.launch import tune as cluster_tune
     from rlfarm.experiments import api
     from rlfarm.experiments.config import config_from_dict
-    from rlfarm.experiments.run_dirs import list_checkpoints
+    from rlfarm.experiments.run.run_dirs import list_checkpoints
 
     # No physics pictures in trials: sweep.png has the curves, and a trial that ASHA stops
-    # must write its checkpoint and summary before Tune ends its process (cluster/tune.py).
+    # must write its checkpoint and summary before Tune ends its process (cluster/launch/tune.py).
     data = with_parameters(raw, {**params, "log.progress": "none", "log.pictures": False})
     cfg = config_from_dict(data)
     run_dir = os.path.join(trials_dir, f"trial-{cluster_tune.current_trial_id()}")
@@ -195,7 +195,7 @@ def sweep(config: str | os.PathLike, overrides: list[str] | dict[str, Any] | Non
           address: str | None = None) -> SweepResult:
     """Run the sweep of a config file (or resume the sweep dir `resume`) on the embedded
     Ray, or on the cluster at `address`; blocks until every trial has ended."""
-    from rlfarm.cluster import tune as cluster_tune
+    from rlfarm.cluster.launch import tune as cluster_tune
     from rlfarm.cluster.ray_session import start_ray
     from rlfarm.experiments.config import config_from_dict
 

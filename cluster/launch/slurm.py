@@ -1,6 +1,6 @@
 """SLURM: write the sbatch script that brings Ray up across an allocation, submit it, follow it.
 
-The logic of the script lives once, in the static template `cluster/slurm/rlfarm.sbatch`
+The logic of the script lives once, in the static template `cluster/launch/slurm/rlfarm.sbatch`
 (read it: its header says what it does and why). `render_script` fills in the template's
 `#SBATCH` lines and its settings block; nothing else in the template changes, so a script
 written by `rlfarm slurm` and the hand-edited template behave the same.

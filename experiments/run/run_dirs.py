@@ -48,15 +48,15 @@ def claim_run_dir(path: str, unique: bool) -> str:
         except FileExistsError:
             if unique:
                 continue
-            _refuse_used_run_dir(candidate, force=True)
+            refuse_used_run_dir(candidate, force=True)
         if not unique and os.listdir(candidate) != [CHECKPOINT_DIR]:
             os.rmdir(os.path.join(candidate, CHECKPOINT_DIR))
-            _refuse_used_run_dir(candidate, force=True)
+            refuse_used_run_dir(candidate, force=True)
         return candidate
     raise AssertionError("unreachable")
 
 
-def _refuse_used_run_dir(run_dir: str, force: bool = False) -> None:
+def refuse_used_run_dir(run_dir: str, force: bool = False) -> None:
     """ConfigError for a --run-dir that exists and is not empty (always, with force)."""
     if force or (os.path.isdir(run_dir) and os.listdir(run_dir)):
         raise ConfigError(f"--run-dir: {run_dir} exists and is not empty (or another run took it); "
@@ -97,6 +97,11 @@ def load_newest_valid(candidates: Sequence[str], load: Callable[[str], Loaded],
         raise ConfigError(f"{option}: no checkpoint to load")
     older = f" (nor do the {len(failures) - 1} older ones load)" if len(failures) > 1 else ""
     raise ConfigError(f"{option}: {failures[0]}{older}")
+
+
+def checkpoint_env_steps(path: str) -> int:
+    """The env steps in a checkpoint's file name (ckpt-<env steps>.pt)."""
+    return int(_CHECKPOINT_RE.search(path).group(1))
 
 
 def find_last_checkpoint(run_dir: str) -> str | None:

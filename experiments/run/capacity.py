@@ -1,4 +1,4 @@
-"""Refuse, before anything starts, a farm this machine cannot hold (issue 19, case 6).
+"""Refuse, before anything starts, a farm this machine cannot hold.
 
 `check_capacity(cfg)` estimates from the config and the env's spaces what the farm will
 need on this machine and raises ConfigError with the numbers and the limit; `rlfarm train
@@ -15,11 +15,14 @@ The rules (stated in docs/robustness.md):
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from rlfarm.experiments.errors import ConfigError
+
+if TYPE_CHECKING:
+    from rlfarm.experiments.config import ExperimentConfig
 
 RUNNERS_PER_CORE = 4
 """How far runners may oversubscribe the cores: they wait on the learner part of the time."""
@@ -28,8 +31,12 @@ ENV_STATE_PER_OBS = 4
 scratch arrays), the rlfarm envs' order of magnitude."""
 
 
-def check_capacity(cfg: Any) -> None:
-    """ConfigError when `cfg`'s farm needs more cores or memory than this machine has."""
+def check_capacity(cfg: ExperimentConfig, obs_space: Any = None, action_space: Any = None) -> None:
+    """ConfigError when `cfg`'s farm needs more cores or memory than this machine has.
+
+    obs_space, action_space: one env copy's spaces, as the preflight's env check read them
+    (None: build one copy here to read them).
+    """
     if cfg.farm.address or os.environ.get("RAY_ADDRESS"):
         return
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -38,10 +45,7 @@ def check_capacity(cfg: Any) -> None:
     if cfg.farm.mode == "ray" and needed_cpus > RUNNERS_PER_CORE * cores:
         raise ConfigError(f"farm.num_runners={cfg.farm.num_runners} needs {needed_cpus:g} CPUs; this machine has "
                           f"{cores} (at most {RUNNERS_PER_CORE} runner CPUs per core; --force starts it anyway)")
-    try:
-        per_runner, in_flight = memory_estimate(cfg)
-    except ValueError:
-        return  # a bad env keyword: building the farm names the field
+    per_runner, in_flight = memory_estimate(cfg, obs_space, action_space)
     needed = cfg.farm.num_runners * per_runner + in_flight
     available = available_memory_bytes()
     if available is not None and needed > available:
@@ -50,18 +54,17 @@ def check_capacity(cfg: Any) -> None:
                           f"= {_gb(needed)}; {_gb(available)} available (--force starts it anyway)")
 
 
-def memory_estimate(cfg: Any) -> tuple[int, int]:
+def memory_estimate(cfg: ExperimentConfig, obs_space: Any = None, action_space: Any = None) -> tuple[int, int]:
     """(bytes one runner holds: env state and its fragments, bytes of fragments in flight in
-    the object store), from the env's spaces (one copy is built to read them)."""
-    from rlfarm import envs
+    the object store), from the env's spaces (None: one copy is built to read them)."""
+    if obs_space is None or action_space is None:
+        from rlfarm import envs
 
-    probe = envs.make(cfg.env.id, 1, **(cfg.env.kwargs or {}))
-    try:
-        obs_bytes = int(np.prod(probe.single_observation_space.shape)) * 4
-        action_space = probe.single_action_space
-        action_bytes = int(np.prod(action_space.shape or (1,))) * max(np.dtype(action_space.dtype or np.int64).itemsize, 1)
-    finally:
+        probe = envs.make(cfg.env.id, 1, imports=tuple(cfg.env.imports), **(cfg.env.kwargs or {}))
+        obs_space, action_space = probe.single_observation_space, probe.single_action_space
         probe.close()
+    obs_bytes = int(np.prod(obs_space.shape)) * 4
+    action_bytes = int(np.prod(action_space.shape or (1,))) * max(np.dtype(action_space.dtype or np.int64).itemsize, 1)
     steps, copies = cfg.farm.fragment_length, cfg.env.envs_per_runner
     fragment = copies * ((steps + 1) * obs_bytes + steps * (action_bytes + 4 * 4 + 2))  # + logp, values, rewards, finals, flags
     env_state = copies * obs_bytes * ENV_STATE_PER_OBS
