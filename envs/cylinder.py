@@ -19,8 +19,9 @@ Mech. 865, 2019, arXiv 1808.07664):
   or ``probes="cheap"`` (9: a 3 x 3 grid at 0.25, 1 and 3 D behind it, y = -D, 0, D);
 - reward: -<C_D> - 0.2 |<C_L>| over the action interval, C = 2 F / (rho U^2 D) with F the
   force by momentum exchange, plus ``drag_offset`` (default 0): a constant, which leaves the
-  best policy as it is, set to the uncontrolled mean C_D keeps the value targets near zero. ``infos`` carries ``drag_coefficient`` and ``lift_coefficient``
-  (float32 [N], the means over the interval);
+  best policy as it is, set to the uncontrolled mean C_D keeps the value targets near zero.
+  ``infos`` carries ``drag_coefficient`` and ``lift_coefficient`` (float32 [N], the means
+  over the interval);
 - time: one env step is ``control_dt`` (default 0.025, Rabault's) of physical time; episodes
   last ``max_episode_steps`` (default 80, 2 time units or about six shedding periods).
 
@@ -125,7 +126,10 @@ def rate_per_unit(lattice: CylinderChannel) -> float:
 def inflow_rate_across_cylinder() -> float:
     """Q_ref: the parabolic inflow's flow rate between y = 0.15 and 0.25 (U = 1 mean)."""
     h, lo, hi = HEIGHT, CENTRE[1] - DIAMETER / 2, CENTRE[1] + DIAMETER / 2
-    primitive = lambda y: 6 / h ** 2 * (h * y ** 2 / 2 - y ** 3 / 3)
+
+    def primitive(y):  # of the parabola 6 y (h - y) / h^2
+        return 6 / h ** 2 * (h * y ** 2 / 2 - y ** 3 / 3)
+
     return primitive(hi) - primitive(lo)
 
 
@@ -133,6 +137,8 @@ class CylinderJetsBatched(BatchedEnv):
     """N cylinder wakes with two jets each (see the module docstring)."""
 
     reset_draws = 1
+    bench_num_envs = (1, 8)
+    """`rlfarm bench`'s batch sizes for this env (each copy holds ~2 MB per 10k cells)."""
 
     def __init__(self, num_envs: int = 1, *, resolution: int = 20, u_lattice: float = 0.05,
                  control_dt: float = 0.025, max_jet: float = 0.06, probes: str = "rabault",
@@ -161,6 +167,8 @@ class CylinderJetsBatched(BatchedEnv):
         self.substeps = max(1, round(control_dt / lattice.dt))
         self.control_dt = self.substeps * lattice.dt
         """Physical time per env step (``control_dt`` rounded to whole solver steps)."""
+        self.lattice_updates_per_step = self.substeps * lattice.nx * lattice.ny
+        """Cell updates per copy per env step, for MLUPS (`rlfarm bench`)."""
         self.max_jet, self.lift_penalty, self.drag_offset = max_jet, lift_penalty, drag_offset
         self.jet_rate_max = max_jet * inflow_rate_across_cylinder()  # physical flow rate at |a| = 1
         self._to_lattice_rate = rate_per_unit(lattice)

@@ -43,6 +43,7 @@ W_PY = tuple(float(w) for w in W)
 C_PY = tuple((int(cx), int(cy)) for cx, cy in C)  # (i, opposite) with i moving in +x or +y
 
 LENGTH, HEIGHT, DIAMETER, CENTRE = 2.2, 0.41, 0.1, (0.2, 0.2)
+BLOCK = 8192  # cells per collision block: its 24 float32 rows (~0.8 MB) fit a core's L2 cache
 JET_ANGLES_DEG, JET_WIDTH_DEG = (90.0, 270.0), 10.0
 
 
@@ -123,7 +124,7 @@ class CylinderChannel:
         self._state = np.empty((12, cells), self.dtype)
         self.f = self._state[:9].reshape(shape)
         self._post = np.empty(shape, self.dtype)  # post-collision populations, streamed into f
-        self._moments = np.empty((3, cells), self.dtype)
+        self._moments = np.empty((3, min(cells, BLOCK)), self.dtype)
         self._moment_matrix = np.stack([np.ones(9), C[:, 0], C[:, 1]]).astype(self.dtype)
         self._collision_matrix = trt_matrix(omega_plus, omega_minus).astype(self.dtype)
         self.initial_state(np.arange(num_copies))
@@ -194,16 +195,21 @@ class CylinderChannel:
         elementwise passes of the direction-by-direction form (tests/envs/test_cylinder.py
         checks the two agree).
         """
-        state, moments = self._state, self._moments
-        np.matmul(self._moment_matrix, state[:9], out=moments)  # rho, jx, jy
-        inv_rho, jx, jy = moments
-        np.reciprocal(inv_rho, out=inv_rho)
-        quadratic = state[9:]
-        np.multiply(jx, jx, out=quadratic[0])
-        np.multiply(jy, jy, out=quadratic[1])
-        np.multiply(jx, jy, out=quadratic[2])
-        quadratic *= inv_rho
-        np.matmul(self._collision_matrix, state, out=post.reshape(9, -1))
+        state, post = self._state, post.reshape(9, -1)
+        moment_matrix, collision_matrix = self._moment_matrix, self._collision_matrix
+        for start in range(0, state.shape[1], BLOCK):  # blocks that stay in a core's cache
+            block = slice(start, start + BLOCK)
+            stop = min(start + BLOCK, state.shape[1]) - start
+            moments = self._moments[:, :stop]
+            np.matmul(moment_matrix, state[:9, block], out=moments)  # rho, jx, jy
+            inv_rho, jx, jy = moments
+            np.reciprocal(inv_rho, out=inv_rho)
+            quadratic = state[9:, block]
+            np.multiply(jx, jx, out=quadratic[0])
+            np.multiply(jy, jy, out=quadratic[1])
+            np.multiply(jx, jy, out=quadratic[2])
+            quadratic *= inv_rho
+            np.matmul(collision_matrix, state[:, block], out=post[:, block])
 
     def _stream(self, f, g):
         """Push each direction one cell; then the channel walls and the inflow bounce back."""

@@ -86,8 +86,9 @@ def _add_bench(sub: Any) -> None:
     p = sub.add_parser("bench", help="measure env steps/s per core, or sampling through the farm")
     p.add_argument("--env", dest="env_ids", action="append", metavar="ID",
                    help="env id to benchmark (repeatable; default: every rlfarm env)")
-    p.add_argument("--num-envs", default="64,1024,4096", metavar="N,N,...",
-                   help="comma-separated batch sizes (default: %(default)s)")
+    p.add_argument("--num-envs", default=None, metavar="N,N,...",
+                   help="comma-separated batch sizes (default: 64,1024,4096, or the env's own "
+                        "bench_num_envs where it sets one, e.g. CylinderJets: 1,8)")
     p.add_argument("--seconds", type=float, default=None, metavar="S",
                    help="how long to measure each point (default: 1 s for envs, 10 s for --farm)")
     p.add_argument("--farm", metavar="CONFIG", default=None,

@@ -5,7 +5,7 @@ cached by the env on first use), runs ``--duration`` more time units, and measur
 max C_L and the Strouhal number from the lift's period. It prints a table, writes the figures
 as JSON, and draws the convergence plot and the C_D/C_L traces (matplotlib PNG).
 
-    PYTHONPATH=... python -m rlfarm.experiments.cylinder_study --resolutions 10,14,20,28 \
+    python experiments/tools/cylinder_study.py --resolutions 10,14,20,28 \
         --out docs/img/cylinder
 
 Only numpy, gymnasium (through the env) and matplotlib are imported.
