@@ -73,8 +73,9 @@ def _add_envs(sub: Any) -> None:
     check.add_argument("--num-envs", type=int, default=4, help="copies for the checks (default: %(default)s)")
     check.add_argument("--import", dest="imports", action="append", metavar="MODULE",
                        help="module to import first, like env.imports (repeatable)")
-    check.add_argument("--speed-envs", type=int, default=256, metavar="N",
-                       help="copies for the speed figure (default: %(default)s)")
+    check.add_argument("--speed-envs", type=int, default=None, metavar="N",
+                       help="copies for the speed figure (default: 256, or the largest of the env's "
+                            "bench_num_envs where it sets them)")
     check.add_argument("--seconds", type=float, default=1.0, help="speed measurement time (default: %(default)s)")
     check.add_argument("--config", metavar="CONFIG", default=None,
                        help="check the env of this experiment config (its env.id, env.kwargs, env.imports)")
