@@ -37,10 +37,6 @@ import numpy as np
 C = np.array([(0, 0), (1, 0), (0, 1), (-1, 0), (0, -1), (1, 1), (-1, 1), (-1, -1), (1, -1)])
 W = np.array([4 / 9] + [1 / 9] * 4 + [1 / 36] * 4)
 OPPOSITE = np.array([0, 3, 4, 1, 2, 7, 8, 5, 6])
-PAIRS = ((1, 3), (2, 4), (5, 7), (6, 8))
-# Python floats and ints for the hot paths: a numpy float64 scalar would promote float32 arrays
-W_PY = tuple(float(w) for w in W)
-C_PY = tuple((int(cx), int(cy)) for cx, cy in C)  # (i, opposite) with i moving in +x or +y
 
 LENGTH, HEIGHT, DIAMETER, CENTRE = 2.2, 0.41, 0.1, (0.2, 0.2)
 BLOCK = 8192  # cells per collision block: its 24 float32 rows (~0.8 MB) fit a core's L2 cache
@@ -83,8 +79,8 @@ class CylinderChannel:
     """
 
     def __init__(self, num_copies: int, resolution: int = 20, u_lattice: float = 0.05,
-                 reynolds: float = 100.0, magic: float = 0.01, sponge_length: float = 0.4, sponge_rate: float = 0.05,
-                 dtype=np.float32):
+                 reynolds: float = 100.0, magic: float = 0.01, sponge_length: float = 0.4,
+                 sponge_rate: float = 0.05, dtype=np.float32):
         self.num_copies, self.resolution, self.u_lattice, self.reynolds = num_copies, resolution, u_lattice, reynolds
         self.dtype = np.dtype(dtype)
         self.dx = DIAMETER / resolution
@@ -106,7 +102,7 @@ class CylinderChannel:
         self.fluid_cells = int((~self.solid).sum())
         self._solid_cells = np.flatnonzero(self.solid)
         channel_height = self.ny * self.dx
-        # the parabola of mean u_lattice, at the cell centres (inflow) and averaged over the cylinder's span
+        # the inflow: the parabola of mean u_lattice at the cell centres
         self.inflow = 6 * u_lattice * self.y * (channel_height - self.y) / channel_height ** 2
         # an absorbing layer before the outflow: density relaxes to 1 at a rate rising as x^2,
         # so that pressure waves leave instead of bouncing between the inflow and the outflow
@@ -116,7 +112,7 @@ class CylinderChannel:
         self._sponge_rate_neg = (-sponge_rate * ramp ** 2).astype(self.dtype)
         self._weights = W.astype(self.dtype)
         self._inflow_row = self.inflow.astype(self.dtype)[None, :]  # [1, ny], broadcast over copies
-        self._build_links(X, Y, radius)
+        self._build_links(radius)
         shape = (9, num_copies, self.ny, self.nx)
         cells = num_copies * self.ny * self.nx
         # the state f [9, N, ny, nx] lives in rows 0-8 of one [12, cells] array whose rows 9-11
@@ -130,9 +126,8 @@ class CylinderChannel:
         self.initial_state(np.arange(num_copies))
 
     # --------------------------------------------------------------- geometry
-    def _build_links(self, X, Y, radius):
+    def _build_links(self, radius):
         dirs, cells, q, angle = circle_links(self.solid, self.x, self.y, CENTRE, radius, self.dx)
-        plane = self.ny * self.nx
         self.link_dir, self.link_q, self.link_angle = dirs, q, angle
         self.link_cell = cells[:, 0] * self.nx + cells[:, 1]
         self.link_behind = (cells[:, 0] - C[dirs, 1]) * self.nx + cells[:, 1] - C[dirs, 0]
@@ -142,11 +137,6 @@ class CylinderChannel:
         self.link_a = np.where(near, 2 * q, 1 / (2 * q))
         self.link_b = np.where(near, 1 - 2 * q, 0.0)
         self.link_c = np.where(near, 0.0, (2 * q - 1) / (2 * q))
-        # flat indices into f.reshape(9, N, plane): (direction, cell)
-        self._src_own = dirs * plane + self.link_cell
-        self._src_behind = dirs * plane + self.link_behind
-        self._src_opp = OPPOSITE[dirs] * plane + self.link_cell
-        self._dst = OPPOSITE[dirs] * plane + self.link_cell
         self.link_c_vec = C[dirs].astype(np.float64)
         # jets: the lattice source per unit flow rate on each link (moving-wall term, rho = 1)
         half = np.deg2rad(JET_WIDTH_DEG) / 2
@@ -212,7 +202,8 @@ class CylinderChannel:
             np.matmul(collision_matrix, state[:, block], out=post[:, block])
 
     def _stream(self, f, g):
-        """Push each direction one cell; then the channel walls and the inflow bounce back."""
+        """Push each direction one cell from ``f`` (post-collision) into ``g``; what would leave
+        through a channel wall comes back in the opposite direction (half-way bounce-back)."""
         g[0] = f[0]
         for i in range(1, 9):
             cx, cy = C[i]
@@ -224,6 +215,8 @@ class CylinderChannel:
             g[OPPOSITE[i]][:, 0, :] = f[i][:, 0, :]
 
     def _cylinder(self, f, g, jet_rate):
+        """Bouzidi's bounce-back on the cut links (f post-collision, g streamed) with the jets'
+        source; returns the momentum exchanged with the cylinder, float64 [N, 2]."""
         n = self.num_copies
         flat_f, flat_g = f.reshape(9, n, -1), g.reshape(9, n, -1)
         d_own, cell = self.link_dir, self.link_cell
