@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 
-def run(run_dir: str, copies: int, steps: int, seed: int) -> dict:
+def run(run_dir: str, copies: int, steps: int, seed: int, resolution: int | None = None) -> dict:
     from rlfarm import envs
     from rlfarm.experiments.config import load_config
     from rlfarm.experiments.run.evaluate import load_policy
@@ -27,6 +27,8 @@ def run(run_dir: str, copies: int, steps: int, seed: int) -> dict:
 
     cfg = load_config(os.path.join(run_dir, "config.yaml"))
     kwargs = {**(cfg.env.kwargs or {}), "max_episode_steps": steps + 1, "render_mode": "rgb_array"}
+    if resolution is not None:  # the policy on another lattice: its probes sit at the same places
+        kwargs["resolution"] = resolution
     controlled = envs.make(cfg.env.id, copies, seed=seed, **kwargs)
     uncontrolled = envs.make(cfg.env.id, copies, seed=seed, **kwargs)
     policy, checkpoint, extra = load_policy(cfg, controlled, list_checkpoints(run_dir)[::-1], seed)
@@ -93,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--copies", type=int, default=8)
     parser.add_argument("--steps", type=int, default=160, help="actions per copy (default 160, 4 time units)")
     parser.add_argument("--seed", type=int, default=12345)
+    parser.add_argument("--resolution", type=int, default=None,
+                        help="run the policy on this lattice instead of the run's (cells per diameter)")
     parser.add_argument("--out", default=None, help="path prefix of the PNG and JSON files (none: print only)")
     args = parser.parse_args(argv)
     for name in ("copies", "steps"):
@@ -102,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     if not os.path.exists(os.path.join(args.run_dir, "config.yaml")):
         print(f"RUN_DIR: {args.run_dir} is not a run dir (no config.yaml in it)", file=sys.stderr)
         return 2
-    result = run(args.run_dir, args.copies, args.steps, args.seed)
+    result = run(args.run_dir, args.copies, args.steps, args.seed, args.resolution)
     summary = {k: v for k, v in result.items() if not k.startswith("_")}
     print(json.dumps(summary, indent=1))
     if args.out:
