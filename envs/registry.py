@@ -45,6 +45,9 @@ ENTRIES: dict[str, EnvEntry] = {e.id: e for e in [
     EnvEntry("rlfarm/KuramotoSivashinsky-v0", "rlfarm.envs.ks:KuramotoSivashinskyBatched",
              "rlfarm.envs.ks:KuramotoSivashinskyEnv",
              "1-D Kuramoto-Sivashinsky (L=22, ETDRK4), M actuators, minimize dissipation"),
+    EnvEntry("rlfarm/CylinderJets-v0", "rlfarm.envs.cylinder:CylinderJetsBatched",
+             "rlfarm.envs.cylinder:CylinderJetsEnv",
+             "2-D cylinder wake at Re=100 (lattice Boltzmann), two jets, cut the drag"),
 ]}
 
 

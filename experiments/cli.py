@@ -73,8 +73,9 @@ def _add_envs(sub: Any) -> None:
     check.add_argument("--num-envs", type=int, default=4, help="copies for the checks (default: %(default)s)")
     check.add_argument("--import", dest="imports", action="append", metavar="MODULE",
                        help="module to import first, like env.imports (repeatable)")
-    check.add_argument("--speed-envs", type=int, default=256, metavar="N",
-                       help="copies for the speed figure (default: %(default)s)")
+    check.add_argument("--speed-envs", type=int, default=None, metavar="N",
+                       help="copies for the speed figure (default: 256, or the largest of the env's "
+                            "bench_num_envs where it sets them)")
     check.add_argument("--seconds", type=float, default=1.0, help="speed measurement time (default: %(default)s)")
     check.add_argument("--config", metavar="CONFIG", default=None,
                        help="check the env of this experiment config (its env.id, env.kwargs, env.imports)")
@@ -86,8 +87,9 @@ def _add_bench(sub: Any) -> None:
     p = sub.add_parser("bench", help="measure env steps/s per core, or sampling through the farm")
     p.add_argument("--env", dest="env_ids", action="append", metavar="ID",
                    help="env id to benchmark (repeatable; default: every rlfarm env)")
-    p.add_argument("--num-envs", default="64,1024,4096", metavar="N,N,...",
-                   help="comma-separated batch sizes (default: %(default)s)")
+    p.add_argument("--num-envs", default=None, metavar="N,N,...",
+                   help="comma-separated batch sizes (default: 64,1024,4096, or the env's own "
+                        "bench_num_envs where it sets one, e.g. CylinderJets: 1,8)")
     p.add_argument("--seconds", type=float, default=None, metavar="S",
                    help="how long to measure each point (default: 1 s for envs, 10 s for --farm)")
     p.add_argument("--farm", metavar="CONFIG", default=None,

@@ -46,7 +46,8 @@ def main(args: argparse.Namespace) -> int:
     if failed:
         print(f"rlfarm envs check: {args.target} will not farm: failed {', '.join(failed)}", file=sys.stderr)
         return 1
-    env = envs.make(args.target, args.speed_envs, seed=0, imports=imports, **kwargs)
+    speed_envs = args.speed_envs or _speed_envs(args.target, imports)
+    env = envs.make(args.target, speed_envs, seed=0, imports=imports, **kwargs)
     try:
         rate = steps_per_second(env, args.seconds)
         obs = env.step(env.action_space.sample())[0]  # still the declared shape, after many steps?
@@ -63,6 +64,19 @@ def main(args: argparse.Namespace) -> int:
         return 1
     finally:
         env.close()
-    print(f"speed: {rate:,.0f} env steps/s on one core (core {core}), {args.speed_envs} copies, random actions")
+    updates = getattr(env.unwrapped, "lattice_updates_per_step", None)
+    mlups = f" ({rate * updates / 1e6:.2f} MLUPS)" if updates else ""
+    print(f"speed: {rate:,.{0 if rate >= 100 else 2}f} env steps/s{mlups} on one core (core {core}), "
+          f"{speed_envs} copies, random actions")
     print(f"rlfarm envs check: {args.target} follows the conventions and will farm")
     return 0
+
+
+def _speed_envs(target: str, imports: tuple[str, ...]) -> int:
+    """256 copies, or the largest of a batched env's own `bench_num_envs` (an expensive env
+    sets them: 256 copies of a 2-D lattice would take minutes per step)."""
+    from rlfarm import envs
+
+    source = envs.resolve(target, imports)
+    own = getattr(source.target, "bench_num_envs", None) if source.kind == "batched" else None
+    return max(own) if own else 256

@@ -15,14 +15,14 @@ from rlfarm.envs.pendulum import PendulumBatched
 IDS = envs.registered_ids()
 
 
-def test_all_four_envs_are_registered():
+def test_all_five_envs_are_registered():
     assert IDS == ["rlfarm/CartPole-v1", "rlfarm/Pendulum-v1", "rlfarm/HeatControl-v0",
-                   "rlfarm/KuramotoSivashinsky-v0"]
+                   "rlfarm/KuramotoSivashinsky-v0", "rlfarm/CylinderJets-v0"]
 
 
 @pytest.mark.parametrize("env_id", IDS)
-def test_single_env_view_passes_check_env(env_id):
-    env = gym.make(env_id)
+def test_single_env_view_passes_check_env(env_id, cheap_kwargs):
+    env = gym.make(env_id, **cheap_kwargs(env_id))
     check_env(env.unwrapped, skip_render_check=False)
     obs, _ = env.reset(seed=3)
     assert obs.dtype == np.float32 and obs in env.observation_space
@@ -31,18 +31,18 @@ def test_single_env_view_passes_check_env(env_id):
 
 
 @pytest.mark.parametrize("env_id", IDS)
-def test_make_vec_and_envs_make_give_the_batched_env(env_id):
-    vec = gym.make_vec(env_id, num_envs=8, vectorization_mode="vector_entry_point")
+def test_make_vec_and_envs_make_give_the_batched_env(env_id, cheap_kwargs):
+    vec = gym.make_vec(env_id, num_envs=8, vectorization_mode="vector_entry_point", **cheap_kwargs(env_id))
     assert isinstance(vec.unwrapped, envs.BatchedEnv) and vec.num_envs == 8
-    env = envs.make(env_id, 8, seed=0)
+    env = envs.make(env_id, 8, seed=0, **cheap_kwargs(env_id))
     assert isinstance(env, envs.BatchedEnv) and env.metadata["autoreset_mode"] is AutoresetMode.NEXT_STEP
 
 
 @pytest.mark.parametrize("env_id", IDS)
-def test_every_builtin_env_passes_the_conventions_checks(env_id):
+def test_every_builtin_env_passes_the_conventions_checks(env_id, cheap_kwargs):
     """dtypes and shapes, both autoreset modes, seeding (same seed bit-identical, other seeds
     and runners differ), infos["episode"], bad actions raising ValueError, check_env."""
-    results = conventions.check(env_id, num_envs=4)
+    results = conventions.check(env_id, num_envs=4, kwargs=cheap_kwargs(env_id))
     assert [r.name for r in results] == [*conventions.CHECKS, "check_env"]
     assert [r for r in results if not r.ok] == []
 
@@ -203,10 +203,10 @@ def test_env_config_defaults_and_validation():
 
 
 @pytest.mark.parametrize("env_id", IDS)
-def test_render_gives_an_rgb_array(env_id):
-    env = envs.make(env_id, 2, render_mode="rgb_array")
+def test_render_gives_an_rgb_array(env_id, cheap_kwargs):
+    env = envs.make(env_id, 2, render_mode="rgb_array", **cheap_kwargs(env_id))
     env.reset(seed=0)
     image = env.render()
     assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
     assert len(np.unique(image.reshape(-1, 3), axis=0)) > 1  # a picture, not a blank canvas
-    assert envs.make(env_id, 2).render() is None  # no render_mode: no picture
+    assert envs.make(env_id, 2, **cheap_kwargs(env_id)).render() is None  # no render_mode: no picture
