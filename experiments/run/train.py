@@ -91,8 +91,13 @@ class Training(SignalStops):
         if not self._announced:
             cfg = self.cfg
             starting = "; starting Ray" if cfg.farm.mode == "ray" else ""
+            farm = cfg.farm
+            batch = farm.batch_size or farm.num_runners * cfg.env.envs_per_runner * farm.fragment_length
+            spread = f", spread over farm.runner_slots={farm.runner_slots}" if farm.runner_slots else ""
             say(f"rlfarm train: {'resuming' if self.resume_checkpoint else 'run'} {self.run_dir} "
                 f"({cfg.env.id}, {cfg.algo.name}, farm.mode={cfg.farm.mode}{starting})")
+            say(f"rlfarm train: batch {batch} env steps per update; fragments of {cfg.env.envs_per_runner} "
+                f"copies x {farm.fragment_length} steps from {farm.num_runners} runner(s){spread}")
         self._announced = True
 
     def _segment_seed(self) -> int:

@@ -1,0 +1,48 @@
+"""The learning batch is fixed in env steps by the config, whatever the number of runners:
+a launcher that fills an allocation (farm.runner_slots) spreads the config's copies over more
+runners, and the learner still takes the same env steps per update (docs/scaling.md)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rlfarm.cluster import make_farm
+from rlfarm.cluster.config import spread_over_slots
+from rlfarm.experiments.config import load_config
+
+DEMO = Path(__file__).resolve().parents[2] / "experiments" / "configs" / "cartpole_ppo.yaml"
+
+
+@pytest.mark.parametrize("slots", [1, 2, 3, 6, 8, 64, 100])
+def test_filling_slots_keeps_the_demo_batch_and_copies(slots):
+    written = load_config(DEMO)
+    cfg = load_config(DEMO, [f"farm.runner_slots={slots}"])
+    copies = written.farm.num_runners * written.env.envs_per_runner
+    assert cfg.farm.num_runners * cfg.env.envs_per_runner == copies
+    assert cfg.farm.batch_size == copies * written.farm.fragment_length == 2048
+    assert cfg.farm.fragment_length == written.farm.fragment_length
+    assert 1 <= cfg.farm.num_runners <= slots
+    assert cfg.farm.num_runners == max(d for d in range(1, slots + 1) if copies % d == 0)
+
+
+def test_spreading_is_idempotent_and_keeps_an_explicit_batch():
+    once = spread_over_slots(2, 48, 16, 4 * 96 * 16, slots=12)
+    assert once == (12, 8, 4 * 96 * 16)
+    assert spread_over_slots(once[0], once[1], 16, once[2], slots=12) == once
+    assert spread_over_slots(3, 10, 16, 0, slots=0) == (3, 10, 0)   # no slots: as written
+
+
+def test_more_runners_fill_the_same_batch():
+    """One update consumes the written batch with 1 runner x 64 copies and with 8 x 8."""
+    steps = []
+    for slots in (1, 8):
+        cfg = load_config(DEMO, [f"farm.runner_slots={slots}", "farm.mode=serial",
+                                             "algo.epochs=1", "farm.fragment_length=8"])
+        farm = make_farm(cfg.env, cfg.model, cfg.algo, cfg.farm, cfg.seed, 100_000)
+        try:
+            assert len(farm.runners) == slots
+            steps.append(farm.iterate()["env_steps"])
+        finally:
+            farm.close()
+    assert steps == [64 * 8, 64 * 8]
