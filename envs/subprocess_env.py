@@ -49,6 +49,19 @@ class SimulatorFault(RuntimeError):
     """The external program crashed, hung or sent malformed data."""
 
 
+def exit_words(code: int | None) -> str:
+    """A simulator's end in words: its exit status, or the signal that killed it."""
+    if code is None:
+        return "the simulator closed its output but is still running"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"the simulator was killed by {name}"
+    return f"the simulator exited with status {code}"
+
+
 def _die_with_parent() -> None:
     try:
         ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
@@ -77,7 +90,7 @@ class SimProcess:
             self.proc.stdin.write(op + struct.pack("<I", count) + payload)
             self.proc.stdin.flush()
         except (BrokenPipeError, OSError, ValueError) as err:
-            raise SimulatorFault(f"the program exited (code {self.proc.poll()})") from err
+            raise SimulatorFault(exit_words(self.proc.poll())) from err
 
     def read(self, size: int, timeout_s: float | None = None) -> bytes:
         deadline = time.monotonic() + (self.timeout_s if timeout_s is None else timeout_s)
@@ -88,7 +101,7 @@ class SimProcess:
                 raise SimulatorFault(f"no reply within {timeout_s or self.timeout_s:g} s")
             chunk = os.read(self.fd, size - got)
             if not chunk:
-                raise SimulatorFault(f"the program exited (code {self.proc.wait()})")
+                raise SimulatorFault(exit_words(self.proc.wait()))
             chunks.append(chunk)
             got += len(chunk)
         return b"".join(chunks)
@@ -189,12 +202,13 @@ class SubprocessEnv(BatchedEnv):
         n, dim = self.num_envs, self.obs.shape[1]
         wire = actions.astype("<i4" if actions.dtype.kind in "iu" else "<f4", copy=False)
         rewards, terminated = np.zeros(n, np.float32), np.zeros(n, bool)
-        failed = []
+        failed, reasons = [], []
         for k, sl in enumerate(self.slices):  # every program steps at once ...
             try:
                 self.procs[k].send(b"S", sl.stop - sl.start, np.ascontiguousarray(wire[sl]).tobytes())
-            except SimulatorFault:
+            except SimulatorFault as err:
                 failed.append(k)
+                reasons.append(f"simulator process {k}: {err}")
         for k, sl in enumerate(self.slices):  # ... then the replies are read in turn
             if k in failed:
                 continue
@@ -207,11 +221,13 @@ class SubprocessEnv(BatchedEnv):
                     raise SimulatorFault("non-finite observations or rewards")
                 self.obs[sl], rewards[sl] = obs, rew
                 terminated[sl] = np.frombuffer(data, np.uint8, c, offset=4 * c * dim + 4 * c) != 0
-            except SimulatorFault:
+            except SimulatorFault as err:
                 failed.append(k)
+                reasons.append(f"simulator process {k}: {err}")
         if failed:
             for k in failed:
                 self._restart(k)
+            self._bad_reason = "; ".join(reasons)
             self._bad_copies = np.concatenate([np.arange(n)[self.slices[k]] for k in failed])
         return self.obs.copy(), rewards, terminated
 

@@ -306,8 +306,26 @@ def limit_blas_threads(environ: MutableMapping[str, str] = os.environ) -> None:
         environ["OPENBLAS_NUM_THREADS"] = "1"
 
 
+def working_folder_on_path(environ: MutableMapping[str, str] = os.environ) -> None:
+    """The folder rlfarm is started from is importable, as docs/envs.md says (`env.id:
+    "reach_env:Reach"` beside reach_env.py), in every process of the run.
+
+    A console script, unlike `python -m`, does not put it on sys.path. Appended after the
+    installed packages here, so a user folder named like a library shadows nothing in this
+    process; and added to PYTHONPATH for the processes the run starts (Ray's workers, bare
+    runner processes, simulators), which inherit this environment.
+    """
+    folder = os.getcwd()
+    if folder not in sys.path:
+        sys.path.append(folder)
+    parts = [p for p in environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if folder not in parts:
+        environ["PYTHONPATH"] = os.pathsep.join([*parts, folder])
+
+
 def main(argv: list[str] | None = None) -> int:
     limit_blas_threads()
+    working_folder_on_path()
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args) or 0)

@@ -72,6 +72,11 @@ def test_the_c_simulator_follows_the_conventions(c_sim):
     assert [r for r in results if not r.ok] == []
 
 
+WHY = {"crash": "simulator process 0: the simulator exited with status 3",  # faulty_sim's os._exit(3)
+       "hang": "simulator process 0: no reply within 0.5 s",
+       "garble": "simulator process 0: malformed reply: expected b'RLFM', got b'JUNK'"}
+
+
 @pytest.mark.parametrize("mode", ["crash", "hang", "garble"])
 def test_a_misbehaving_program_is_killed_restarted_and_counted(mode, tmp_path):
     command = [sys.executable, FAULTY_SIM, mode, "30", str(tmp_path / "marker")]
@@ -79,12 +84,14 @@ def test_a_misbehaving_program_is_killed_restarted_and_counted(mode, tmp_path):
                     step_timeout_s=0.5, **CARTPOLE)
     env.reset(seed=0)
     first_pids = env.pids()
-    errors = 0
+    errors, messages = 0, []
     for _ in range(60):  # the faulty incarnation misbehaves at its 30th reply
         obs, rewards, terminated, truncated, infos = env.step(np.zeros(8, np.int64))
         errors += infos.get("env_errors", 0)
+        messages += [infos["env_error_message"]] if "env_error_message" in infos else []
         assert np.isfinite(obs).all()
     assert errors == 4 and env.restarts == 1  # one process's copies, once
+    assert messages == [WHY[mode]]  # what happened, in words (the runner prints it)
     assert not alive(first_pids[0]) and env.pids()[1] == first_pids[1]
     pids = env.pids()
     env.close()
