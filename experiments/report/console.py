@@ -84,6 +84,12 @@ def summarise_ray_startup_warnings() -> None:
 def print_closing_block(summary: dict[str, Any], cfg: ExperimentConfig, run_dir: str) -> None:
     """The closing block: what happened in words, then where the results are and what next."""
     say(f"rlfarm train: {closing_sentence(summary, cfg)}")
+    errors = int(summary.get("env_errors") or 0)
+    if errors:  # a run that went on despite its env's errors still says so at the end
+        went_on = "" if summary["exit_reason"] == "crashed" else \
+            f"; below farm.max_env_error_rate={cfg.farm.max_env_error_rate:g}, so training went on"
+        say(f"rlfarm train: {errors} env errors: copies reset after an exception or a NaN/Inf state "
+            f"(each runner's first one is printed above; farm/env_errors in TensorBoard){went_on}")
     if summary["exit_reason"] == "crashed":
         where = (f"{summary['last_checkpoint']}; continue with `rlfarm train --resume {run_dir}`"
                  if summary["last_checkpoint"] else "none was written")

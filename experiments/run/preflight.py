@@ -39,6 +39,7 @@ def prepare_training(cfg: ExperimentConfig, *, resume: str | None = None, run_di
         checkpoint = find_last_checkpoint(resume)
         if checkpoint is None:
             raise ConfigError(f"{option}: no checkpoint in {os.path.join(resume, CHECKPOINT_DIR)}")
+        refuse_finished_run(resume, checkpoint, cfg, option)
     if run_dir is not None and resume is None:  # 2. early; claim_run_dir is the atomic check
         refuse_used_run_dir(run_dir)
     unique = run_dir is None and resume is None
@@ -63,3 +64,33 @@ def prepare_training(cfg: ExperimentConfig, *, resume: str | None = None, run_di
             summarise_ray_startup_warnings()
             training.start_farm_in_background()
     return training
+
+
+def refuse_finished_run(run_dir: str, checkpoint: str, cfg: ExperimentConfig, option: str) -> None:
+    """A run that ended on its budget or its target is finished: resuming it as it is would
+    train one more batch past its own stop. Say so (ConfigError, nothing written) unless the
+    resumed config moves the stop: a larger stop.env_steps, another target_return, or
+    continue_after_target."""
+    import json
+
+    import yaml
+
+    from rlfarm.experiments.run.run_dirs import checkpoint_env_steps
+
+    try:
+        with open(os.path.join(run_dir, "summary.json"), encoding="utf-8") as stream:
+            reason = json.load(stream).get("exit_reason")
+        with open(os.path.join(run_dir, "config.yaml"), encoding="utf-8") as stream:
+            written = (yaml.safe_load(stream) or {}).get("stop") or {}
+    except (OSError, ValueError, yaml.YAMLError):
+        return  # no summary (a killed run) or an unreadable one: resuming is what is asked for
+    steps, budget = checkpoint_env_steps(checkpoint), cfg.stop.env_steps
+    budget_raised = bool(budget) and budget > steps and budget != written.get("env_steps")
+    if reason == "env_steps" and budget and steps >= budget:
+        raise ConfigError(f"{option}: {run_dir} is finished: it ran its budget of stop.env_steps={budget} "
+                          f"({steps} env steps done); raise it to train on, e.g. --set stop.env_steps={2 * budget}")
+    if (reason == "target_return" and not cfg.stop.continue_after_target and not budget_raised
+            and cfg.stop.target_return == written.get("target_return")):
+        raise ConfigError(f"{option}: {run_dir} is finished: it reached stop.target_return="
+                          f"{cfg.stop.target_return:g} at {steps} env steps; set stop.continue_after_target=true, "
+                          "another target_return or a larger stop.env_steps to train on")

@@ -308,12 +308,13 @@ class Training(SignalStops):
         exit_reason, error = guarded(lambda: monitor.report(final=True, exit_reason=exit_reason),
                                       exit_reason, error)
         placement = report_placement(farm, monitor.writer, self.segment, final=True)
-        from rlfarm.experiments.report.monitor import process_age_s, write_summary
+        from rlfarm.experiments.report.monitor import write_summary
 
-        age = process_age_s()
+        # "in all" runs from this run's own start: the process's for the CLI, the call's for the
+        # API and sweep trials, whose process (a script, a Ray worker started ahead) is older.
         summary = monitor.summary(
             exit_reason, solved_at is not None, self.last_checkpoint, error=error, train_loop_s=round(loop_s, 3),
-            process_s=None if age is None else round(age, 3),
+            process_s=round(time.perf_counter() - self.process_start_s, 3),
             startup_s=round(loop_start - self.process_start_s, 3), run_dir=self.run_dir,
             segments=self.segment + 1,
             **({"placement": placement, "lost_fragments": placement.get("lost_fragments")}
