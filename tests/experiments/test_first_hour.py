@@ -114,3 +114,57 @@ def test_in_all_counts_from_the_start_of_the_call_in_the_api(write_config):
     run = rlfarm.train(cfg)
     wall = time.perf_counter() - start
     assert run.summary["startup_s"] <= run.summary["process_s"] <= wall
+
+
+COIN = textwrap.dedent('''
+    import numpy as np
+    from gymnasium import spaces
+
+    from rlfarm.envs import BatchedEnv
+
+
+    class Coin(BatchedEnv):
+        reset_draws = 1
+
+        def __init__(self, num_envs=1, *, max_episode_steps=5, **kwargs):
+            super().__init__(num_envs, spaces.Box(0.0, 1.0, (1,), np.float32), spaces.Discrete(2),
+                             max_episode_steps=max_episode_steps, **kwargs)
+            self.face = np.zeros(self.num_envs, np.float32)
+
+        def _reset_copies(self, copies, unit):
+            self.face[copies] = (unit[:, 0] < 0.5).astype(np.float32)
+
+        def _observe(self, copies):
+            return self.face[copies, None].copy()
+
+        def _physics(self, actions):
+            return self._observe(self._all_copies), (actions == self.face).astype(np.float32), \\
+                np.zeros(self.num_envs, bool)
+''')
+
+
+def test_rlfarm_envs_lists_every_id_train_accepts(tmp_path, write_config):
+    """rlfarm's ids, the bridge and an installed package's entry-point id, each of which the
+    config check (what `rlfarm train` runs first) accepts (the bridge needs its kwargs: skipped there)."""
+    site = tmp_path / "site"
+    (site / "coinpkg").mkdir(parents=True)
+    (site / "coinpkg" / "__init__.py").write_text("")
+    (site / "coinpkg" / "envs.py").write_text(COIN)
+    (site / "coinpkg-0.1.dist-info").mkdir()
+    (site / "coinpkg-0.1.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: coinpkg\nVersion: 0.1\n")
+    (site / "coinpkg-0.1.dist-info" / "entry_points.txt").write_text("[rlfarm.envs]\ncoin/Coin-v0 = coinpkg.envs:Coin\n")
+    folder = tmp_path / "project"
+    folder.mkdir()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, "-m", "rlfarm.experiments.cli", "envs"], cwd=folder, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    listed = [line for line in out.stdout.splitlines() if line and not line.startswith((" ", "From", "Also"))]
+    assert {"rlfarm/CartPole-v1", "rlfarm/Subprocess-v0", "coin/Coin-v0"} <= set(listed), out.stdout
+    assert "coinpkg.envs:Coin" in out.stdout and "Discrete(2)" in out.stdout.split("coin/Coin-v0")[1]
+    check = subprocess.run([sys.executable, "-c", "import sys\nfrom rlfarm.experiments.config import load_config\n"
+                            "for env_id in sys.argv[2:]:\n"
+                            "    load_config(sys.argv[1], ['env.id=' + env_id, 'env.kwargs={}'])\n",
+                            str(write_config()), *[i for i in listed if i != "rlfarm/Subprocess-v0"]],
+                           cwd=folder, env=env, capture_output=True, text=True, timeout=120)
+    assert check.returncode == 0, check.stderr[-2000:]
