@@ -28,6 +28,7 @@ def three_nodes():
     cluster.shutdown()
 
 
+@pytest.mark.slow
 def test_runners_on_the_cpu_node_and_the_learner_on_the_gpu_node(three_nodes, cartpole):
     cfgs = cartpole(num_runners=2, envs_per_runner=8,
                     runner_resources={"num_cpus": 1, "resources": {"cpu_node": 1}},

@@ -113,6 +113,7 @@ def test_two_runners_solve_cartpole(ray_local, cartpole, algo):
     assert not undocumented, f"add these tags to experiments.tags.TAGS (or RENAMED): {undocumented}"
 
 
+@pytest.mark.slow
 def test_fragments_reach_the_learner_without_the_driver_reading_them(ray_local, cartpole, monkeypatch):
     """ray.get in the driver only ever sees metadata dicts and learner results, never a Fragment."""
     from rlfarm import agents

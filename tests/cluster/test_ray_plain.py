@@ -87,6 +87,7 @@ def plain_start(request):
     session.close()
 
 
+@pytest.mark.slow
 def test_plain_start_runs_tasks(plain_start):
     import ray
 

@@ -63,6 +63,7 @@ def run_cli(*args):
                           capture_output=True, text=True, env=env, timeout=120)
 
 
+@pytest.mark.slow
 def test_cli_exit_codes_name_the_failed_check_or_the_bad_id():
     passed = run_cli("rlfarm/CartPole-v1", "--seconds", "0.1")
     assert passed.returncode == 0, passed.stderr
@@ -74,6 +75,7 @@ def test_cli_exit_codes_name_the_failed_check_or_the_bad_id():
     assert unknown.returncode == 2 and unknown.stderr.startswith("rlfarm envs: error: ID_OR_PATH: unknown env")
 
 
+@pytest.mark.slow
 def test_config_gives_the_env_its_keywords(tmp_path):
     """rlfarm/Subprocess-v0 needs kwargs: --config takes the config's env section."""
     config = tmp_path / "sim.yaml"

@@ -134,6 +134,7 @@ def test_reference_simulators_train_to_the_target_through_the_ray_farm(sim, c_si
     assert summary["exit_reason"] == "target_return" and summary["solved"], summary
 
 
+@pytest.mark.slow
 def test_a_killed_runner_leaves_no_simulator_processes(c_sim):
     import ray
 

@@ -74,6 +74,7 @@ def test_resume_with_a_different_model_exits_2_naming_the_mismatch(write_config,
     assert read_summary(run_dir)["env_steps"] == 256  # the run was left as it was
 
 
+@pytest.mark.slow
 def test_resume_and_eval_fall_back_to_the_newest_checkpoint_that_loads(write_config, runs_dir, train, capsys):
     """3 checkpoints (256, 512, 768 steps), the newest cut off half-way: eval and --resume
     name it once with its reason and use the 512-step one."""
