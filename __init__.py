@@ -13,28 +13,31 @@ The mapping lives in pyproject.toml ([tool.setuptools] package-dir).
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-_API = {
-    "load_config": "rlfarm.experiments.api",
-    "train": "rlfarm.experiments.api",
-    "evaluate": "rlfarm.experiments.api",
-    "Run": "rlfarm.experiments.api",
-    "Policy": "rlfarm.experiments.api",
-    "TrainingError": "rlfarm.experiments.api",
-    "ConfigError": "rlfarm.experiments.errors",
-    "sweep": "rlfarm.experiments.launch.sweep",
-}
+if TYPE_CHECKING:  # what editors and type checkers resolve `rlfarm.train` etc. to
+    from rlfarm.experiments.api import Policy, Run, TrainingError, evaluate, load_config, train
+    from rlfarm.experiments.errors import ConfigError
+    from rlfarm.experiments.launch.sweep import sweep
+
+__all__ = ["ConfigError", "Policy", "Run", "TrainingError", "evaluate", "load_config", "sweep", "train"]
 """The public API for scripts (docs/api.md). Loaded on first use, so that `import rlfarm.envs`
 in a runner process does not pay for torch, TensorBoard or Ray Tune."""
 
-__all__ = sorted(_API)
-
 
 def __getattr__(name: str) -> Any:
-    if name in _API:
-        return getattr(importlib.import_module(_API[name]), name)
+    if name in ("load_config", "train", "evaluate", "Run", "Policy", "TrainingError"):
+        from rlfarm.experiments import api
+
+        return getattr(api, name)
+    if name == "ConfigError":
+        from rlfarm.experiments.errors import ConfigError
+
+        return ConfigError
+    if name == "sweep":
+        from rlfarm.experiments.launch.sweep import sweep
+
+        return sweep
     raise AttributeError(f"module 'rlfarm' has no attribute {name!r}")

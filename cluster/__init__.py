@@ -11,14 +11,16 @@ from typing import TYPE_CHECKING, Any
 from rlfarm.cluster.config import FARM_MODES, FarmConfig
 
 if TYPE_CHECKING:  # pragma: no cover
+    from rlfarm.agents.config import AlgoConfig, PolicyConfig
     from rlfarm.cluster.farm_base import Farm
     from rlfarm.cluster.learner import LearnerWorker
     from rlfarm.cluster.runner import Runner
+    from rlfarm.envs.config import EnvConfig
 
 __all__ = ["FARM_MODES", "FarmConfig", "Runner", "LearnerWorker", "Farm", "make_farm"]
 
 
-def make_farm(env_cfg: Any, policy_cfg: Any, algo_cfg: Any, farm_cfg: FarmConfig,
+def make_farm(env_cfg: EnvConfig, policy_cfg: PolicyConfig, algo_cfg: AlgoConfig, farm_cfg: FarmConfig,
               seed: int, total_env_steps: int | None) -> "Farm":
     """Build the farm that `farm_cfg.mode` names; `rlfarm train` drives it the same way either way."""
     if farm_cfg.mode == "serial":

@@ -17,13 +17,17 @@ import logging
 import os
 import time
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import ray
 
 from rlfarm.agents.fragment import FragmentMeta
 from rlfarm.cluster.memory import rss_mb
+
+if TYPE_CHECKING:
+    from rlfarm.agents.config import AlgoConfig, PolicyConfig
+    from rlfarm.envs.config import EnvConfig
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +59,7 @@ class HeapTrimmer:
 class RunnerActor:
     """A Runner in its own process. Created with `ray.remote(RunnerActor).options(...)`."""
 
-    def __init__(self, env_cfg: Any, policy_cfg: Any, *, seed: int, runner_index: int,
+    def __init__(self, env_cfg: EnvConfig, policy_cfg: PolicyConfig, *, seed: int, runner_index: int,
                  fragment_length: int, artificial_lag: int = 0) -> None:
         from rlfarm.cluster import wire
         from rlfarm.cluster.runner import Runner
@@ -118,7 +122,7 @@ class RunnerActor:
 class LearnerActor:
     """A LearnerWorker in its own process; rank `rank` of `world_size` data-parallel learners."""
 
-    def __init__(self, spaces_box: list, policy_cfg: Any, algo_cfg: Any, *,
+    def __init__(self, spaces_box: list, policy_cfg: PolicyConfig, algo_cfg: AlgoConfig, *,
                  total_env_steps: int | None, seed: int, rank: int = 0, world_size: int = 1) -> None:
         """`spaces_box` = [ref of runner 0's `spaces()`, i.e. (obs_space, action_space)]. In a
         list, Ray does not wait for it before calling this, so torch's import

@@ -9,12 +9,16 @@ from __future__ import annotations
 import abc
 import collections
 import time
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from rlfarm.agents.fragment import FragmentMeta
 from rlfarm.cluster.config import FarmConfig
+
+if TYPE_CHECKING:
+    from rlfarm.agents.config import AlgoConfig, PolicyConfig
+    from rlfarm.envs.config import EnvConfig
 
 ENV_ERROR_WINDOW = 10
 """Updates over which `farm.max_env_error_rate` is measured."""
@@ -33,7 +37,7 @@ COUNTER_NAMES = ("env_steps", "iterations", "runner_restarts", "runner_timeouts"
 class Farm(abc.ABC):
     """Base of every farm. Subclasses implement `iterate`, `close` and three learner hooks."""
 
-    def __init__(self, env_cfg: Any, policy_cfg: Any, algo_cfg: Any, farm_cfg: FarmConfig,
+    def __init__(self, env_cfg: EnvConfig, policy_cfg: PolicyConfig, algo_cfg: AlgoConfig, farm_cfg: FarmConfig,
                  seed: int, total_env_steps: int | None) -> None:
         self.env_cfg = env_cfg
         self.policy_cfg = policy_cfg

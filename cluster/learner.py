@@ -3,7 +3,10 @@ Ray farm wraps it as an actor (on a GPU node when learner_resources ask for one)
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
+
+if TYPE_CHECKING:
+    from rlfarm.agents.config import AlgoConfig, PolicyConfig
 
 TORCH_THREADS_ENV_VAR = "RLFARM_TORCH_THREADS"
 """Threads torch may use in a learner, `rlfarm eval` or a serial-mode driver (default 1)."""
@@ -34,7 +37,7 @@ def set_torch_threads() -> None:
 class LearnerWorker:
     """Owns an agents learner (PPO or APPO): updates, weights for runners, checkpoints."""
 
-    def __init__(self, obs_space: Any, action_space: Any, policy_cfg: Any, algo_cfg: Any, *,
+    def __init__(self, obs_space: Any, action_space: Any, policy_cfg: PolicyConfig, algo_cfg: AlgoConfig, *,
                  total_env_steps: int | None = None, device: str | None = None,
                  seed: int | None = None) -> None:
         from rlfarm import agents

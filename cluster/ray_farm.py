@@ -23,7 +23,7 @@ import math
 import os
 import time
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import ray
@@ -39,6 +39,10 @@ from rlfarm.cluster.ray_session import start_ray
 from rlfarm.cluster.runner_pool import Request, RunnerPool, WeightsLost
 from rlfarm.cluster.sampling_stream import SamplingStream
 from rlfarm.cluster.store_gauge import ObjectStoreGauge
+
+if TYPE_CHECKING:
+    from rlfarm.agents.config import AlgoConfig, PolicyConfig
+    from rlfarm.envs.config import EnvConfig
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +63,7 @@ class RayNodeDiedError(LearnerDiedError):
 class RayFarm(Farm):
     """Same API as SerialFarm: iterate(), save_checkpoint(), load_checkpoint(), close()."""
 
-    def __init__(self, env_cfg: Any, policy_cfg: Any, algo_cfg: Any, farm_cfg: FarmConfig,
+    def __init__(self, env_cfg: EnvConfig, policy_cfg: PolicyConfig, algo_cfg: AlgoConfig, farm_cfg: FarmConfig,
                  seed: int, total_env_steps: int | None) -> None:
         super().__init__(env_cfg, policy_cfg, algo_cfg, farm_cfg, seed, total_env_steps)
         # Joins the Ray this process is already connected to (a test fixture, a Ray Job)
@@ -98,7 +102,7 @@ class RayFarm(Farm):
         self._last_iterate = time.perf_counter()
 
     # ---- setup ---------------------------------------------------------------------------
-    def _start_learners(self, algo_cfg: Any, total_env_steps: int | None) -> None:
+    def _start_learners(self, algo_cfg: AlgoConfig, total_env_steps: int | None) -> None:
         options = check_fits(actor_options(self.farm_cfg.learner_resources, "farm.learner_resources"),
                              "farm.learner_resources")
         world = max(1, int(self.farm_cfg.num_learners))

@@ -11,15 +11,19 @@ import collections
 import sys
 import time
 import traceback
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from rlfarm.agents.config import PolicyConfig
+    from rlfarm.envs.config import EnvConfig
 
 
 class Runner:
     """Steps `env_cfg.envs_per_runner` copies of `env_cfg.id` with the latest published policy."""
 
-    def __init__(self, env_cfg: Any, policy_cfg: Any, *, seed: int | None, runner_index: int,
+    def __init__(self, env_cfg: EnvConfig, policy_cfg: PolicyConfig, *, seed: int | None, runner_index: int,
                  fragment_length: int, artificial_lag: int = 0) -> None:
         from rlfarm import agents, envs
 

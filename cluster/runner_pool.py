@@ -20,13 +20,17 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ray
 
 from rlfarm.agents.fragment import FragmentMeta
 from rlfarm.cluster.actors import RunnerActor
 from rlfarm.cluster.config import FarmConfig
+
+if TYPE_CHECKING:
+    from rlfarm.agents.config import PolicyConfig
+    from rlfarm.envs.config import EnvConfig
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +79,7 @@ class Request:
 class RunnerPool:
     """`num_runners` RunnerActors; the driver's view of what each is doing."""
 
-    def __init__(self, env_cfg: Any, policy_cfg: Any, farm_cfg: FarmConfig, seed: int,
+    def __init__(self, env_cfg: EnvConfig, policy_cfg: PolicyConfig, farm_cfg: FarmConfig, seed: int,
                  options: dict[str, Any], stall_timeout_s: float = 600.0) -> None:
         self.env_cfg, self.policy_cfg, self.farm_cfg, self.seed = env_cfg, policy_cfg, farm_cfg, seed
         self.max_inflight = max(1, int(farm_cfg.max_inflight))

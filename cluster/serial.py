@@ -5,7 +5,7 @@ is the debugger and the reference the Ray path must match.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rlfarm.agents.fragment import FragmentMeta
 from rlfarm.cluster.config import FarmConfig
@@ -13,11 +13,15 @@ from rlfarm.cluster.farm_base import Farm, Stopwatch
 from rlfarm.cluster.learner import LearnerWorker
 from rlfarm.cluster.runner import Runner
 
+if TYPE_CHECKING:
+    from rlfarm.agents.config import AlgoConfig, PolicyConfig
+    from rlfarm.envs.config import EnvConfig
+
 
 class SerialFarm(Farm):
     """num_runners Runners sampled round-robin, one LearnerWorker, all in this process."""
 
-    def __init__(self, env_cfg: Any, policy_cfg: Any, algo_cfg: Any, farm_cfg: FarmConfig,
+    def __init__(self, env_cfg: EnvConfig, policy_cfg: PolicyConfig, algo_cfg: AlgoConfig, farm_cfg: FarmConfig,
                  seed: int, total_env_steps: int | None) -> None:
         super().__init__(env_cfg, policy_cfg, algo_cfg, farm_cfg, seed, total_env_steps)
         self.runners = [

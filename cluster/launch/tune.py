@@ -19,7 +19,10 @@ import os
 import re
 import threading
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    from rlfarm.cluster.config import FarmConfig
 
 TUNE_DIR = "tune"
 """Tune's own experiment state, under the sweep dir (what `--resume` restores)."""
@@ -45,7 +48,7 @@ def search_space(parameters: dict[str, Any], search: str) -> dict[str, Any]:
     return space
 
 
-def trial_bundles(farm_cfg: Any) -> list[dict[str, float]]:
+def trial_bundles(farm_cfg: FarmConfig) -> list[dict[str, float]]:
     """Placement-group bundles of one trial: its own process, then (Ray mode) each actor."""
     from rlfarm.cluster.placement import actor_options
 

@@ -21,7 +21,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rlfarm.agents.config import PolicyConfig
+    from rlfarm.envs.config import EnvConfig
 
 START_TIMEOUT_S = 120.0
 """How long the processes may take to import and build their envs before the run fails."""
@@ -31,7 +35,7 @@ class BareRunnerError(RuntimeError):
     """A runner process failed; the message names the runner and its error."""
 
 
-def bare_sampling(env_cfg: Any, policy_cfg: Any, *, fragment_length: int, num_runners: int,
+def bare_sampling(env_cfg: EnvConfig, policy_cfg: PolicyConfig, *, fragment_length: int, num_runners: int,
                   seed: int, seconds: float, warmup_s: float = 2.0) -> dict[str, Any]:
     """Env steps/s of `num_runners` Runner processes sampling side by side (no delivery)."""
     env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))

@@ -23,9 +23,12 @@ import argparse
 import json
 import statistics
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rlfarm.experiments.errors import ConfigError, positive_ints
+
+if TYPE_CHECKING:
+    from rlfarm.experiments.config import ExperimentConfig
 
 
 def main(args: argparse.Namespace) -> int:
@@ -71,7 +74,7 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bare(args: argparse.Namespace, cfg: Any, setup: dict[str, Any]) -> int:
+def _bare(args: argparse.Namespace, cfg: ExperimentConfig, setup: dict[str, Any]) -> int:
     report = {**setup, "no_ray": _measure(args, cfg, setup["seconds"])}
     if args.json:
         print(json.dumps(report))
@@ -85,7 +88,7 @@ def _bare(args: argparse.Namespace, cfg: Any, setup: dict[str, Any]) -> int:
     return 0
 
 
-def _measure(args: argparse.Namespace, cfg: Any, seconds: float) -> dict[str, Any]:
+def _measure(args: argparse.Namespace, cfg: ExperimentConfig, seconds: float) -> dict[str, Any]:
     """One measurement at cfg.farm.num_runners: bare processes with --no-ray, else the farm."""
     if args.no_ray:
         from rlfarm.experiments.bench.bare_sampling import bare_sampling
@@ -97,7 +100,7 @@ def _measure(args: argparse.Namespace, cfg: Any, seconds: float) -> dict[str, An
     return farm_sampling(cfg.env, cfg.model, cfg.algo, cfg.farm, cfg.seed, seconds)
 
 
-def _weak_scaling(args: argparse.Namespace, cfg: Any, seconds: float) -> int:
+def _weak_scaling(args: argparse.Namespace, cfg: ExperimentConfig, seconds: float) -> int:
     counts = positive_ints("--runners", args.runners, "1,2")
     if args.repeat < 1:
         raise ConfigError(f"--repeat: expected a number of rounds >= 1; got {args.repeat}")

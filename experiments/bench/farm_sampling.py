@@ -17,13 +17,18 @@ from __future__ import annotations
 
 import collections
 import time
-from typing import Any
+from typing import TYPE_CHECKING
 
 from rlfarm.cluster.ray_farm import RayFarm
 from rlfarm.experiments.bench.proc_cpu import SessionCpu
 
+if TYPE_CHECKING:
+    from rlfarm.agents.config import AlgoConfig, PolicyConfig
+    from rlfarm.cluster.config import FarmConfig
+    from rlfarm.envs.config import EnvConfig
 
-def farm_sampling(env_cfg: Any, policy_cfg: Any, algo_cfg: Any, farm_cfg: Any, seed: int,
+
+def farm_sampling(env_cfg: EnvConfig, policy_cfg: PolicyConfig, algo_cfg: AlgoConfig, farm_cfg: FarmConfig, seed: int,
                   seconds: float, warmup_s: float = 2.0) -> dict[str, float]:
     """Env steps/s delivered to the learner actor (which discards them)."""
     farm = RayFarm(env_cfg, policy_cfg, algo_cfg, farm_cfg, seed, total_env_steps=None)

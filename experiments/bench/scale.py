@@ -39,11 +39,14 @@ import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from rlfarm.experiments.errors import ConfigError
+
+if TYPE_CHECKING:
+    from rlfarm.experiments.config import ExperimentConfig
 
 NODE_RESOURCE = "rf_nodes_{}"
 """The custom resource that the first N worker nodes of a node sweep advertise."""
@@ -212,7 +215,7 @@ def node_sweep_resources(node_index: int, swept_nodes: list[int], slots: int) ->
 
 # ---- measuring ---------------------------------------------------------------------------
 
-def measure(point: Point, cfg: Any, sweep: SweepConfig, tb_dir: str) -> Point:
+def measure(point: Point, cfg: ExperimentConfig, sweep: SweepConfig, tb_dir: str) -> Point:
     """Run one point: warm up, then iterate for the budget while timing."""
     from torch.utils.tensorboard import SummaryWriter
 

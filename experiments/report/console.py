@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rlfarm.experiments.config import ExperimentConfig
+
+if TYPE_CHECKING:
+    from rlfarm.cluster.farm_base import Farm
 
 
 def say(text: str) -> None:
@@ -106,7 +109,7 @@ def print_closing_block(summary: dict[str, Any], cfg: ExperimentConfig, run_dir:
         print(f"  {label:<9} {text}", file=sys.stderr)
 
 
-def report_placement(farm: Any, writer: Any, segment: int, final: bool) -> dict[str, Any] | None:
+def report_placement(farm: Farm, writer: Any, segment: int, final: bool) -> dict[str, Any] | None:
     """Where every runner and learner runs (Ray farms only): one line on stderr at the
     start, a TensorBoard text at the start and the end (with every runner replacement);
     returns the record for summary.json."""

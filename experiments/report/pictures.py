@@ -11,9 +11,12 @@ The runners never render; the replay costs the driver one short episode per chec
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from rlfarm.experiments.config import ExperimentConfig
 
 PICTURE_STEPS = 400
 """Longest replayed episode, in env steps."""
@@ -39,7 +42,7 @@ def film_strip(frames: list[np.ndarray]) -> np.ndarray:
     return np.concatenate(parts[:-1], axis=1)
 
 
-def episode_picture(cfg: Any, checkpoint: str, seed: int = 0) -> np.ndarray | None:
+def episode_picture(cfg: ExperimentConfig, checkpoint: str, seed: int = 0) -> np.ndarray | None:
     """One image of copy 0's episode under the checkpoint's policy, or None when the env has
     neither a field `u` nor frames from render()."""
     from rlfarm import envs
@@ -71,7 +74,7 @@ def episode_picture(cfg: Any, checkpoint: str, seed: int = 0) -> np.ndarray | No
     return film_strip([frames[0], frames[len(frames) // 2], frames[-1]]) if frames else None
 
 
-def write_picture(cfg: Any, checkpoint: str, writer: Any, step: int) -> bool:
+def write_picture(cfg: ExperimentConfig, checkpoint: str, writer: Any, step: int) -> bool:
     """Add the picture of `checkpoint`'s episode to TensorBoard (`physics/episode`); False when
     it failed, said once in the terminal: a picture never stops a run."""
     from rlfarm.experiments.report.console import say

@@ -15,11 +15,14 @@ The rules (stated in docs/robustness.md):
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from rlfarm.experiments.errors import ConfigError
+
+if TYPE_CHECKING:
+    from rlfarm.experiments.config import ExperimentConfig
 
 RUNNERS_PER_CORE = 4
 """How far runners may oversubscribe the cores: they wait on the learner part of the time."""
@@ -28,7 +31,7 @@ ENV_STATE_PER_OBS = 4
 scratch arrays), the rlfarm envs' order of magnitude."""
 
 
-def check_capacity(cfg: Any, obs_space: Any = None, action_space: Any = None) -> None:
+def check_capacity(cfg: ExperimentConfig, obs_space: Any = None, action_space: Any = None) -> None:
     """ConfigError when `cfg`'s farm needs more cores or memory than this machine has.
 
     obs_space, action_space: one env copy's spaces, as the preflight's env check read them
@@ -51,7 +54,7 @@ def check_capacity(cfg: Any, obs_space: Any = None, action_space: Any = None) ->
                           f"= {_gb(needed)}; {_gb(available)} available (--force starts it anyway)")
 
 
-def memory_estimate(cfg: Any, obs_space: Any = None, action_space: Any = None) -> tuple[int, int]:
+def memory_estimate(cfg: ExperimentConfig, obs_space: Any = None, action_space: Any = None) -> tuple[int, int]:
     """(bytes one runner holds: env state and its fragments, bytes of fragments in flight in
     the object store), from the env's spaces (None: one copy is built to read them)."""
     if obs_space is None or action_space is None:

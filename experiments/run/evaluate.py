@@ -10,12 +10,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from rlfarm.experiments.config import load_config
 from rlfarm.experiments.errors import ConfigError, check_torch_threads
+
+if TYPE_CHECKING:
+    from rlfarm.experiments.config import ExperimentConfig
 
 MAX_EVAL_STEPS = 1_000_000
 """Guard for envs without a time limit."""
@@ -47,7 +50,7 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-def evaluate(cfg: Any, checkpoint: str | Sequence[str], *, episodes: int, seed: int = 12345,
+def evaluate(cfg: ExperimentConfig, checkpoint: str | Sequence[str], *, episodes: int, seed: int = 12345,
              gif: str | None = None) -> dict[str, Any]:
     """Deterministic returns of `episodes` copies, one episode each. `checkpoint`: a path, or
     paths newest first, of which the first that loads is used (result["checkpoint"])."""
@@ -98,7 +101,7 @@ def evaluate(cfg: Any, checkpoint: str | Sequence[str], *, episodes: int, seed: 
     return result
 
 
-def load_policy(cfg: Any, env: Any, checkpoint: str | Sequence[str], seed: int) -> tuple[Any, str, dict]:
+def load_policy(cfg: ExperimentConfig, env: Any, checkpoint: str | Sequence[str], seed: int) -> tuple[Any, str, dict]:
     """(acting policy, checkpoint used, its extra) from the first of `checkpoint` that loads."""
     from rlfarm import agents
     from rlfarm.cluster.learner import LearnerWorker

@@ -6,7 +6,10 @@ from __future__ import annotations
 import signal
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rlfarm.cluster.farm_base import Farm
 
 STOP_SIGNALS = {signal.SIGINT: "interrupted", signal.SIGTERM: "sigterm", signal.SIGUSR1: "requeue"}
 """The signals that stop a run cleanly, and the exit_reason each gives (see EXIT_CODES).
@@ -36,7 +39,7 @@ class SignalStops:
     _deadline_reason: str
 
     # ---- signals: the first Ctrl-C or SIGTERM stops after the current update -----------
-    def _install_signal_handlers(self, farm: Any) -> dict[int, Any]:
+    def _install_signal_handlers(self, farm: Farm) -> dict[int, Any]:
         """STOP_SIGNALS ask for a stop (twice: stop now); SIGALRM enforces the deadlines."""
         import threading
 

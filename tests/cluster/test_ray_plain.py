@@ -9,6 +9,8 @@ import os
 
 import pytest
 
+from rlfarm.cluster.ray_private import private_ray_supported
+
 pytestmark = pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads processes from /proc (Linux)")
 
 
@@ -58,7 +60,10 @@ def _broken_log_monitor_patch(monkeypatch):
     monkeypatch.setattr(ray_private, "lean_patches", patches)
 
 
-@pytest.fixture(scope="module", params=["RLFARM_PLAIN_RAY=1", "a patch fails"])
+NO_PATCHES = pytest.mark.skipif(not private_ray_supported(), reason="no patches outside TESTED_RAY")
+
+
+@pytest.fixture(scope="module", params=["RLFARM_PLAIN_RAY=1", pytest.param("a patch fails", marks=NO_PATCHES)])
 def plain_start(request):
     import ray
 

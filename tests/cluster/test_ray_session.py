@@ -6,6 +6,13 @@ import time
 
 import pytest
 
+ray = pytest.importorskip("ray")
+
+from rlfarm.cluster.ray_private import private_ray_supported  # noqa: E402
+
+pytestmark = pytest.mark.skipif(not private_ray_supported(), reason="the lean start's patches apply to the Ray "
+                                "versions in cluster/ray_private.py's TESTED_RAY only")
+
 
 def _ray_commands() -> list[str]:
     """Command lines of this machine's processes that belong to Ray."""
@@ -113,7 +120,7 @@ def test_rays_monitors_run_at_the_lowest_priority(embedded):
 def test_polling_get_node_returns_rays_answer(embedded):
     import ray
 
-    from rlfarm.cluster.ray_session import _polling_get_node
+    from rlfarm.cluster.ray_private import _polling_get_node
 
     calls = []
 
@@ -131,9 +138,9 @@ def test_polling_get_node_returns_rays_answer(embedded):
 
 def test_ray_init_called_every_patched_function(embedded):
     """Each patch was on Ray's start path (counted through the patch): none is dead code."""
-    from rlfarm.cluster.ray_session import _PATCH_NAMES
+    from rlfarm.cluster.ray_private import PATCH_NAMES
 
     session, _ = embedded
     assert session.lean
-    assert set(session.patch_calls) == set(_PATCH_NAMES)
+    assert set(session.patch_calls) == set(PATCH_NAMES)
     assert all(calls >= 1 for calls in session.patch_calls.values()), session.patch_calls

@@ -186,3 +186,34 @@ def test_a_missing_env_module_is_a_config_error_in_one_line(tmp_path):
         "rlfarm train: error: env.imports: no module named 'nosuchpkg' (is its package installed, "
         "or its folder on PYTHONPATH, on every node?)"]
     assert not run_dir.exists()
+
+
+@pytest.mark.parametrize("mode", ["serial", "ray"])
+def test_a_user_env_failing_in_init_ends_the_same_from_the_cli_and_the_api(package, tmp_path, mode):
+    """The preflight builds the env once, before the capacity check: the CLI (capacity check
+    on, no --force) and rlfarm.train end alike, with the user's short report, no traceback,
+    runner_start_failed in summary.json and exit code 1 (the API: TrainingError). A sweep
+    trial trains through rlfarm.train, so it ends the same way."""
+    env = {"id": "signpkg.envs:SignEnv", "kwargs": {"fail_in_runner": 0}}  # the driver's copy fails
+    proc, run_dir = train(sign_config(tmp_path, env, mode), [package["source"]], tmp_path / "markers", timeout=120)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert "RuntimeError: sensor calibration missing on runner 0" in proc.stderr
+    cli_summary = json.loads((run_dir / "summary.json").read_text())
+    assert cli_summary["exit_reason"] == "runner_start_failed"
+
+    api_script = textwrap.dedent(f"""
+        import json, sys, rlfarm
+        try:
+            rlfarm.train(rlfarm.load_config({str(sign_config(tmp_path, env, mode))!r}), run_dir=sys.argv[1])
+        except rlfarm.TrainingError as err:
+            print(json.dumps(err.run.summary))
+    """)
+    api_dir = tmp_path / "api-run"
+    env_vars = {**os.environ, "SIGN_ENV_MARKERS": str(tmp_path / "markers"),
+                "PYTHONPATH": os.pathsep.join([package["source"], *filter(None, [os.environ.get("PYTHONPATH")])])}
+    api = subprocess.run([sys.executable, "-c", api_script, str(api_dir)], capture_output=True, text=True,
+                         env=env_vars, cwd=str(tmp_path), timeout=120)
+    api_summary = json.loads(api.stdout.strip().splitlines()[-1])
+    assert api_summary["exit_reason"] == cli_summary["exit_reason"]
+    assert api_summary["error"] == cli_summary["error"]
