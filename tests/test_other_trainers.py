@@ -6,6 +6,12 @@ SB3 is the `compare` extra (`pip install -e ".[compare]"`); without it its tests
 """
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -142,3 +148,23 @@ def test_cleanrl_style_ppo_learns_cartpole_through_make_vec():
     """At least 2 of seeds 0-2 average 150 or more over their last 20 episodes within 60k env steps."""
     finals = [float(np.mean(cleanrl_ppo(seed, 60_000)[-20:])) for seed in SEEDS]
     assert sum(r >= 150 for r in finals) >= 2, finals
+
+
+# ---- the loops of docs/envs.md, as written (SB3's with a smaller budget) --------------------
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "envs.md"
+
+
+def doc_block(name: str) -> str:
+    return re.search(rf"```python\n# file: {name}\n(.*?)```", DOC.read_text(), re.S).group(1)
+
+
+@pytest.mark.parametrize("name", ["cleanrl_loop.py", pytest.param("sb3_ppo.py", marks=pytest.mark.slow)])
+def test_the_docs_loops_run(name, tmp_path):
+    if name == "sb3_ppo.py":
+        pytest.importorskip("stable_baselines3", reason="Stable-Baselines3 is the `compare` extra")
+    code = doc_block(name).replace("total_timesteps=50_000", "total_timesteps=512")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert ("episodic_return=" if name == "cleanrl_loop.py" else "last episodes: [") in out.stdout

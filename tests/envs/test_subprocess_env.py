@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -12,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import pytest
 
@@ -101,8 +103,31 @@ def test_a_misbehaving_program_is_killed_restarted_and_counted(mode, tmp_path):
 def test_bad_commands_and_spaces_are_config_errors(c_sim):
     with pytest.raises(ValueError, match="^command: cannot run 'no-such-simulator'"):
         envs.make("rlfarm/Subprocess-v0", 2, command=["no-such-simulator"], **CARTPOLE)
-    with pytest.raises(ValueError, match=r"^command: the program declares protocol 1, \(obs_dim"):
+    with pytest.raises(ValueError, match=r"^command: the program declares protocol 1, obs_dim=4, num_actions=2 "
+                                         r"\(a discrete action\); the env's kwargs say protocol 1, obs_dim=3, "):
         envs.make("rlfarm/Subprocess-v0", 2, command=c_sim, obs_dim=3, num_actions=2)
+    with pytest.raises(ValueError, match=r"num_actions=2 \(a discrete action\); .* action_dim=2 \(a box action\)"):
+        envs.make("rlfarm/Subprocess-v0", 2, command=c_sim, obs_dim=4, action_dim=2)
+
+
+BOX_SIM = ["{python}", str(Path(__file__).with_name("box_sim.py"))]
+
+
+def test_box_actions_take_per_dimension_bounds_and_bad_bounds_name_the_key():
+    env = envs.make("rlfarm/Subprocess-v0", 3, command=BOX_SIM, obs_dim=2, action_dim=2,
+                    action_low=[-1.0, 0.0], action_high=[1.0, 5.0])
+    assert env.single_action_space == gym.spaces.Box(np.array([-1, 0], np.float32), np.array([1, 5], np.float32))
+    env.reset(seed=0)
+    actions = np.array([[0.5, 4.0], [-1.0, 0.0], [1.0, 5.0]], np.float32)
+    obs, *_ = env.step(actions)
+    np.testing.assert_array_equal(obs, actions)  # what the program received, shape (N, action_dim)
+    env.close()
+    for kwargs, message in [({"action_low": [-1.0]}, "action_low: expected a finite number or a list of "
+                                                      "action_dim=2 finite numbers, got [-1.0]"),
+                            ({"action_high": "big"}, "action_high: expected a finite number"),
+                            ({"action_low": [0.0, 6.0], "action_high": [1.0, 5.0]}, "action_low, action_high: each low must be below")]:
+        with pytest.raises(ValueError, match=f"^{re.escape(message)}"):
+            envs.make("rlfarm/Subprocess-v0", 2, command=BOX_SIM, obs_dim=2, action_dim=2, **kwargs)
 
 
 CONFIG = Path(__file__).resolve().parents[2] / "experiments" / "configs" / "external_sim.yaml"
