@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_submit(sub)
     _add_jobs(sub)
     _add_slurm(sub)
+    _add_config(sub)
     return parser
 
 
@@ -290,6 +291,26 @@ def _slurm(args: argparse.Namespace) -> int:
     from rlfarm.experiments.launch.slurm import main
 
     return main(args)
+
+
+def _add_config(sub: Any) -> None:
+    p = sub.add_parser("config", help="`config show [CONFIG]`: a config as it resolves, each field with its meaning")
+    config_sub = p.add_subparsers(dest="config_command", metavar="ACTION", required=True)
+    show = config_sub.add_parser("show", help="print CONFIG (default: every default) resolved, with each "
+                                              "field's meaning; docs/config.md is the same reference")
+    show.add_argument("config", metavar="CONFIG", nargs="?", default=None)
+    _add_overrides(show)
+    show.set_defaults(handler=_config_show)
+
+
+def _config_show(args: argparse.Namespace) -> int:
+    from rlfarm.experiments.config import apply_overrides, config_from_dict, load_config
+    from rlfarm.experiments.config_docs import render_config
+
+    cfg = load_config(args.config, args.overrides) if args.config else \
+        config_from_dict(apply_overrides({}, args.overrides))
+    print(render_config(cfg), end="")
+    return 0
 
 
 def limit_blas_threads(environ: MutableMapping[str, str] = os.environ) -> None:

@@ -68,7 +68,9 @@ def head(tmp_path_factory):
     env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token_file))
     gcs, dashboard, client, agent_http, agent_grpc, runtime_env, metrics = free_ports(7)
     log = open(tmp_path_factory.mktemp("head") / "head.log", "w")
-    command = ["ray", "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(gcs),
+    # The `ray` of this interpreter's environment, found without PATH (a venv used unactivated).
+    beside = Path(sys.executable).with_name("ray")
+    command = [str(beside) if beside.exists() else "ray", "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(gcs),
                "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard),
                "--ray-client-server-port", str(client), "--dashboard-agent-listen-port", str(agent_http),
                "--dashboard-agent-grpc-port", str(agent_grpc), "--runtime-env-agent-port", str(runtime_env),
@@ -174,6 +176,7 @@ def test_no_wait_then_jobs_status_logs_stop(head, tmp_path):
     assert stop.returncode == 0 and "already finished" in stop.stdout
 
 
+@pytest.mark.slow  # a real `ray start --head` for the module: tens of seconds
 def test_wrong_token_is_refused(head):
     url, env = head
     bad = {k: v for k, v in env.items() if k != "RAY_AUTH_TOKEN_PATH"}
@@ -183,6 +186,7 @@ def test_wrong_token_is_refused(head):
     assert "uthentication" in out.stderr and "RAY_AUTH_TOKEN" in out.stderr
 
 
+@pytest.mark.slow
 def test_unknown_job_and_missing_address(head):
     url, env = head
     out = rlfarm(env, "jobs", "status", "rlfarm-no-such-job", "--address", url, timeout=60)
