@@ -26,13 +26,14 @@ from rlfarm.experiments.run.train import Training
 
 def prepare_training(cfg: ExperimentConfig, *, resume: str | None = None, run_dir: str | None = None,
                      force: bool = False, background_start: bool = False, process_start_s: float,
-                     callbacks: Sequence[Callable[[dict], Any]] = (), option: str = "--resume"
-                     ) -> Training:
+                     callbacks: Sequence[Callable[[dict], Any]] = (), option: str = "--resume",
+                     hparams_keys: Sequence[str] = ()) -> Training:
     """Steps 1-5 above: a Training ready to `run()`. Raises ConfigError, naming the field,
     for bad input. When the user's env fails to build, steps 4-5 are skipped and `run()`
     ends the run as runner_start_failed (run dir, summary.json, exit code 2 or 1).
 
     option: how the caller names `resume` in its messages ("--resume", or "resume" for the API).
+    hparams_keys: fields the HPARAMS row holds even at their default (a sweep's swept fields).
     """
     checkpoint = None
     if resume is not None:  # 1.
@@ -44,7 +45,7 @@ def prepare_training(cfg: ExperimentConfig, *, resume: str | None = None, run_di
         refuse_used_run_dir(run_dir)
     unique = run_dir is None and resume is None
     training = Training(cfg, resume or run_dir or new_run_dir(cfg), checkpoint, process_start_s,
-                        callbacks=callbacks, unique_run_dir=unique)
+                        callbacks=callbacks, unique_run_dir=unique, hparams_keys=hparams_keys)
     from rlfarm.envs.failures import EnvStartError
 
     try:

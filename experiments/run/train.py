@@ -66,8 +66,10 @@ class Training(SignalStops):
 
     def __init__(self, cfg: ExperimentConfig, run_dir: str, resume_checkpoint: str | None,
                  process_start_s: float, callbacks: Sequence[Callable[[dict], Any]] = (),
-                 unique_run_dir: bool = False) -> None:
+                 unique_run_dir: bool = False, hparams_keys: Sequence[str] = ()) -> None:
         self.cfg, self.run_dir, self.resume_checkpoint = cfg, run_dir, resume_checkpoint
+        self.hparams_keys = tuple(hparams_keys)
+        """Fields the HPARAMS row holds even at their default (a sweep's swept fields)."""
         self.unique_run_dir = unique_run_dir
         """True: `run_dir` is a proposed name, suffixed -2, -3, ... when taken (see claim_run_dir)."""
         self.callbacks = list(callbacks)
@@ -161,7 +163,8 @@ class Training(SignalStops):
                 self.run_dir, config_text=display_config(cfg), report_interval_s=cfg.log.report_interval_s,
                 return_window=cfg.log.return_window, total_env_steps=cfg.stop.env_steps,
                 progress=cfg.log.progress, start_env_steps=farm.env_steps, state=extra.get("monitor"),
-                target_return=cfg.stop.target_return, wall_limit_s=cfg.stop.wall_s, hparams=hparams(cfg))
+                target_return=cfg.stop.target_return, wall_limit_s=cfg.stop.wall_s,
+                hparams=hparams(cfg, self.hparams_keys))
             report_placement(farm, monitor.writer, self.segment, final=False)
         except Exception as err:  # a run dir this process made keeps a summary of every exit
             if self._claimed and not isinstance(err, ConfigError):
