@@ -46,3 +46,16 @@ def test_more_runners_fill_the_same_batch():
         finally:
             farm.close()
     assert steps == [64 * 8, 64 * 8]
+
+
+def test_rlfarm_scale_says_when_its_batch_grows():
+    from rlfarm.experiments.bench.scale import batch_note, sweep_points
+
+    raw = {"env": {"id": "rlfarm/CartPole-v1", "envs_per_runner": 16}, "farm": {"mode": "serial", "fragment_length": 8},
+           "stop": {"env_steps": 1000}}
+    sweep = type("Sweep", (), {"envs_per_runner": [], "num_learners": [], "nodes": [], "num_runners": [1, 4]})()
+    weak = batch_note(sweep_points(raw, sweep))
+    assert weak.startswith("rlfarm scale: weak scaling: the batch grows with the point (128 to 512 env steps")
+    raw["farm"]["batch_size"] = 512
+    assert batch_note(sweep_points(raw, sweep)) == \
+        "rlfarm scale: strong scaling: every point learns from 512 env steps per update"
