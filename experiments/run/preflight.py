@@ -3,7 +3,8 @@
 In this order, so that a bad config, env or machine is refused before anything is written
 or started, and each entry point says the same thing about it:
 
-1. the resume lookup: the run dir's newest checkpoint (`--resume`);
+1. the resume lookup: the run dir's newest checkpoint (`--resume`), then the config (a file,
+   with overrides; by default the resumed run's own config.yaml);
 2. the run dir: a new `<log.dir>/<name>-<time>` (claimed when the run starts), the user's
    `--run-dir` (refused when used), or the resumed run's own;
 3. the env check: one copy of the env built in the driver, once. A bad env keyword is a
@@ -18,13 +19,14 @@ from __future__ import annotations
 import os
 from typing import Any, Callable, Sequence
 
-from rlfarm.experiments.config import ExperimentConfig
+from rlfarm.experiments.config import ExperimentConfig, load_config
 from rlfarm.experiments.errors import ConfigError
 from rlfarm.experiments.run.run_dirs import CHECKPOINT_DIR, find_last_checkpoint, new_run_dir, refuse_used_run_dir
 from rlfarm.experiments.run.train import Training
 
 
-def prepare_training(cfg: ExperimentConfig, *, resume: str | None = None, run_dir: str | None = None,
+def prepare_training(config: ExperimentConfig | str | os.PathLike | None, *, overrides: Sequence[str] = (),
+                     address: str | None = None, resume: str | None = None, run_dir: str | None = None,
                      force: bool = False, background_start: bool = False, process_start_s: float,
                      callbacks: Sequence[Callable[[dict], Any]] = (), option: str = "--resume",
                      hparams_keys: Sequence[str] = ()) -> Training:
@@ -32,6 +34,8 @@ def prepare_training(cfg: ExperimentConfig, *, resume: str | None = None, run_di
     for bad input. When the user's env fails to build, steps 4-5 are skipped and `run()`
     ends the run as runner_start_failed (run dir, summary.json, exit code 2 or 1).
 
+    config: an ExperimentConfig, or a YAML file read with `overrides` (None with `resume`: the
+    resumed run's config.yaml). address: a Ray cluster to join (farm.address).
     option: how the caller names `resume` in its messages ("--resume", or "resume" for the API).
     hparams_keys: fields the HPARAMS row holds even at their default (a sweep's swept fields).
     """
@@ -40,6 +44,14 @@ def prepare_training(cfg: ExperimentConfig, *, resume: str | None = None, run_di
         checkpoint = find_last_checkpoint(resume)
         if checkpoint is None:
             raise ConfigError(f"{option}: no checkpoint in {os.path.join(resume, CHECKPOINT_DIR)}")
+        if config is None:
+            config = os.path.join(resume, "config.yaml")
+    if config is None:
+        raise ConfigError("CONFIG: give a config file, or --resume RUN_DIR to continue a run")
+    cfg = config if isinstance(config, ExperimentConfig) else load_config(config, list(overrides))
+    if address:
+        cfg.farm.address = address
+    if resume is not None:
         refuse_finished_run(resume, checkpoint, cfg, option)
     if run_dir is not None and resume is None:  # 2. early; claim_run_dir is the atomic check
         refuse_used_run_dir(run_dir)
@@ -73,11 +85,14 @@ def refuse_finished_run(run_dir: str, checkpoint: str, cfg: ExperimentConfig, op
     resumed config moves the stop: a larger stop.env_steps, another target_return, or
     continue_after_target."""
     import json
+    import zipfile
 
     import yaml
 
     from rlfarm.experiments.run.run_dirs import checkpoint_env_steps
 
+    if not zipfile.is_zipfile(checkpoint):  # torch.save writes a zip: a damaged one is the loader's to report
+        return
     try:
         with open(os.path.join(run_dir, "summary.json"), encoding="utf-8") as stream:
             reason = json.load(stream).get("exit_reason")

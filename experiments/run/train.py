@@ -17,7 +17,7 @@ import time
 import traceback
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from rlfarm.experiments.config import ExperimentConfig, display_config, dump_config, load_config, name_field
+from rlfarm.experiments.config import ExperimentConfig, display_config, dump_config, name_field
 from rlfarm.experiments.errors import ConfigError, check_torch_threads, disk_full_path, error_text, guarded
 from rlfarm.experiments.report.console import hparams, print_closing_block, report_placement, say
 from rlfarm.experiments.report.pictures import write_picture
@@ -48,16 +48,9 @@ def main(args: argparse.Namespace) -> int:
 
     process_start_s = _process_start()
     check_torch_threads()
-    config_path = args.config
-    if args.resume and not config_path:
-        config_path = os.path.join(args.resume, "config.yaml")
-    if not config_path:
-        raise ConfigError("CONFIG: give a config file, or --resume RUN_DIR to continue a run")
-    cfg = load_config(config_path, args.overrides)
-    if args.address:
-        cfg.farm.address = args.address
-    training = prepare_training(cfg, resume=args.resume, run_dir=args.run_dir, force=args.force,
-                                background_start=True, process_start_s=process_start_s)
+    training = prepare_training(args.config, overrides=args.overrides, address=args.address, resume=args.resume,
+                                run_dir=args.run_dir, force=args.force, background_start=True,
+                                process_start_s=process_start_s)
     return training.run()
 
 
