@@ -106,6 +106,7 @@ def test_plain_start_runs_tasks(plain_start):
     assert ray.get([double.remote(value) for value in range(3)]) == [0, 2, 4]
 
 
+@pytest.mark.slow  # a Ray of its own per parameter
 def test_plain_start_is_rays_own(plain_start):
     """Ray's usage-stats API server runs (the lean start leaves it out), and the patched
     functions are Ray's own again."""

@@ -78,6 +78,7 @@ def test_envs_check_finds_a_module_in_the_folder_rlfarm_starts_from(tmp_path, wr
     assert "reach_env:Reach follows the conventions and will farm" in out.stdout + out.stderr
 
 
+@pytest.mark.slow
 def test_train_finds_a_module_in_the_folder_rlfarm_starts_from(tmp_path, write_config, runs_dir):
     folder = project(tmp_path, write_config)
     out = rlfarm(folder, "train", "reach.yaml")
