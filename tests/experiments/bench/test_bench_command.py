@@ -87,6 +87,10 @@ def test_no_ray_weak_scaling_reports_every_runner_count():
     report = json.loads(out.stdout)
     assert report["no_ray"] is True and report["rounds"] == 1
     assert report["runners"]["1"]["median"] > 0 and report["runners"]["2"]["median"] > 0
+    text = rlfarm("bench", "--farm", "experiments/configs/bench_farm.yaml", "--no-ray", "--runners", "1,2",
+                  "--repeat", "1", "--seconds", "0.2", "--set", "env.envs_per_runner=64")
+    assert text.returncode == 0 and "weak scaling: every runner keeps 64 envs, so the env steps per update grow" \
+        in text.stderr
 
 
 @pytest.mark.slow
