@@ -61,6 +61,7 @@ def test_label_selector_places_runners_by_node_label(three_nodes, cartpole):
     assert where["learners"][0]["node_id"] == three_nodes["gpu"]
 
 
+@pytest.mark.slow
 def test_requirements_no_node_has_fail_with_the_field_name(three_nodes):
     with pytest.raises(ValueError, match=r"farm.runner_resources.resources.fpga_node"):
         check_fits(actor_options({"resources": {"fpga_node": 1}}, "farm.runner_resources"),

@@ -115,6 +115,7 @@ def test_plain_start_is_rays_own(plain_start):
     assert _rays_functions() == before
 
 
+@pytest.mark.slow
 def test_plain_start_says_why_in_one_info_line(plain_start):
     case, _, _, messages = plain_start
     if case == "a patch fails":
@@ -124,6 +125,7 @@ def test_plain_start_says_why_in_one_info_line(plain_start):
         assert any("RLFARM_PLAIN_RAY is set" in m for m in messages)
 
 
+@pytest.mark.slow
 def test_a_failed_patched_start_leaves_no_second_ray(plain_start):
     """The GCS that the failed start had launched is gone: one Ray runs, the plain one."""
     assert len(_children_running("gcs_server")) == 1
