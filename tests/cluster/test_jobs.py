@@ -66,10 +66,12 @@ def head(tmp_path_factory):
     token_file.write_text(secrets.token_hex(16))
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS", "RAY_AUTH_TOKEN")}
     env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token_file))
+    # A job's entrypoint runs `python` from the head's PATH: this interpreter's, also when its
+    # venv is used without being activated.
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     gcs, dashboard, client, agent_http, agent_grpc, runtime_env, metrics = free_ports(7)
     log = open(tmp_path_factory.mktemp("head") / "head.log", "w")
-    # The `ray` of this interpreter's environment, found without PATH (a venv used unactivated).
-    beside = Path(sys.executable).with_name("ray")
+    beside = Path(sys.executable).with_name("ray")  # found without PATH too
     command = [str(beside) if beside.exists() else "ray", "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(gcs),
                "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard),
                "--ray-client-server-port", str(client), "--dashboard-agent-listen-port", str(agent_http),
