@@ -17,7 +17,7 @@ from rlfarm.agents.distributions import ActionSpec
 from rlfarm.agents.fragment import Fragment
 from rlfarm.agents.normalizer import RunningMeanStd, batch_moments, normalize_torch
 from rlfarm.agents.optim import Adam
-from rlfarm.agents.policy import ActorCritic
+from rlfarm.agents.policy import ActorCritic, seeded_init
 
 
 class NonFiniteUpdates(ArithmeticError):
@@ -49,9 +49,9 @@ class LearnerBase:
         self.action_spec = ActionSpec.from_space(action_space)
         if seed is None:
             seed = int(torch.randint(2**62, ()).item())
-        with torch.random.fork_rng(devices=[]):  # seed the init without touching the global RNG
-            torch.manual_seed(seed)
-            self.model = ActorCritic(self.obs_shape, self.action_spec, self.policy_cfg).to(self.device)
+        # Initialised from a local generator: the global torch RNG is shared by every thread
+        # of the process (two rlfarm.train calls in threads), so it cannot seed a model.
+        self.model = seeded_init(ActorCritic(self.obs_shape, self.action_spec, self.policy_cfg), seed).to(self.device)
         self.optimizer = Adam(self.model.parameters(), lr=self.algo_cfg.lr, eps=1e-5)  # eps as CleanRL
         self.seed = seed
         self.generator = torch.Generator(device=self.device)  # minibatch order, on the device

@@ -18,10 +18,26 @@ from rlfarm.agents.distributions import ActionSpec
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "gelu": nn.GELU, "silu": nn.SiLU}
 
 
-def layer_init(layer: nn.Module, std: float = math.sqrt(2.0), bias: float = 0.0) -> nn.Module:
-    nn.init.orthogonal_(layer.weight, std)
+def layer_init(layer: nn.Module, std: float = math.sqrt(2.0), bias: float = 0.0,
+               generator: torch.Generator | None = None) -> nn.Module:
+    """Orthogonal weights with gain `std`, constant bias (as CleanRL). The gain and bias are
+    kept on the layer, so that `seeded_init` can draw the weights again from a generator."""
+    nn.init.orthogonal_(layer.weight, std, generator=generator)
     nn.init.constant_(layer.bias, bias)
+    layer.init_gain, layer.init_bias = std, bias
     return layer
+
+
+def seeded_init(model: nn.Module, seed: int) -> nn.Module:
+    """Draw every `layer_init` layer's weights again, in module order, from a local generator
+    seeded with `seed`: the model then depends on the seed only, not on the process-global
+    torch RNG that concurrent trainings in threads share (issue 26)."""
+    generator = torch.Generator().manual_seed(int(seed))
+    with torch.no_grad():
+        for module in model.modules():
+            if hasattr(module, "init_gain"):
+                layer_init(module, module.init_gain, module.init_bias, generator=generator)
+    return model
 
 
 def mlp(in_dim: int, hidden_sizes: list[int], activation: str) -> nn.Sequential:

@@ -100,6 +100,11 @@ class RunnerActor:
 
         return node_placement()
 
+    def close(self) -> None:
+        """Close the env (an external simulator's programs and their helpers end with it)."""
+        if self.start_error is None:
+            self.runner.close()
+
     def sample(self, version: int, weights_box: list) -> tuple[FragmentMeta, Any]:
         """One Fragment, acting with the published weights of `version`: `weights_box` holds
         their ref, or is empty when an earlier call already carried this version."""

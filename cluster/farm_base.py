@@ -59,6 +59,15 @@ class Farm(abc.ABC):
         self.steps_per_fragment = int(farm_cfg.fragment_length) * int(env_cfg.envs_per_runner)
         self.batch_env_steps = int(farm_cfg.batch_size) or farm_cfg.num_runners * self.steps_per_fragment
         """Env steps per learner update; batch_size 0 means one fragment from every runner."""
+        self.stop_poll: Any = None
+        """Called by a farm whose waits are sliced (`polls_stops`) between slices, with
+        `updating=True` while the learner updates; it raises to end the iteration (a deadline
+        passed, a second Ctrl-C). None: nothing to poll."""
+
+    polls_stops = False
+    """True where the farm's waits call `stop_poll` between short slices, so that stops and
+    deadlines are delivered there and never by a signal handler raising inside a call of the
+    farm's runtime (Ray: an exception raised inside `ray.wait` corrupts the call)."""
 
     # ---- what subclasses provide ------------------------------------------------------
     @abc.abstractmethod

@@ -36,7 +36,7 @@ from rlfarm.cluster.farm_base import Farm
 from rlfarm.cluster.memory import rss_mb
 from rlfarm.cluster.placement import actor_options, check_fits, check_total_cpus, cpu_demand
 from rlfarm.cluster.ray_session import start_ray
-from rlfarm.cluster.runner_pool import Request, RunnerPool, WeightsLost
+from rlfarm.cluster.runner_pool import WAIT_SLICE_S, Request, RunnerPool, WeightsLost
 from rlfarm.cluster.sampling_stream import SamplingStream
 from rlfarm.cluster.store_gauge import ObjectStoreGauge
 
@@ -62,6 +62,8 @@ class RayNodeDiedError(LearnerDiedError):
 
 class RayFarm(Farm):
     """Same API as SerialFarm: iterate(), save_checkpoint(), load_checkpoint(), close()."""
+
+    polls_stops = True  # every wait of the loop is sliced (WAIT_SLICE_S) and polls stop_poll
 
     def __init__(self, env_cfg: EnvConfig, policy_cfg: PolicyConfig, algo_cfg: AlgoConfig, farm_cfg: FarmConfig,
                  seed: int, total_env_steps: int | None) -> None:
@@ -91,14 +93,22 @@ class RayFarm(Farm):
         check_total_cpus(farm_cfg)
         runner_opts = check_fits(actor_options(farm_cfg.runner_resources, "farm.runner_resources"),
                                  "farm.runner_resources")
-        self.pool = RunnerPool(env_cfg, policy_cfg, farm_cfg, seed, runner_opts)
-        self._start_learners(algo_cfg, total_env_steps)
-        try:  # a runner without an env is reported as such, not as the learner's death
-            self.pool.check_started()
+        try:
+            self.pool = RunnerPool(env_cfg, policy_cfg, farm_cfg, seed, runner_opts)
+            self.pool.on_wait_slice = self._poll_stop
+            self._start_learners(algo_cfg, total_env_steps)
+            self.pool.check_started()  # a runner without an env is reported as such
+            self._publish_weights()
+        except ray.exceptions.RayActorError as err:  # an actor died while the farm started
+            if self.session.embedded and not ray_private.raylet_alive():
+                self.close()
+                raise RayNodeDiedError(f"the embedded Ray's raylet died while the farm started (the node, "
+                                       f"not an actor: {type(err).__name__}); no checkpoint was written") from None
+            self.close()
+            raise
         except BaseException:
             self.close()
             raise
-        self._publish_weights()
         self._last_iterate = time.perf_counter()
 
     # ---- setup ---------------------------------------------------------------------------
@@ -191,7 +201,21 @@ class RayFarm(Farm):
 
             futures = [learner.update.remote(*ddp.share(refs, rank, world))
                        for rank, learner in enumerate(self.learners)]
+        self._wait_update(futures)
         return self._call_learner(futures)
+
+    def _poll_stop(self, updating: bool = False) -> None:
+        if self.stop_poll is not None:
+            self.stop_poll(updating=updating)
+
+    def _wait_update(self, futures: list[Any]) -> None:
+        """Wait for the learners' update in WAIT_SLICE_S slices, polling for stops (which
+        let the update end: a deadline that falls in one waits for it, as in serial mode)."""
+        pending = list(futures)
+        while pending:
+            _, pending = ray.wait(pending, num_returns=len(pending), timeout=WAIT_SLICE_S)
+            if pending:
+                self._poll_stop(updating=True)
 
     def _set_weights(self, published: dict[str, Any]) -> None:
         self.version = int(published["version"])
@@ -318,8 +342,9 @@ class RayFarm(Farm):
             return
         self._closed = True
         self._ready.clear()
-        self.pool.close()
-        for learner in self.learners:
+        if hasattr(self, "pool"):
+            self.pool.close()
+        for learner in getattr(self, "learners", []):
             ray.kill(learner, no_restart=True)
         self.learners = []
         self.session.close()

@@ -37,6 +37,8 @@ logger = logging.getLogger(__name__)
 
 WAIT_SLICE_S = 1.0
 """The longest single `ray.wait` of the driver; between slices it checks for silent runners."""
+CLOSE_WAIT_S = 5.0
+"""How long close() waits for the runners to close their envs before it kills them."""
 RUNNER_TIMEOUT_MIN_S = 30.0
 """The automatic `farm.runner_timeout_s` is at least this many seconds ..."""
 RUNNER_TIMEOUT_FRAGMENTS = 20
@@ -95,6 +97,8 @@ class RunnerPool:
         """monotonic time since which each runner owes a fragment (None: nothing asked)."""
         self.delivered = [False] * count  # has the current incarnation delivered yet?
         self.slowest_fragment_s = 0.0
+        self.on_wait_slice: Any = None
+        """Called between the driver's wait slices (the farm's stop poll; it may raise)."""
         self.actors = [self._spawn(index) for index in range(count)]
         self.pending: dict[Any, Request] = {}  # meta_ref -> request not yet arrived
         self.restarts = 0
@@ -172,6 +176,8 @@ class RunnerPool:
         started = time.monotonic()
         while True:
             ready, _ = ray.wait(list(self.pending), num_returns=1, timeout=WAIT_SLICE_S)
+            if self.on_wait_slice is not None:  # a stop is delivered here, between Ray calls
+                self.on_wait_slice()
             # Checked at every wait, not only at empty ones: the other runners' deliveries must
             # not hide a silent runner.
             replaced = self.replace_silent()
@@ -281,7 +287,15 @@ class RunnerPool:
                                   "placement_ref": self.actors[index].placement.remote()})
 
     def close(self) -> None:
+        """Ask every runner to close its env (bounded by CLOSE_WAIT_S: a runner busy in a
+        fragment answers after it), then kill them all."""
         self.pending.clear()
+        if self.actors:
+            try:
+                ray.wait([actor.close.remote() for actor in self.actors], num_returns=len(self.actors),
+                         timeout=CLOSE_WAIT_S)
+            except ray.exceptions.RayError:
+                pass
         for actor in self.actors:
             ray.kill(actor, no_restart=True)
         self.actors = []

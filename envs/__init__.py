@@ -10,9 +10,10 @@ docs/interfaces.md and docs/envs.md.
 from rlfarm.envs.base import BatchedEnv
 from rlfarm.envs.config import EnvConfig
 from rlfarm.envs.interop import to_gymnasium
-from rlfarm.envs.registry import EnvSpecError, make, register_all, registered_ids, resolve
+from rlfarm.envs.registry import EnvSpecError, env_factory, make, register_all, registered_ids, resolve
 from rlfarm.envs.sb3 import to_sb3
 
 register_all()
 
-__all__ = ["BatchedEnv", "EnvConfig", "EnvSpecError", "make", "registered_ids", "resolve", "to_gymnasium", "to_sb3"]
+__all__ = ["BatchedEnv", "EnvConfig", "EnvSpecError", "env_factory", "make", "registered_ids", "resolve",
+           "to_gymnasium", "to_sb3"]

@@ -145,16 +145,40 @@ class EnvSource:
     """The id as the user wrote it, for messages."""
 
 
+def env_factory(function: Any) -> Any:
+    """Mark `function(num_envs, **kwargs) -> VectorEnv` as an env factory, so that
+    `env.id: "package.module:function"` may name it. Anything else that is not an env class
+    is refused without being called (a typo must not run `os:system`)."""
+    function.rlfarm_env_factory = True
+    return function
+
+
+def import_user_module(name: str, field: str) -> Any:
+    """Import the user's module `name` (named by config field `field`). A missing module is an
+    EnvSpecError; any other failure while it imports (an exception, a SyntaxError, a missing
+    inner module, even `sys.exit`) is an EnvStartError with the short report (type, message,
+    the user's file:line): never a traceback, never a silent exit."""
+    from rlfarm.envs.failures import describe
+
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as err:
+        if err.name and (name == err.name or name.startswith(err.name + ".")):
+            raise EnvSpecError(f"{field}: no module named {err.name!r} (is its package "
+                               "installed, or its folder on PYTHONPATH, on every node?)") from err
+        raise describe(err, f"importing {name!r} ({field}),") from err
+    except SystemExit as err:  # a module must not end the process that imports it
+        report = describe(err, f"importing {name!r} ({field}),")
+        report.kind, report.message = "SystemExit", f"the module called sys.exit({err.code!r}) while it was imported"
+        raise report from None
+    except Exception as err:  # noqa: BLE001 - the user's code: reported, not a traceback
+        raise describe(err, f"importing {name!r} ({field}),") from err
+
+
 def import_modules(modules: list[str] | tuple[str, ...]) -> None:
     """Import `env.imports`, so their `gymnasium.register` calls take effect in this process."""
     for name in modules:
-        try:
-            importlib.import_module(name)
-        except ModuleNotFoundError as err:
-            if err.name and (name == err.name or name.startswith(err.name + ".")):
-                raise EnvSpecError(f"env.imports: no module named {err.name!r} (is its package "
-                                   "installed, or its folder on PYTHONPATH, on every node?)") from err
-            raise
+        import_user_module(name, "env.imports")
 
 
 _entry_points: dict[str, str] | None = None
@@ -189,13 +213,14 @@ def resolve(env_id: str, imports: list[str] | tuple[str, ...] = ()) -> EnvSource
     import_modules(imports)
     declared = entry_point_ids()
     if env_id in declared:
-        return _classify(_load_attr(declared[env_id], env_id), env_id)
+        return _classify(_load_attr(declared[env_id], env_id), env_id, declared=True)
     if env_id in ENTRIES or env_id == SUBPROCESS_ID:  # the batched class itself, not gymnasium's view
         return _classify(_load(ENTRIES[env_id].batched if env_id in ENTRIES else SUBPROCESS_TARGET), env_id)
     if env_id in gym.registry:
         entry = gym.registry[env_id].vector_entry_point
         if entry is not None:
-            source = _classify(_load_attr(entry, env_id) if isinstance(entry, str) else entry, env_id)
+            source = _classify(_load_attr(entry, env_id) if isinstance(entry, str) else entry, env_id,
+                               declared=True)
             if source.kind == "batched" or getattr(source.target, "rlfarm_conventions", False):
                 return source
         return EnvSource("single", env_id, env_id)
@@ -213,13 +238,7 @@ def resolve(env_id: str, imports: list[str] | tuple[str, ...] = ()) -> EnvSource
 
 
 def _import_for_id(module_name: str, env_id: str) -> Any:
-    try:
-        return importlib.import_module(module_name)
-    except ModuleNotFoundError as err:
-        if err.name and (module_name == err.name or module_name.startswith(err.name + ".")):
-            raise EnvSpecError(f"env_id: {env_id!r}: no module named {err.name!r} (is its package "
-                               "installed, or its folder on PYTHONPATH, on every node?)") from err
-        raise
+    return import_user_module(module_name, f"env_id: {env_id!r}")
 
 
 def _load_attr(path: str, env_id: str) -> Any:
@@ -231,7 +250,10 @@ def _load_attr(path: str, env_id: str) -> Any:
         raise EnvSpecError(f"env_id: {env_id!r}: module {module_name!r} has no attribute {attr!r}") from None
 
 
-def _classify(target: Any, env_id: str) -> EnvSource:
+def _classify(target: Any, env_id: str, declared: bool = False) -> EnvSource:
+    """What kind of env `target` is. `declared`: named by a registration or an entry point,
+    whose factories are envs by declaration; a factory named by a path must be marked
+    (`env_factory`). Nothing is called here."""
     if inspect.isclass(target) and issubclass(target, BatchedEnv):
         return EnvSource("batched", target, env_id)
     if inspect.isclass(target) and issubclass(target, gym.vector.VectorEnv):
@@ -240,10 +262,14 @@ def _classify(target: Any, env_id: str) -> EnvSource:
         from gymnasium.envs.registration import EnvSpec
 
         return EnvSource("single", EnvSpec(id=target.__name__, entry_point=target), env_id)
-    if callable(target):
+    if callable(target) and not inspect.isclass(target) and (declared or getattr(target, "rlfarm_env_factory", False)):
         return EnvSource("vector", target, env_id)
-    raise EnvSpecError(f"env_id: {env_id!r} is a {type(target).__name__}; expected a BatchedEnv subclass, "
-                       "a gymnasium Env class, or a factory (num_envs, **kwargs) -> VectorEnv")
+    what = f"the class {target.__qualname__}" if inspect.isclass(target) else \
+        f"a {type(target).__name__} ({getattr(target, '__qualname__', '')})" if callable(target) else \
+        f"a {type(target).__name__}"
+    raise EnvSpecError(f"env_id: {env_id!r} is {what}, not an env; expected a BatchedEnv subclass, a gymnasium "
+                       "Env class, or a factory (num_envs, **kwargs) -> VectorEnv marked with "
+                       "@rlfarm.envs.env_factory or declared in the rlfarm.envs entry-point group (it was not called)")
 
 
 def _construct(source: EnvSource, num_envs: int, kwargs: dict[str, Any], **rlfarm_kwargs: Any) -> Any:

@@ -17,11 +17,20 @@ little-endian arrays. The protocol (version 1), from the program's side:
       'Q' or end of stdin               exit
 
 Truncation, autoreset, episode statistics and action checks are BatchedEnv's, on the host.
-Each reply must arrive within `step_timeout_s`. A program that exits, hangs past the
-timeout, answers without the b"RLFM" tag or with non-finite numbers is killed (SIGKILL, then
-reaped), restarted, and its copies are reset and counted in `infos["env_errors"]`; the farm
-goes on. Programs get SIGKILL when the process that started them dies (Linux) and see end of
-stdin, so none outlive a killed runner; `close()` ends and reaps them all.
+Each reply must arrive within `step_timeout_s` (the first words within HANDSHAKE_TIMEOUT_S).
+Reads and writes never block: the host writes a request while it reads the reply, under one
+deadline. A program that exits, closes its stdout, hangs past the timeout, answers without
+the b"RLFM" tag or with non-finite numbers is killed (SIGKILL to its process group, then
+reaped within KILL_WAIT_S), restarted, and its copies are reset and counted in
+`infos["env_errors"]`; the farm goes on. A program that faults MAX_FAULT_STREAK times without
+a good step between is given up (a SimulatorFault from `step`, an env error to the runner).
+A handshake that fails or declares sizes past MAX_DIM / MAX_RESET_DRAWS is refused and its
+program killed.
+
+Each program runs in its own process group (its own session), so kill, restart and
+`close()` reach the helpers it forks and the program behind a launcher shell. Programs get
+SIGKILL when the process that started them dies (Linux); that death signal reaches the
+program only, not its helpers (see docs/robustness.md).
 """
 from __future__ import annotations
 
@@ -49,6 +58,19 @@ class SimulatorFault(RuntimeError):
     """The external program crashed, hung or sent malformed data."""
 
 
+MAX_DIM = 1 << 16
+"""Handshake bound on obs_dim and action_size (they must also equal the env's kwargs)."""
+MAX_RESET_DRAWS = 1024
+"""Handshake bound on reset_draws: the host draws num_envs x reset_draws uniforms per reset."""
+HANDSHAKE_TIMEOUT_S = 30.0
+"""A program's first words may take this long (it may compile, import, load data)."""
+KILL_WAIT_S = 5.0
+"""How long a SIGKILLed program (its process group) is waited for before it is left to init."""
+MAX_FAULT_STREAK = 3
+"""A program restarted this many times without one good step reply in between is given up."""
+_CHUNK = 1 << 16
+
+
 def _bounds(name: str, value: Any, dim: int) -> np.ndarray:
     """A Box bound: one number for every dimension, or a list of `dim` numbers."""
     array = np.asarray(value, dtype=object)
@@ -68,10 +90,8 @@ def _spaces_words(obs_dim: int, action_kind: int, action_size: int) -> str:
     return f"obs_dim={obs_dim}, {action}"
 
 
-def exit_words(code: int | None) -> str:
+def exit_words(code: int) -> str:
     """A simulator's end in words: its exit status, or the signal that killed it."""
-    if code is None:
-        return "the simulator closed its output but is still running"
     if code < 0:
         try:
             name = signal.Signals(-code).name
@@ -89,57 +109,143 @@ def _die_with_parent() -> None:
 
 
 class SimProcess:
-    """One running program holding `copies` copies."""
+    """One running program holding `copies` copies, in its own process group.
+
+    Every read and write is non-blocking and bounded by a deadline (`exchange`): the host
+    writes a request while it reads the reply, so a program that streams its answer before
+    it has read the whole request cannot deadlock with it, and a program that stops reading
+    cannot block it. End of its output is a fault at once, whether or not it still runs.
+    """
 
     def __init__(self, command: list[str], copies: int, timeout_s: float):
         self.copies, self.timeout_s = copies, timeout_s
         self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     preexec_fn=_die_with_parent if sys.platform == "linux" else None)
-        self.fd = self.proc.stdout.fileno()
-        os.set_blocking(self.fd, False)
-        hello = self.read(4 + 20, timeout_s=max(timeout_s, 30.0))  # start-up may compile, import...
-        if hello[:4] != MAGIC:
-            raise SimulatorFault(f"handshake: expected b'RLFM', got {hello[:4]!r}")
-        self.version, self.obs_dim, self.action_kind, self.action_size, self.reset_draws = \
-            struct.unpack("<5I", hello[4:])
-        self.send(b"N", copies, b"")
+                                     preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+                                     start_new_session=True)  # its own group: kill reaches its helpers
+        self.pgid = self.proc.pid
+        self.out_fd, self.in_fd = self.proc.stdin.fileno(), self.proc.stdout.fileno()
+        os.set_blocking(self.out_fd, False)
+        os.set_blocking(self.in_fd, False)
+        try:
+            hello = exchange([(self, b"", 4 + 20)], max(timeout_s, HANDSHAKE_TIMEOUT_S))[0]
+            if isinstance(hello, SimulatorFault):
+                raise hello
+            if hello[:4] != MAGIC:
+                raise SimulatorFault(f"handshake: expected b'RLFM', got {hello[:4]!r}")
+            self.version, self.obs_dim, self.action_kind, self.action_size, self.reset_draws = \
+                struct.unpack("<5I", hello[4:])
+            if not (self.obs_dim <= MAX_DIM and self.action_size <= MAX_DIM
+                    and self.reset_draws <= MAX_RESET_DRAWS):
+                raise SimulatorFault(f"handshake: obs_dim {self.obs_dim}, action_size {self.action_size}, "
+                                     f"reset_draws {self.reset_draws}; the bounds are {MAX_DIM}, {MAX_DIM}, "
+                                     f"{MAX_RESET_DRAWS}")
+            self.send(b"N", copies, b"")
+        except BaseException:
+            self.kill()  # a failed handshake leaves no process behind
+            raise
 
     def send(self, op: bytes, count: int, payload: bytes) -> None:
+        """A request with no reply ('N', 'Q'): written within the step timeout."""
+        fault = exchange([(self, op + struct.pack("<I", count) + payload, 0)], self.timeout_s)[0]
+        if isinstance(fault, SimulatorFault):
+            raise fault
+
+    def request(self, op: bytes, count: int, payload: bytes, size: int) -> bytes:
+        """Write a request and read its reply (`size` bytes after the tag), both bounded."""
+        data = exchange([(self, op + struct.pack("<I", count) + payload, 4 + size)], self.timeout_s)[0]
+        if isinstance(data, SimulatorFault):
+            raise data
+        return check_tag(data)
+
+    def exited(self, what: str) -> SimulatorFault:
+        """The fault for a closed pipe; the program gets a moment to exit, to report its status."""
         try:
-            self.proc.stdin.write(op + struct.pack("<I", count) + payload)
-            self.proc.stdin.flush()
-        except (BrokenPipeError, OSError, ValueError) as err:
-            raise SimulatorFault(exit_words(self.proc.poll())) from err
-
-    def read(self, size: int, timeout_s: float | None = None) -> bytes:
-        deadline = time.monotonic() + (self.timeout_s if timeout_s is None else timeout_s)
-        chunks, got = [], 0
-        while got < size:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([self.fd], [], [], left)[0]:
-                raise SimulatorFault(f"no reply within {timeout_s or self.timeout_s:g} s")
-            chunk = os.read(self.fd, size - got)
-            if not chunk:
-                raise SimulatorFault(exit_words(self.proc.wait()))
-            chunks.append(chunk)
-            got += len(chunk)
-        return b"".join(chunks)
-
-    def reply(self, size: int) -> bytes:
-        data = self.read(4 + size)
-        if data[:4] != MAGIC:
-            raise SimulatorFault(f"malformed reply: expected b'RLFM', got {data[:4]!r}")
-        return data[4:]
+            code = self.proc.wait(timeout=0.2)
+        except subprocess.TimeoutExpired:
+            return SimulatorFault(f"the program {what} but still runs")
+        return SimulatorFault(exit_words(code))
 
     def kill(self) -> None:
+        """SIGKILL the program's process group (its helpers too) and reap it, bounded."""
+        try:
+            os.killpg(self.pgid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
         if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()  # reaped: no zombie
+            try:
+                self.proc.kill()
+            except ProcessLookupError:
+                pass
+        try:
+            self.proc.wait(timeout=KILL_WAIT_S)  # reaped: no zombie
+        except subprocess.TimeoutExpired:
+            pass  # in uninterruptible sleep: init reaps it when this process ends
         for stream in (self.proc.stdin, self.proc.stdout):
             try:
                 stream.close()
             except OSError:
                 pass
+
+
+def check_tag(data: bytes) -> bytes:
+    if data[:4] != MAGIC:
+        raise SimulatorFault(f"malformed reply: expected b'RLFM', got {data[:4]!r}")
+    return data[4:]
+
+
+def exchange(jobs: list[tuple[SimProcess, bytes, int]], timeout_s: float) -> list[bytes | SimulatorFault]:
+    """For each (program, request, reply size): write the request and read that many bytes,
+    all programs at once, until `timeout_s` from now. Returns each program's reply, or the
+    SimulatorFault that ended its exchange (a timeout, a closed pipe); one program's fault
+    does not stop the others."""
+    deadline = time.monotonic() + timeout_s
+    out = [memoryview(request) for _, request, _ in jobs]
+    got: list[list[bytes]] = [[] for _ in jobs]
+    need = [size for _, _, size in jobs]
+    result: list[bytes | SimulatorFault | None] = [None] * len(jobs)
+    while True:
+        poller, owner = select.poll(), {}
+        for j, (proc, _, _) in enumerate(jobs):
+            if result[j] is not None:
+                continue
+            if not len(out[j]) and not need[j]:
+                result[j] = b"".join(got[j])
+                continue
+            if len(out[j]):
+                poller.register(proc.out_fd, select.POLLOUT)
+                owner[proc.out_fd] = j
+            if need[j]:
+                poller.register(proc.in_fd, select.POLLIN)
+                owner[proc.in_fd] = j
+        if not owner:
+            return result  # type: ignore[return-value]
+        left = deadline - time.monotonic()
+        events = poller.poll(max(left, 0) * 1000) if left > 0 else []
+        if not events:
+            for j in set(owner.values()):
+                result[j] = SimulatorFault(f"no reply within {timeout_s:g} s")
+            continue
+        for fd, event in events:
+            j = owner[fd]
+            if result[j] is not None:
+                continue
+            proc = jobs[j][0]
+            try:
+                if fd == proc.in_fd:
+                    chunk = os.read(fd, min(need[j], _CHUNK))
+                    if not chunk:
+                        result[j] = proc.exited("closed its output")
+                        continue
+                    got[j].append(chunk)
+                    need[j] -= len(chunk)
+                elif event & (select.POLLERR | select.POLLHUP):
+                    result[j] = proc.exited("closed its input")
+                else:
+                    out[j] = out[j][os.write(fd, out[j][:_CHUNK]):]
+            except BlockingIOError:
+                pass
+            except OSError:  # EPIPE, EBADF: it exited
+                result[j] = proc.exited("closed its input")
 
 
 class SubprocessEnv(BatchedEnv):
@@ -174,6 +280,7 @@ class SubprocessEnv(BatchedEnv):
         self.procs: list[SimProcess | None] = [None] * len(self.slices)
         self.obs = np.zeros((self.num_envs, obs_dim), np.float32)
         self.restarts = 0
+        self._streak = [0] * len(self.slices)  # faults of each program since its last good reply
         """Programs killed and restarted after a fault."""
         try:
             for k in range(len(self.slices)):
@@ -186,7 +293,7 @@ class SubprocessEnv(BatchedEnv):
         sl = self.slices[k]
         try:
             proc = SimProcess(self.command, sl.stop - sl.start, self.timeout_s)
-        except FileNotFoundError as err:
+        except (FileNotFoundError, PermissionError, NotADirectoryError) as err:
             raise ValueError(f"command: cannot run {self.command[0]!r}: {err.strerror}") from None
         declared = (self.single_observation_space.shape[0],
                     0 if isinstance(self.single_action_space, spaces.Discrete) else 1,
@@ -207,18 +314,22 @@ class SubprocessEnv(BatchedEnv):
                 self._reset_in(k, copies[mine], unit[mine])
 
     def _reset_in(self, k: int, copies: np.ndarray, unit: np.ndarray, retry: bool = True) -> None:
+        if self.procs[k] is None:  # given up, or its restart failed: start it now
+            self.restarts += 1
+            self.procs[k] = self._start(k)
         proc, count = self.procs[k], len(copies)
         try:
-            proc.send(b"R", count, (copies - self.slices[k].start).astype("<u4").tobytes()
-                      + np.ascontiguousarray(unit, "<f8").tobytes())
-            obs = np.frombuffer(proc.reply(4 * count * self.obs.shape[1]), "<f4").reshape(count, -1)
+            payload = ((copies - self.slices[k].start).astype("<u4").tobytes()
+                       + np.ascontiguousarray(unit, "<f8").tobytes())
+            obs = np.frombuffer(proc.request(b"R", count, payload, 4 * count * self.obs.shape[1]),
+                                "<f4").reshape(count, -1)
             if not np.isfinite(obs).all():
                 raise SimulatorFault("non-finite observations after a reset")
             self.obs[copies] = obs
-        except SimulatorFault:
+        except SimulatorFault as fault:
             if not retry:
                 raise
-            self._restart(k)
+            self._restart(k, fault)
             self._reset_in(k, copies, unit, retry=False)
 
     def _observe(self, copies: np.ndarray) -> np.ndarray:
@@ -228,37 +339,47 @@ class SubprocessEnv(BatchedEnv):
         n, dim = self.num_envs, self.obs.shape[1]
         wire = actions.astype("<i4" if actions.dtype.kind in "iu" else "<f4", copy=False)
         rewards, terminated = np.zeros(n, np.float32), np.zeros(n, bool)
-        failed, reasons = [], []
-        for k, sl in enumerate(self.slices):  # every program steps at once ...
-            try:
-                self.procs[k].send(b"S", sl.stop - sl.start, np.ascontiguousarray(wire[sl]).tobytes())
-            except SimulatorFault as err:
-                failed.append(k)
-                reasons.append(f"simulator process {k}: {err}")
-        for k, sl in enumerate(self.slices):  # ... then the replies are read in turn
-            if k in failed:
-                continue
+        for k, proc in enumerate(self.procs):
+            if proc is None:  # given up, or its restart failed: start it now
+                self.restarts += 1
+                self.procs[k] = self._start(k)
+        jobs = [(self.procs[k], b"S" + struct.pack("<I", sl.stop - sl.start) + np.ascontiguousarray(wire[sl]).tobytes(),
+                 4 + 4 * (sl.stop - sl.start) * (dim + 1) + (sl.stop - sl.start))
+                for k, sl in enumerate(self.slices)]
+        failed = []
+        for k, (sl, data) in enumerate(zip(self.slices, exchange(jobs, self.timeout_s))):  # all at once
             c = sl.stop - sl.start
             try:
-                data = self.procs[k].reply(4 * c * dim + 4 * c + c)
+                if isinstance(data, SimulatorFault):
+                    raise data
+                data = check_tag(data)
                 obs = np.frombuffer(data, "<f4", c * dim).reshape(c, dim)
                 rew = np.frombuffer(data, "<f4", c, offset=4 * c * dim)
                 if not (np.isfinite(obs).all() and np.isfinite(rew).all()):
                     raise SimulatorFault("non-finite observations or rewards")
                 self.obs[sl], rewards[sl] = obs, rew
                 terminated[sl] = np.frombuffer(data, np.uint8, c, offset=4 * c * dim + 4 * c) != 0
-            except SimulatorFault as err:
-                failed.append(k)
-                reasons.append(f"simulator process {k}: {err}")
+                self._streak[k] = 0
+            except SimulatorFault as fault:
+                failed.append((k, fault))
         if failed:
-            for k in failed:
-                self._restart(k)
-            self._bad_reason = "; ".join(reasons)
-            self._bad_copies = np.concatenate([np.arange(n)[self.slices[k]] for k in failed])
+            self._bad_reason = "; ".join(f"simulator process {k}: {fault}" for k, fault in failed)
+            for k, fault in failed:
+                self._restart(k, fault)
+            self._bad_copies = np.concatenate([np.arange(n)[self.slices[k]] for k, _ in failed])
         return self.obs.copy(), rewards, terminated
 
-    def _restart(self, k: int) -> None:
-        self.procs[k].kill()
+    def _restart(self, k: int, fault: SimulatorFault) -> None:
+        """Kill program k and start a fresh one; a program that faulted MAX_FAULT_STREAK times
+        without one good reply in between is given up (SimulatorFault, an env error): each
+        restart costs a start-up, and a program that always fails would never end a step."""
+        if self.procs[k] is not None:
+            self.procs[k].kill()
+            self.procs[k] = None  # started again at the next request, if this start fails
+        self._streak[k] += 1
+        if self._streak[k] >= MAX_FAULT_STREAK:
+            self._streak[k] = 0
+            raise SimulatorFault(f"the program failed {MAX_FAULT_STREAK} times in a row; the last: {fault}")
         self.restarts += 1
         self.procs[k] = self._start(k)
 
@@ -267,11 +388,8 @@ class SubprocessEnv(BatchedEnv):
         return [proc.proc.pid for proc in self.procs if proc is not None]
 
     def close_extras(self, **kwargs: Any) -> None:
-        for proc in getattr(self, "procs", []):
-            if proc is not None:
-                try:
-                    proc.send(b"Q", 0, b"")
-                except SimulatorFault:
-                    pass
-                proc.kill()
+        procs = [proc for proc in getattr(self, "procs", []) if proc is not None]
         self.procs = []
+        exchange([(proc, b"Q" + struct.pack("<I", 0), 0) for proc in procs], min(self.timeout_s, 1.0))
+        for proc in procs:
+            proc.kill()

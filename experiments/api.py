@@ -21,7 +21,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from rlfarm.experiments.config import ExperimentConfig
+from rlfarm.experiments.config import ExperimentConfig, override_text
 from rlfarm.experiments.config import load_config as _load_config_file
 from rlfarm.experiments.errors import ConfigError
 
@@ -46,7 +46,7 @@ def load_config(path: str | os.PathLike, overrides: Mapping[str, Any] | Sequence
     Raises ConfigError naming the field.
     """
     if isinstance(overrides, Mapping):
-        overrides = [f"{key}={json.dumps(value)}" for key, value in overrides.items()]  # JSON is YAML
+        overrides = [override_text(key, value) for key, value in overrides.items()]
     return _load_config_file(path, list(overrides or ()))
 
 
@@ -157,6 +157,15 @@ class Policy:
         return self._acting.env_actions(actions)
 
 
+def _int_argument(name: str, value: Any, minimum: int) -> int:
+    """An integer argument of the API (numpy's integers too), or a ConfigError naming it."""
+    import numbers
+
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < minimum:
+        raise ConfigError(f"{name}: expected an integer >= {minimum}, got {type(value).__name__} {value!r}")
+    return int(value)
+
+
 def evaluate(run: Run | str | os.PathLike, *, episodes: int = 10, seed: int = 12345,
              checkpoint: str | os.PathLike | None = None) -> dict[str, Any]:
     """Deterministic returns over `episodes` copies, one episode each, as `rlfarm eval --json`:
@@ -164,8 +173,7 @@ def evaluate(run: Run | str | os.PathLike, *, episodes: int = 10, seed: int = 12
     from rlfarm.experiments.run.evaluate import evaluate as evaluate_checkpoint
 
     run = run if isinstance(run, Run) else Run(run)
-    if episodes < 1:
-        raise ConfigError(f"episodes: must be >= 1, got {episodes}")
+    episodes, seed = _int_argument("episodes", episodes, 1), _int_argument("seed", seed, 0)
     if checkpoint is None:
         if not run.checkpoints:
             raise ConfigError(f"run_dir: no checkpoint in {run.dir / 'checkpoints'}")

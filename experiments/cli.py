@@ -359,6 +359,13 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `rlfarm envs | head`: the reader left; nothing more to say
         sys.stderr.close()
         return 0
+    except Exception as err:  # the user's env module failed at import: its short report
+        from rlfarm.envs.failures import EnvStartError, print_report
+
+        if not isinstance(err, EnvStartError):
+            raise
+        print_report(err, f"rlfarm {args.command}")
+        return 2 if err.config_error else 1
 
 
 if __name__ == "__main__":

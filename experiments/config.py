@@ -16,6 +16,9 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
+import math
+import numbers
 import os
 import re
 import types
@@ -115,12 +118,33 @@ _RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
 }
 
 
+MAX_INT = 2**62
+"""Integers in a config are refused past this magnitude: counters, seeds and budgets must fit
+the int64 arithmetic of numpy, torch and Ray."""
+
+
+def override_text(key: str, value: Any) -> str:
+    """`key=value` for apply_overrides from a Python value (the API's override mappings):
+    numpy scalars and arrays become plain numbers and lists (JSON is YAML)."""
+    def plain(item: Any) -> Any:
+        if hasattr(item, "item") and getattr(item, "shape", None) == ():
+            return item.item()
+        if hasattr(item, "tolist"):
+            return item.tolist()
+        raise ConfigError(f"{key}: cannot use a {type(item).__name__} value as a config value")
+
+    return f"{key}={json.dumps(value, default=plain)}"
+
+
 def load_config(path: str | os.PathLike, overrides: typing.Sequence[str] = ()) -> ExperimentConfig:
     """Read the YAML file at `path`, apply `--set key=value` overrides, build and check."""
     path = os.fspath(path)
     try:
         with open(path, encoding="utf-8") as stream:
             raw = yaml.load(stream, Loader=StrictLoader)
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {err.object[err.start]:#04x} at offset {err.start}); "
+                          "save the config as UTF-8") from None
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file") from None
     except IsADirectoryError:
@@ -300,11 +324,15 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
     if tp is int:
         number = _number(value)
         if isinstance(number, int) or (isinstance(number, float) and number.is_integer()):
+            if abs(number) > MAX_INT:
+                raise ConfigError(f"{where}: {value!r} is out of range (at most 2**62 in magnitude)")
             return int(number)
         raise ConfigError(f"{where}: expected an integer, got {_type_name(value)} {value!r}")
     if tp is float:
         number = _number(value)
         if number is not None:
+            if not math.isfinite(float(number)):
+                raise ConfigError(f"{where}: expected a finite number, got {value!r}")
             return float(number)
         raise ConfigError(f"{where}: expected a number, got {_type_name(value)} {value!r}")
     if tp is str:
@@ -331,6 +359,10 @@ def _number(value: Any) -> int | float | None:
         return None
     if isinstance(value, (int, float)):
         return value
+    if isinstance(value, numbers.Integral):  # numpy's integers (the API)
+        return int(value)
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return float(value)
     if isinstance(value, str):
         try:
             number = float(value.replace("_", ""))

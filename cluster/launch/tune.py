@@ -67,8 +67,10 @@ def trial_bundles(farm_cfg: FarmConfig) -> list[dict[str, float]]:
 
 _trial_done = threading.Event()
 """Set once this process's trial has written its last checkpoint and summary."""
-KEEP_ALIVE_S = 60.0
-"""How long a stopped trial's process waits for its training thread to finish writing."""
+KEEP_ALIVE_S = 300.0
+"""How long a stopped trial's process waits for its training thread to finish writing (an
+update and a checkpoint, on a loaded machine)."""
+_exit_held = False
 
 
 def report(metrics: dict[str, Any]) -> bool:
@@ -88,9 +90,21 @@ def report(metrics: dict[str, Any]) -> bool:
     try:
         tune.report(scalars)
     except SystemExit:
-        atexit.register(_trial_done.wait, KEEP_ALIVE_S)
         return True
     return False
+
+
+def trial_started() -> None:
+    """Called by a trial before it trains: from now on the process's exit (Tune ending the
+    actor after ASHA's stop) waits until `trial_finished`, up to KEEP_ALIVE_S. Held from the
+    start, not from the stop's SystemExit: Tune may end the actor while the training thread
+    is still in an update, before its next report sees the stop (a loaded machine), and the
+    trial's summary.json would then never be written."""
+    global _exit_held
+    _trial_done.clear()
+    if not _exit_held:
+        atexit.register(_trial_done.wait, KEEP_ALIVE_S)
+        _exit_held = True
 
 
 def trial_finished() -> None:
@@ -100,10 +114,11 @@ def trial_finished() -> None:
 
 def run_trials(trial: Callable[[dict[str, Any]], None], *, space: dict[str, Any], bundles: list[dict],
                sweep_dir: Path, metric: str, mode: str, num_samples: int, asha: dict[str, Any] | None,
-               max_concurrent: int | None, resume: bool) -> list[dict[str, Any]]:
+               max_concurrent: int | None, resume: bool) -> tuple[list[dict[str, Any]], bool]:
     """Run `trial(params)` over the space on the connected Ray cluster, or resume the sweep
-    whose state is in `sweep_dir`. Blocks until every trial has ended; returns one row per
-    trial: {"trial_id", "params", "last" (its last report), "error" (None or the message)}."""
+    whose state is in `sweep_dir`. Blocks until every trial has ended, or Ctrl-C; returns
+    (one row per trial: {"trial_id", "params", "last" (its last report), "best" (the best value
+    of `metric` it reported, or None), "error" (None or the message)}, interrupted)."""
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
     from ray.tune.schedulers import ASHAScheduler
@@ -122,13 +137,52 @@ def run_trials(trial: Callable[[dict[str, Any]], None], *, space: dict[str, Any]
                                       callbacks=[JsonLoggerCallback(), CSVLoggerCallback()]),
             tune_config=tune.TuneConfig(metric=metric, mode=mode, num_samples=num_samples,
                                         scheduler=scheduler, max_concurrent_trials=max_concurrent))
+    results, interrupted = _fit(tuner)
     rows = []
-    for result in tuner.fit():
+    for result in results:
         error = result.error
         rows.append({"trial_id": result.metrics.get("trial_id") or _trial_id_from_path(result.path),
                      "params": dict(result.config or {}), "last": dict(result.metrics or {}),
+                     "best": _best(result, metric, mode),
                      "error": None if error is None else str(error).strip().splitlines()[-1]})
-    return rows
+    return rows, interrupted
+
+
+def _fit(tuner: Any) -> tuple[Any, bool]:
+    """tuner.fit(), and whether Ctrl-C (or SIGUSR1) ended it. Tune catches the first SIGINT
+    itself, ends the trials and returns as if the sweep were done; its handler then puts back
+    the handler it found, which is how the interruption is seen here (a plain `signal` query:
+    after a run that was not interrupted, Tune's own handler is still installed)."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        return tuner.fit(), False
+
+    def marker(signum: int, frame: Any) -> None:  # a SIGINT outside Tune's run: stop as usual
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, marker) for sig in (signal.SIGINT, signal.SIGUSR1)}
+    try:
+        results = tuner.fit()
+        tune_catches_sigint = not int(os.environ.get("TUNE_DISABLE_SIGINT_HANDLER", "0") or 0)
+        interrupted = tune_catches_sigint and signal.getsignal(signal.SIGINT) is marker
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return results, interrupted
+
+
+def _best(result: Any, metric: str, mode: str) -> float | None:
+    """The best value of `metric` over a trial's reports (None when it reported none)."""
+    import math
+
+    frame = getattr(result, "metrics_dataframe", None)
+    if frame is None or metric not in frame:
+        return None
+    values = [float(v) for v in frame[metric].tolist() if v is not None and math.isfinite(float(v))]
+    if not values:
+        return None
+    return max(values) if mode == "max" else min(values)
 
 
 def current_trial_id() -> str:

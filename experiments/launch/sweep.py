@@ -12,11 +12,13 @@ The config is an experiment config plus a `sweep` section:
       mode: max
       asha: {grace_period: 20000, reduction_factor: 2}   # optional: prune by env steps
       max_concurrent: null            # default: as many as the cluster's resources allow
+      max_trials: 1000                # refuse a larger sweep before Ray starts
+      rank_by: last                   # last: the metric at a trial's end; best: its best report
 
 Each trial trains the base config with its parameters through the same loop as `rlfarm train`
 (experiments/api.py), reporting every iteration to Tune, and writes its own run dir. ASHA
 stops a trial after its current update, with a checkpoint and a summary (exit_reason
-"callback"). The sweep dir (--out, default <log.dir>/<name>-sweep-<time>) holds:
+"callback"). Ctrl-C ends the sweep as interrupted (exit 130) with the line that resumes it. The sweep dir (--out, default <log.dir>/<name>-sweep-<time>) holds:
 
     trials/trial-<id>/   one rlfarm run dir per trial (`rlfarm.Run` opens it)
     sweep.csv, sweep.md  one row per trial, best first
@@ -42,7 +44,15 @@ import yaml
 
 from rlfarm.experiments.errors import ConfigError
 
-SECTION_KEYS = ("parameters", "search", "num_samples", "metric", "mode", "asha", "max_concurrent")
+SECTION_KEYS = ("parameters", "search", "num_samples", "metric", "mode", "asha", "max_concurrent",
+                "max_trials", "rank_by")
+MAX_TRIALS = 1000
+"""The default `sweep.max_trials`: a grid is refused past it before anything starts."""
+TRIAL_METRICS = ("episode_return_mean", "episodes", "wall_s", "env_steps", "iteration", "batch_env_steps",
+                 "env_errors", "runner_restarts", "runner_timeouts", "dropped_fragments")
+"""What every trial reports to Tune (the loop's metrics and the monitor's view, see
+experiments/run/train.py `_run_callbacks`), besides the keys under TRIAL_METRIC_PREFIXES."""
+TRIAL_METRIC_PREFIXES = ("losses/", "perf/", "learner/")
 SCALE_KEYS = ("num_runners", "envs_per_runner", "num_learners", "seconds", "warmup_iterations")
 """Keys of `rlfarm scale`'s own `sweep` section, to point a user at the right command."""
 ASHA_KEYS = ("grace_period", "reduction_factor", "max_t")
@@ -69,6 +79,11 @@ class SweepSettings:
     """ASHA settings in env steps ({grace_period, reduction_factor, max_t}); None: no pruning."""
     max_concurrent: int | None = None
     """At most this many trials at once; None lets the cluster's free resources decide."""
+    max_trials: int = MAX_TRIALS
+    """A sweep of more trials (grid size x num_samples, or num_samples) is refused at once."""
+    rank_by: str = "last"
+    """"last": rank by the metric's value at the trial's end (its summary.json); "best": by the
+    best value the trial reported along the way."""
 
 
 def parse_settings(section: Any) -> SweepSettings:
@@ -93,8 +108,22 @@ def parse_settings(section: Any) -> SweepSettings:
     if settings.max_concurrent is not None and (not isinstance(settings.max_concurrent, int)
                                                 or settings.max_concurrent < 1):
         raise ConfigError(f"sweep.max_concurrent: an integer >= 1 or null, got {settings.max_concurrent!r}")
+    if not isinstance(settings.max_trials, int) or isinstance(settings.max_trials, bool) or settings.max_trials < 1:
+        raise ConfigError(f"sweep.max_trials: an integer >= 1, got {settings.max_trials!r}")
+    if settings.rank_by not in ("last", "best"):
+        raise ConfigError(f"sweep.rank_by: 'last' or 'best', got {settings.rank_by!r}")
+    if not isinstance(settings.metric, str) or not (
+            settings.metric in TRIAL_METRICS or settings.metric.startswith(TRIAL_METRIC_PREFIXES)):
+        raise ConfigError(f"sweep.metric: {settings.metric!r} is not reported by a trial; use one of "
+                          f"{list(TRIAL_METRICS)} or a key under {list(TRIAL_METRIC_PREFIXES)}")
     for name, spec in settings.parameters.items():
         _check_parameter(name, spec, settings.search)
+    trials = count_trials(settings)
+    if trials > settings.max_trials:
+        sizes = " x ".join(str(len(spec)) for spec in settings.parameters.values() if isinstance(spec, list))
+        raise ConfigError(f"sweep.parameters: {trials} trials ({sizes or 'random'} x num_samples "
+                          f"{settings.num_samples}) is more than sweep.max_trials = {settings.max_trials}; "
+                          "raise sweep.max_trials to run them")
     if settings.asha is not None:
         if not isinstance(settings.asha, dict) or set(settings.asha) - set(ASHA_KEYS):
             raise ConfigError(f"sweep.asha: a mapping of {list(ASHA_KEYS)} (in env steps), got {settings.asha!r}")
@@ -116,6 +145,13 @@ def _check_parameter(name: str, spec: Any, search: str) -> None:
         raise ConfigError(f"{where}: a non-empty list of values, e.g. [1.0e-3, 3.0e-3]")
 
 
+def count_trials(settings: SweepSettings) -> int:
+    """How many trials the sweep runs: grid size x num_samples, or num_samples (random)."""
+    if settings.search != "grid":
+        return settings.num_samples
+    return math.prod(len(spec) for spec in settings.parameters.values()) * settings.num_samples
+
+
 def parameter_values(spec: Any) -> list[Any]:
     """Values to check a parameter with: the list, or a distribution's arguments."""
     return list(spec) if isinstance(spec, list) else list(next(iter(spec.values())))
@@ -123,9 +159,9 @@ def parameter_values(spec: Any) -> list[Any]:
 
 def with_parameters(raw: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
     """A copy of the raw config with the dotted fields of `params` set (like --set)."""
-    from rlfarm.experiments.config import apply_overrides
+    from rlfarm.experiments.config import apply_overrides, override_text
 
-    return apply_overrides(copy.deepcopy(raw), [f"{key}={json.dumps(value)}" for key, value in params.items()])
+    return apply_overrides(copy.deepcopy(raw), [override_text(key, value) for key, value in params.items()])
 
 
 def load_sweep_config(path: str | os.PathLike, overrides: list[str] = ()) -> tuple[dict[str, Any], SweepSettings]:
@@ -165,6 +201,7 @@ def trial(params: dict[str, Any], *, raw: dict[str, Any], trials_dir: str) -> No
             return None
         return {"stop": cluster_tune.report(metrics)}
 
+    cluster_tune.trial_started()  # from here on, the actor's exit waits for trial_finished()
     resume = run_dir if list_checkpoints(run_dir) else None
     if resume is None and os.path.isdir(run_dir):  # this trial restarted before its first checkpoint
         shutil.rmtree(run_dir)
@@ -181,12 +218,16 @@ class SweepResult:
     dir: Path
     rows: list[dict[str, Any]]
     """One dict per trial (ROW_FIELDS plus the swept parameters), best first."""
+    interrupted: bool = False
+    """Ctrl-C (or SIGUSR1) ended the sweep before its trials did: `--resume` continues it."""
 
     @property
     def best(self):
-        """The best trial's run (an `rlfarm.Run`)."""
+        """The best trial's run (an `rlfarm.Run`); None when no trial has a value to rank by."""
         from rlfarm.experiments.api import Run
 
+        if not self.rows or self.rows[0]["_metric"] is None:
+            return None
         return Run(self.rows[0]["run_dir"])
 
 
@@ -200,7 +241,9 @@ def sweep(config: str | os.PathLike, overrides: list[str] | dict[str, Any] | Non
     from rlfarm.experiments.config import config_from_dict
 
     if isinstance(overrides, dict):
-        overrides = [f"{key}={json.dumps(value)}" for key, value in overrides.items()]
+        from rlfarm.experiments.config import override_text
+
+        overrides = [override_text(key, value) for key, value in overrides.items()]
     if resume is not None:
         sweep_dir = Path(resume)
         if not (sweep_dir / "sweep.yaml").is_file():
@@ -219,11 +262,16 @@ def sweep(config: str | os.PathLike, overrides: list[str] | dict[str, Any] | Non
     asha = None
     if settings.asha is not None:  # max_t past the budget: a trial ends its run on its own stop rule
         asha = {"max_t": base.stop.env_steps + 1, **settings.asha}
+    from rlfarm.experiments.report.console import summarise_ray_startup_warnings
+
+    summarise_ray_startup_warnings()  # Ray's auth warning in one line
+    if not sys.stderr.isatty():  # the trials' log prefixes without colour codes in a pipe or a file
+        os.environ.setdefault("RAY_COLOR_PREFIX", "0")
     session = start_ray(address or base.farm.address)
     try:
         import functools
 
-        rows = cluster_tune.run_trials(
+        rows, interrupted = cluster_tune.run_trials(
             functools.partial(trial, raw=raw, trials_dir=str(trials_dir)),
             space=cluster_tune.search_space(settings.parameters, settings.search),
             bundles=cluster_tune.trial_bundles(base.farm), sweep_dir=sweep_dir, metric=settings.metric,
@@ -231,7 +279,7 @@ def sweep(config: str | os.PathLike, overrides: list[str] | dict[str, Any] | Non
             max_concurrent=settings.max_concurrent, resume=resume is not None)
     finally:
         session.close()
-    result = SweepResult(sweep_dir, rank(table(rows, trials_dir, settings), settings))
+    result = SweepResult(sweep_dir, rank(table(rows, trials_dir, settings, interrupted), settings), interrupted)
     write_reports(result, settings)
     return result
 
@@ -240,37 +288,51 @@ def _plain_settings(settings: SweepSettings) -> dict[str, Any]:
     return {f.name: getattr(settings, f.name) for f in fields(settings)}
 
 
-def table(rows: list[dict[str, Any]], trials_dir: Path, settings: SweepSettings) -> list[dict[str, Any]]:
-    """One row per trial from its run dir's summary (and its last report to Tune)."""
+def table(rows: list[dict[str, Any]], trials_dir: Path, settings: SweepSettings,
+          interrupted: bool = False) -> list[dict[str, Any]]:
+    """One row per trial from its run dir's summary. A trial without summary.json (it never
+    ran, or its process died before writing it) has no value to rank by: Tune's last report
+    alone is not a result."""
     out = []
     for row in rows:
         run_dir = trials_dir / f"trial-{row['trial_id']}"
         summary_path = run_dir / "summary.json"
         summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+        steps = summary.get("env_steps", row["last"].get("env_steps"))
+        if summary:
+            metric = row.get("best") if settings.rank_by == "best" else \
+                summary.get(settings.metric, row["last"].get(settings.metric))
+        else:
+            metric = None
+        reason = summary.get("exit_reason") or ("error" if row["error"] else "no summary")
         entry = {
             "trial": row["trial_id"],
             **{name: row["params"].get(name) for name in settings.parameters},
             "episode_return_mean": summary.get("episode_return_mean"),
             "solved": summary.get("solved"),
-            "env_steps": summary.get("env_steps", row["last"].get("env_steps")),
-            "exit_reason": summary.get("exit_reason") or ("error" if row["error"] else "none"),
-            "stopped_early": summary.get("exit_reason") == "callback" and not summary.get("solved"),
+            "env_steps": None if steps is None else int(steps),
+            "exit_reason": "interrupted" if interrupted and reason in ("callback", "no summary") else reason,
+            "stopped_early": (settings.asha is not None and not interrupted
+                              and summary.get("exit_reason") == "callback" and not summary.get("solved")),
             "wall_s": summary.get("wall_s"),
             "run_dir": str(run_dir),
-            "_metric": summary.get(settings.metric, row["last"].get(settings.metric)),
+            "_metric": metric,
         }
         out.append(entry)
     return out
 
 
 def rank(rows: list[dict[str, Any]], settings: SweepSettings) -> list[dict[str, Any]]:
-    """Best first by the metric; trials without a value last."""
+    """Best first by the metric among the trials that ran to their own stop, then the trials
+    ASHA stopped early (their values come from a shorter budget: ASHA judged them worse at a
+    rung), then the trials without a value (no summary.json: they never ran, or died)."""
     sign = -1.0 if settings.mode == "max" else 1.0
 
     def key(row: dict[str, Any]) -> tuple[int, float]:
         value = row["_metric"]
-        missing = value is None or not math.isfinite(float(value))
-        return (1, 0.0) if missing else (0, sign * float(value))
+        if value is None or not math.isfinite(float(value)):
+            return (2, 0.0)
+        return (1 if row["stopped_early"] else 0, sign * float(value))
 
     return sorted(rows, key=key)
 
@@ -284,12 +346,17 @@ def write_reports(result: SweepResult, settings: SweepSettings) -> None:
         writer.writerows(result.rows)
     shown = [name for name in columns if name != "run_dir"]
     lines = [f"# Sweep {result.dir.name}", "",
-             f"{len(result.rows)} trials, best first by {settings.metric} ({settings.mode}); "
+             f"{len(result.rows)} trials, best first by {settings.metric} ({settings.mode}, rank_by: "
+             f"{settings.rank_by}: {RANK_BY_TEXT[settings.rank_by]}); trials stopped early by ASHA after those that ran to their "
+             "stop, trials without a summary last; "
              f"run dirs under `{result.dir / 'trials'}`.", "",
              "| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
     lines += ["| " + " | ".join(_cell(row.get(name)) for name in shown) + " |" for row in result.rows]
     (result.dir / "sweep.md").write_text("\n".join(lines) + "\n")
     write_plot(result, list(settings.parameters))
+
+
+RANK_BY_TEXT = {"last": "the value at the trial's end", "best": "the best value the trial reported"}
 
 
 def _cell(value: Any) -> str:
@@ -325,6 +392,11 @@ def write_plot(result: SweepResult, parameters: list[str]) -> None:
     plt.close(fig)
 
 
+def settings_has_asha(result: SweepResult) -> bool:
+    return any(row["stopped_early"] for row in result.rows) or \
+        bool(yaml.safe_load((result.dir / "sweep.yaml").read_text()).get("sweep", {}).get("asha"))
+
+
 def main(args: argparse.Namespace) -> int:
     if not args.config and not args.resume:
         raise ConfigError("CONFIG: give a sweep config, or --resume SWEEP_DIR to continue a sweep")
@@ -333,10 +405,17 @@ def main(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("rlfarm sweep: interrupted; continue with `rlfarm sweep --resume SWEEP_DIR`", file=sys.stderr)
         return 130
-    best = result.rows[0] if result.rows else None
-    print(f"rlfarm sweep: {len(result.rows)} trials in {result.dir}; "
-          f"{sum(bool(r['stopped_early']) for r in result.rows)} stopped early by ASHA", file=sys.stderr)
-    if best is not None:
+    if result.interrupted:
+        print(f"rlfarm sweep: interrupted; {len(result.rows)} trials so far in {result.dir}; continue with "
+              f"`rlfarm sweep --resume {result.dir}`", file=sys.stderr)
+        return 130
+    best = result.rows[0] if result.rows and result.rows[0]["_metric"] is not None else None
+    stopped = sum(bool(r['stopped_early']) for r in result.rows)
+    print(f"rlfarm sweep: {len(result.rows)} trials in {result.dir}"
+          + (f"; {stopped} stopped early by ASHA" if settings_has_asha(result) else ""), file=sys.stderr)
+    if best is None:
+        print("rlfarm sweep: no trial has a result to rank by", file=sys.stderr)
+    else:
         print(f"rlfarm sweep: best {best['trial']}: return {_cell(best['episode_return_mean'])} "
               f"({best['run_dir']})", file=sys.stderr)
     print(f"rlfarm sweep: {result.dir / 'sweep.md'}, {result.dir / 'sweep.csv'}, {result.dir / 'sweep.png'}",

@@ -26,6 +26,12 @@ if TYPE_CHECKING:
 
 RUNNERS_PER_CORE = 4
 """How far runners may oversubscribe the cores: they wait on the learner part of the time."""
+LAYER_BYTES = 8 * 2**10
+"""Memory of one torch layer object beyond its parameters (module, parameter tensors, their
+Python objects): about 6 KiB measured per Linear + activation pair, rounded up."""
+LEARNER_COPIES = 7
+"""The learner holds its parameters this many times: weights, gradients, Adam's two moments,
+and the snapshot of weights and moments that a non-finite update rolls back to."""
 ENV_STATE_PER_OBS = 4
 """An env copy's state is estimated as this many times its observation (float64 state plus
 scratch arrays), the rlfarm envs' order of magnitude."""
@@ -46,8 +52,14 @@ def check_capacity(cfg: ExperimentConfig, obs_space: Any = None, action_space: A
         raise ConfigError(f"farm.num_runners={cfg.farm.num_runners} needs {needed_cpus:g} CPUs; this machine has "
                           f"{cores} (at most {RUNNERS_PER_CORE} runner CPUs per core; --force starts it anyway)")
     per_runner, in_flight = memory_estimate(cfg, obs_space, action_space)
-    needed = cfg.farm.num_runners * per_runner + in_flight
+    learner_model, runner_model, params, layers = model_estimate(cfg, obs_space, action_space)
+    models = learner_model + cfg.farm.num_runners * runner_model
+    needed = cfg.farm.num_runners * per_runner + in_flight + models
     available = available_memory_bytes()
+    if available is not None and needed > available and models > needed / 2:
+        raise ConfigError(f"model.hidden_sizes: {layers} layers, {params:,} parameters: about {_gb(learner_model)} "
+                          f"in the learner + {_gb(runner_model)} in each of farm.num_runners={cfg.farm.num_runners} "
+                          f"runners; {_gb(available)} available (--force starts it anyway)")
     if available is not None and needed > available:
         raise ConfigError(f"env.envs_per_runner={cfg.env.envs_per_runner}: about {_gb(per_runner)} per runner "
                           f"x farm.num_runners={cfg.farm.num_runners} + {_gb(in_flight)} of fragments in flight "
@@ -71,6 +83,19 @@ def memory_estimate(cfg: ExperimentConfig, obs_space: Any = None, action_space: 
     per_runner = env_state + (cfg.farm.max_inflight + 1) * fragment
     in_flight = cfg.farm.num_runners * cfg.farm.max_inflight * fragment if cfg.farm.mode == "ray" else 0
     return per_runner, in_flight
+
+
+def model_estimate(cfg: Any, obs_space: Any, action_space: Any) -> tuple[int, int, int, int]:
+    """(learner bytes, bytes of one runner's copy, parameters, layers) of the MLP actor-critic
+    that `cfg.model` describes (a CNN trunk's convolutions are not counted)."""
+    sizes = [int(np.prod(obs_space.shape))] + [int(width) for width in cfg.model.hidden_sizes]
+    outputs = int(getattr(action_space, "n", 0)) or int(np.prod(action_space.shape or (1,)))
+    trunk = sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:]))
+    trunks = 1 if getattr(cfg.model, "shared_trunk", False) else 2
+    params = trunks * trunk + (sizes[-1] + 1) * (outputs + 1)
+    layers = trunks * (len(sizes) - 1) + 2
+    runner = 4 * params + LAYER_BYTES * layers
+    return LEARNER_COPIES * 4 * params + LAYER_BYTES * layers, runner, params, layers
 
 
 def available_memory_bytes() -> int | None:

@@ -47,8 +47,22 @@ def main(args: argparse.Namespace) -> int:
         print(f"rlfarm envs check: {args.target} will not farm: failed {', '.join(failed)}", file=sys.stderr)
         return 1
     env = envs.make(args.target, args.speed_envs, seed=0, imports=imports, **kwargs)
-    rate = steps_per_second(env, args.seconds)
-    env.close()
+    try:
+        rate = steps_per_second(env, args.seconds)
+        obs = env.step(env.action_space.sample())[0]  # still the declared shape, after many steps?
+        if tuple(obs.shape[1:]) != tuple(env.single_observation_space.shape):
+            raise ValueError(f"observation shape {tuple(obs.shape)} after the speed run; the env declares "
+                             f"(num_envs, *{tuple(env.single_observation_space.shape)})")
+    except Exception as err:  # noqa: BLE001 - the env broke a convention later than the checks looked
+        from rlfarm.envs.failures import describe
+
+        report = describe(err, "the speed measurement").report().splitlines()
+        print(f"FAIL speed: {report[0].split(': ', 1)[-1]}" + "".join(f"\n     {line.strip()}" for line in report[1:]))
+        print(f"rlfarm envs check: {args.target} will not farm: failed speed (its steps over "
+              f"{args.seconds:g} s, past the checks' rollouts)", file=sys.stderr)
+        return 1
+    finally:
+        env.close()
     print(f"speed: {rate:,.0f} env steps/s on one core (core {core}), {args.speed_envs} copies, random actions")
     print(f"rlfarm envs check: {args.target} follows the conventions and will farm")
     return 0

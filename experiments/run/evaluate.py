@@ -36,6 +36,8 @@ def main(args: argparse.Namespace) -> int:
     config_path = os.path.join(run_dir, "config.yaml")
     if not os.path.isdir(run_dir) or not os.path.exists(config_path):
         raise ConfigError(f"RUN_DIR: {run_dir} is not a run dir (no config.yaml in it)")
+    if args.gif and not os.path.isdir(os.path.dirname(os.path.abspath(args.gif))):
+        raise ConfigError(f"--gif: no folder {os.path.dirname(os.path.abspath(args.gif))} to write {args.gif} in")
     checkpoint = find_last_checkpoint(run_dir)
     if checkpoint is None:
         raise ConfigError(f"RUN_DIR: no checkpoint in {os.path.join(run_dir, 'checkpoints')}")
@@ -123,6 +125,6 @@ def write_gif(path: str, frames: list[np.ndarray], fps: int = 30) -> int:
     images = [Image.fromarray(np.asarray(f, dtype=np.uint8)) for f in frames]
     if not images:
         raise ConfigError("--gif: no frames were rendered")
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    # The user's folder must exist: a typo in it must not create directories.
     images[0].save(path, save_all=True, append_images=images[1:], duration=max(1, int(1000 / fps)), loop=0)
     return len(images)

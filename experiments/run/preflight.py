@@ -3,8 +3,9 @@
 In this order, so that a bad config, env or machine is refused before anything is written
 or started, and each entry point says the same thing about it:
 
-1. the resume lookup: the run dir's newest checkpoint (`--resume`), then the config (a file,
-   with overrides; by default the resumed run's own config.yaml);
+1. the resume lookup: the run dir's newest checkpoint (`--resume`) and its writer lock (a
+   second writer is refused), then the config (a file, with overrides; by default the
+   resumed run's own config.yaml);
 2. the run dir: a new `<log.dir>/<name>-<time>` (claimed when the run starts), the user's
    `--run-dir` (refused when used), or the resumed run's own;
 3. the env check: one copy of the env built in the driver, once. A bad env keyword is a
@@ -21,7 +22,13 @@ from typing import Any, Callable, Sequence
 
 from rlfarm.experiments.config import ExperimentConfig, load_config
 from rlfarm.experiments.errors import ConfigError
-from rlfarm.experiments.run.run_dirs import CHECKPOINT_DIR, find_last_checkpoint, new_run_dir, refuse_used_run_dir
+from rlfarm.experiments.run.run_dirs import (
+    CHECKPOINT_DIR,
+    RunDirLock,
+    find_last_checkpoint,
+    new_run_dir,
+    refuse_used_run_dir,
+)
 from rlfarm.experiments.run.train import Training
 
 
@@ -39,32 +46,45 @@ def prepare_training(config: ExperimentConfig | str | os.PathLike | None, *, ove
     option: how the caller names `resume` in its messages ("--resume", or "resume" for the API).
     hparams_keys: fields the HPARAMS row holds even at their default (a sweep's swept fields).
     """
-    checkpoint = None
+    checkpoint, lock = None, None
     if resume is not None:  # 1.
         checkpoint = find_last_checkpoint(resume)
         if checkpoint is None:
             raise ConfigError(f"{option}: no checkpoint in {os.path.join(resume, CHECKPOINT_DIR)}")
+        lock = RunDirLock(resume, option)  # one writer per run dir (held until run() ends)
         if config is None:
             config = os.path.join(resume, "config.yaml")
-    if config is None:
-        raise ConfigError("CONFIG: give a config file, or --resume RUN_DIR to continue a run")
-    cfg = config if isinstance(config, ExperimentConfig) else load_config(config, list(overrides))
-    if address:
-        cfg.farm.address = address
-    if resume is not None:
-        refuse_finished_run(resume, checkpoint, cfg, option)
-    if run_dir is not None and resume is None:  # 2. early; claim_run_dir is the atomic check
-        refuse_used_run_dir(run_dir)
-    unique = run_dir is None and resume is None
-    training = Training(cfg, resume or run_dir or new_run_dir(cfg), checkpoint, process_start_s,
-                        callbacks=callbacks, unique_run_dir=unique, hparams_keys=hparams_keys)
+    try:
+        if config is None:
+            raise ConfigError("CONFIG: give a config file, or --resume RUN_DIR to continue a run")
+        cfg = config if isinstance(config, ExperimentConfig) else load_config(config, list(overrides))
+        if address:
+            cfg.farm.address = address
+        if resume is not None:
+            refuse_finished_run(resume, checkpoint, cfg, option)
+        if run_dir is not None and resume is None:  # 2. early; claim_run_dir is the atomic check
+            refuse_used_run_dir(run_dir)
+        unique = run_dir is None and resume is None
+        training = Training(cfg, resume or run_dir or new_run_dir(cfg), checkpoint, process_start_s,
+                            callbacks=callbacks, unique_run_dir=unique, hparams_keys=hparams_keys)
+        training.lock = lock
+        _check(training, cfg, force, background_start)
+    except BaseException:
+        if lock is not None:  # refused: the run dir is free again
+            lock.release()
+        raise
+    return training
+
+
+def _check(training: Training, cfg: ExperimentConfig, force: bool, background_start: bool) -> None:
+    """Steps 3-5."""
     from rlfarm.envs.failures import EnvStartError
 
     try:
         spaces = training.check_env()  # 3.
     except EnvStartError as err:
         training.start_error = err
-        return training
+        return
     if not force:  # 4.
         from rlfarm.experiments.run.capacity import check_capacity
 
@@ -76,7 +96,6 @@ def prepare_training(config: ExperimentConfig | str | os.PathLike | None, *, ove
 
             summarise_ray_startup_warnings()
             training.start_farm_in_background()
-    return training
 
 
 def refuse_finished_run(run_dir: str, checkpoint: str, cfg: ExperimentConfig, option: str) -> None:

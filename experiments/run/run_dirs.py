@@ -14,6 +14,8 @@ from rlfarm.experiments.config import ExperimentConfig
 from rlfarm.experiments.errors import ConfigError
 
 CHECKPOINT_DIR = "checkpoints"
+LOCK_FILE = ".writer.lock"
+"""In a run dir: locked (flock) by the one process that writes the run; holds its PID and host."""
 _CHECKPOINT_RE = re.compile(r"ckpt-(\d+)\.pt$")
 Loaded = TypeVar("Loaded")
 
@@ -54,6 +56,38 @@ def claim_run_dir(path: str, unique: bool) -> str:
             refuse_used_run_dir(candidate, force=True)
         return candidate
     raise AssertionError("unreachable")
+
+
+class RunDirLock:
+    """The exclusive writer's lock on a run dir: an OS lock (flock) on `LOCK_FILE`, which the
+    kernel drops when the process ends, however it ends. The file holds "PID HOST" of the
+    holder, for the refusal's message. See docs/robustness.md for shared filesystems."""
+
+    def __init__(self, run_dir: str, option: str = "--resume") -> None:
+        import fcntl
+        import socket
+
+        path = os.path.join(run_dir, LOCK_FILE)
+        self.fd: int | None = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(self.fd, 200, 0).decode("utf-8", "replace").split()
+            self.release()
+            pid, host = (holder + ["?", "?"])[:2]
+            raise ConfigError(f"{option}: {run_dir} is being written by another rlfarm process (PID {pid} "
+                              f"on host {host}); one run dir has one writer") from None
+        except OSError as err:  # a filesystem without locks (Lustre without -o flock, ...)
+            print(f"rlfarm: warning: cannot lock {path} ({err.strerror}); a second writer of this run dir "
+                  "would not be refused", file=sys.stderr)
+            return
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # drops the lock
+            self.fd = None
 
 
 def refuse_used_run_dir(run_dir: str, force: bool = False) -> None:

@@ -1,6 +1,13 @@
 """How a run stops on signals and deadlines: the first Ctrl-C, SIGTERM or SIGUSR1 stops after the
 current update, the second at once, and a stop that does not come by itself (a hung env step,
-a silent farm) is forced by SIGALRM in the main thread (docs/robustness.md)."""
+a silent farm) is forced (docs/robustness.md).
+
+How it is forced depends on the farm. The serial farm runs the env in the main thread, so
+SIGALRM raises there. A farm whose waits are sliced (`farm.polls_stops`, Ray mode) is never
+interrupted by a signal: a handler that raises inside `ray.wait` corrupts the call (Ray
+reports a SystemError, and the run would end "crashed" without its checkpoint). There the
+handlers only set flags, and the farm's waits call `poll_stop` between their slices, which
+raises in plain Python code."""
 from __future__ import annotations
 
 import signal
@@ -19,6 +26,8 @@ STOP_GRACE_S = 10.0
 then it is interrupted (in the main thread, by SIGALRM) and the run stops."""
 WALL_GRACE_S = 5.0
 """stop.wall_s: an iteration still running this long after the deadline is interrupted."""
+MAX_DEADLINE_S = 10.0 * 365 * 86400
+"""Deadlines further away are clipped to this (ten years): setitimer overflows near 2**31 s."""
 UPDATE_RECHECK_S = 0.5
 """An interruption due while the serial farm's learner updates waits for the update's end,
 looking again this often: a half-done update is never checkpointed."""
@@ -37,12 +46,19 @@ class SignalStops:
     stop_signal: str | None
     _deadline_at: float
     _deadline_reason: str
+    _signal_deadlines = True
+    """False while a farm that polls (`polls_stops`) runs: deadlines are then polled, not signalled."""
+    _stop_now = False
+    """A second stop signal came while deadlines are polled: the next poll stops at once."""
 
     # ---- signals: the first Ctrl-C or SIGTERM stops after the current update -----------
     def _install_signal_handlers(self, farm: Farm) -> dict[int, Any]:
         """STOP_SIGNALS ask for a stop (twice: stop now); SIGALRM enforces the deadlines."""
         import threading
 
+        if getattr(farm, "polls_stops", False):
+            self._signal_deadlines = False
+            farm.stop_poll = self.poll_stop
         if threading.current_thread() is not threading.main_thread():
             return {}
         previous = {}
@@ -50,6 +66,9 @@ class SignalStops:
         def request_stop(signum: int, frame: Any) -> None:
             if self.stop_signal:  # asked twice: stop now (the batch script repeats USR1)
                 if signum == signal.SIGUSR1:
+                    return
+                if not self._signal_deadlines:
+                    self._stop_now = True  # raised by the next poll, outside Ray's calls
                     return
                 raise KeyboardInterrupt
             self.stop_signal = STOP_SIGNALS[signum]
@@ -69,19 +88,30 @@ class SignalStops:
         return previous
 
     def _arm_deadline(self, seconds: float, reason: str) -> None:
-        """Raise StopDeadline(reason) in the main thread `seconds` from now, unless an earlier
-        deadline is armed (main thread only; elsewhere the loop's own checks apply)."""
+        """Raise StopDeadline(reason) `seconds` from now, unless an earlier deadline is armed:
+        by SIGALRM in the main thread, or at the farm's next poll (`poll_stop`) where it polls.
+        A serial farm outside the main thread has neither: the loop's own checks apply."""
         import threading
 
-        if threading.current_thread() is not threading.main_thread():
-            return
-        at = time.monotonic() + max(seconds, 0.001)
+        seconds = min(max(seconds, 0.001), MAX_DEADLINE_S)
+        at = time.monotonic() + seconds
         if at < self._deadline_at:
             self._deadline_at, self._deadline_reason = at, reason
-            signal.setitimer(signal.ITIMER_REAL, max(seconds, 0.001))
+            if self._signal_deadlines and threading.current_thread() is threading.main_thread():
+                signal.setitimer(signal.ITIMER_REAL, seconds)
 
-    @staticmethod
-    def _restore_signal_handlers(previous: dict[int, Any]) -> None:
+    def poll_stop(self, updating: bool = False) -> None:
+        """Called by a polling farm between the slices of its waits: raises KeyboardInterrupt
+        after a second stop signal, StopDeadline once a deadline passed (not while the learner
+        updates: the update ends first, so no half-done update is checkpointed)."""
+        if self._stop_now:
+            raise KeyboardInterrupt
+        if not updating and time.monotonic() >= self._deadline_at:
+            raise StopDeadline(self._deadline_reason)
+
+    def _restore_signal_handlers(self, previous: dict[int, Any]) -> None:
+        self._signal_deadlines, self._stop_now = True, False
+        self._deadline_at = float("inf")
         if signal.SIGALRM in previous:
             signal.setitimer(signal.ITIMER_REAL, 0)
         for signum, handler in previous.items():

@@ -23,6 +23,7 @@ from rlfarm.experiments.report.console import hparams, print_closing_block, repo
 from rlfarm.experiments.report.pictures import write_picture
 from rlfarm.experiments.run.run_dirs import (
     CHECKPOINT_DIR,
+    RunDirLock,
     checkpoint_env_steps,
     claim_run_dir,
     list_checkpoints,
@@ -80,6 +81,9 @@ class Training(SignalStops):
         """Set by the preflight when the env could not be built: run() then ends the run."""
         self._claimed = False
         """True once this process created the run dir (a resumed run's dir is not ours to reset)."""
+        self.lock: RunDirLock | None = None
+        """This process's writer lock on the run dir (taken by the preflight on resume, at the
+        claim of a new dir), released when run() returns."""
 
     def announce(self) -> None:
         """The run line: where it writes and what it runs (once)."""
@@ -125,6 +129,13 @@ class Training(SignalStops):
 
     def run(self) -> int:
         """Train to a stop; returns the exit code (EXIT_CODES). Call after the preflight."""
+        try:
+            return self._run()
+        finally:
+            if self.lock is not None:
+                self.lock.release()
+
+    def _run(self) -> int:
         from rlfarm.experiments.report.monitor import Monitor, preload_event_writer
 
         if self.start_error is not None:
@@ -145,6 +156,11 @@ class Training(SignalStops):
                 farm = self._make_farm(self._segment_seed())
         except EnvStartError as err:  # a runner could not make the env
             return self.start_failed(err)
+        except Exception as err:  # the embedded Ray's node died while the farm started
+            if type(err).__name__ != "RayNodeDiedError":  # by name: no Ray import in serial mode
+                raise
+            print(f"rlfarm train: {err}", file=sys.stderr)
+            return 1
         try:
             if self.resume_checkpoint:
                 extra = self._restore(farm)
@@ -175,6 +191,7 @@ class Training(SignalStops):
         else:
             proposed, self.run_dir = self.run_dir, claim_run_dir(self.run_dir, unique=self.unique_run_dir)
             self._claimed = True
+            self.lock = RunDirLock(self.run_dir)  # a --resume of it meanwhile is refused
             if self._announced and self.run_dir != proposed:  # said before Ray started
                 say(f"rlfarm train: {proposed} was taken meanwhile; writing {self.run_dir}")
         config_text = dump_config(self.cfg)

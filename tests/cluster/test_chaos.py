@@ -92,3 +92,42 @@ def test_chaos_two_minutes(ray_with_faulty_envs, cartpole, tmp_path):
     while any(running(pid) for pid in runner_pids) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not [pid for pid in runner_pids if running(pid)], "runner processes left behind"
+
+
+BRIDGE_DURATION_S = 40.0
+P_CLOSE = 0.02
+"""Per step reply of a simulator program: it closes its stdout and runs on."""
+
+
+def test_chaos_with_a_misbehaving_bridge_simulator(ray_local, cartpole, tmp_path):
+    """Issue 26: a Ray farm over rlfarm/Subprocess-v0 whose programs each fork a helper and
+    close their stdout at random (running on). The farm goes on, each fault costs no more
+    than a restart (not the 30 s step timeout), the faults are counted as env errors, and no
+    program or helper is left at the end. (A SIGKILLed runner's programs die by their death
+    signal, tested in tests/envs/test_subprocess_env.py; their helpers are not reached: see
+    docs/robustness.md.)"""
+    import sys
+    from pathlib import Path
+
+    pidfile = tmp_path / "pids"
+    rude_sim = str(Path(__file__).resolve().parents[1] / "envs" / "rude_sim.py")
+    cfgs = cartpole(algo="appo", env_id="rlfarm/Subprocess-v0", envs_per_runner=4,
+                    env_kwargs={"command": [sys.executable, rude_sim, "chaos", str(pidfile), str(P_CLOSE)],
+                                "obs_dim": 4, "num_actions": 2, "copies_per_process": 2, "step_timeout_s": 30.0},
+                    runner_timeout_s=RUNNER_TIMEOUT_S, max_runner_restarts=5, fragment_length=16)
+    farm = RayFarm(*cfgs, seed=26, total_env_steps=None)
+    try:
+        started = time.monotonic()
+        while time.monotonic() - started < BRIDGE_DURATION_S:
+            begun = time.monotonic()
+            result = farm.iterate()
+            assert time.monotonic() - begun < 30.0  # a closed stdout is a fault at once, not a 30 s timeout
+    finally:
+        farm.close()
+    assert result["runner_restarts"] == 0 and result["env_errors"] > 0, result
+    started_pids = [int(line) for line in pidfile.read_text().split()]
+    assert len(started_pids) > 8  # programs and helpers, restarted after faults
+    deadline = time.monotonic() + 15
+    while any(running(pid) for pid in started_pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [pid for pid in started_pids if running(pid)], "simulator processes left behind"

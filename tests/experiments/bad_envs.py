@@ -45,19 +45,28 @@ for env_id, cls in (("rlfarm_test/NaNCartPole-v0", NaNCartPole),
 
 class HangingCartPole(CartPoleEnv):
     """CartPole whose `step` never returns from its `hang_at`-th call on (a solver that hangs);
-    with `sigterm`, it first sends its own process SIGTERM (serial mode: the driver)."""
+    with `sigterm`, it first sends its own process SIGTERM (serial mode: the driver). With
+    `slow_s`, each step from then on takes that long instead of hanging; `mark_path`, when
+    given, is created when the hang (or the slowness) starts, for a test to act on."""
 
-    def __init__(self, hang_at: int = 50, sigterm: bool = False, **kwargs):
+    def __init__(self, hang_at: int = 50, sigterm: bool = False, slow_s: float = 0.0,
+                 mark_path: str = "", **kwargs):
         super().__init__(**kwargs)
         self.hang_at, self.sigterm, self.calls = hang_at, sigterm, 0
+        self.slow_s, self.mark_path = slow_s, mark_path
 
     def step(self, action):
         self.calls += 1
         if self.calls >= self.hang_at:
+            if self.mark_path and not os.path.exists(self.mark_path):
+                open(self.mark_path, "w").close()
             if self.sigterm:
                 os.kill(os.getpid(), signal.SIGTERM)
-            while True:
-                time.sleep(0.05)
+            if self.slow_s:
+                time.sleep(self.slow_s)
+            else:
+                while True:
+                    time.sleep(0.05)
         return super().step(action)
 
 

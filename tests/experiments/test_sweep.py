@@ -67,8 +67,12 @@ def test_asha_sweep_of_the_example_writes_reports_and_stops_a_weak_trial_early(t
     assert {row["algo.lr"] for row in rows} == {"0.0025", "0.0003"}
     stopped = [row for row in result.rows if row["stopped_early"]]
     assert stopped and all(row["env_steps"] < 41_000 for row in stopped), result.rows
-    returns = [row["episode_return_mean"] for row in result.rows if row["episode_return_mean"] is not None]
-    assert returns == sorted(returns, reverse=True)  # best first
+    ran = [row for row in result.rows if not row["stopped_early"]]
+    assert result.rows[:len(ran)] == ran  # trials that ran to their stop first, ASHA's stopped ones after
+    for group in (ran, stopped):
+        returns = [row["episode_return_mean"] for row in group if row["episode_return_mean"] is not None]
+        assert returns == sorted(returns, reverse=True)  # best first
+    assert all(row["exit_reason"] == "callback" for row in stopped)  # each wrote its summary.json
     best = result.best
     assert best.summary["exit_reason"] in ("env_steps", "target_return")
     assert rlfarm.evaluate(best, episodes=2)["episodes"] == 2
@@ -89,7 +93,10 @@ def test_a_sweep_interrupted_with_ctrl_c_resumes_and_its_trials_continue_their_r
         time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
     output = proc.communicate(timeout=120)[0]
-    assert proc.returncode in (0, 130), output[-3000:]
+    # issue 26: an interruption, not a finished sweep, with the line that resumes it
+    assert proc.returncode == 130, output[-3000:]
+    assert f"continue with `rlfarm sweep --resume {out}`" in output, output[-3000:]
+    assert "stopped early by ASHA" not in output, output[-3000:]
     resumed = subprocess.run([*command, "--resume", str(out)], env=env, capture_output=True, text=True,
                              timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
@@ -105,3 +112,73 @@ def test_submit_sweep_runs_rlfarm_sweep_on_the_cluster_with_out_as_the_sweep_dir
                                       command="sweep")
     assert command == ("python -m rlfarm.experiments.cli sweep experiments/examples/sweep_cartpole.yaml "
                        "--set sweep.max_concurrent=4 --out /shared/runs/s")
+
+
+def test_a_grid_past_max_trials_is_refused_before_anything_starts(tmp_path):
+    """Issue 26: a 10**6-point grid took 4 GB and 5 minutes before its first trial."""
+    section = {"parameters": {"algo.lr": [1e-3 * (1 + k / 1000) for k in range(1000)],
+                              "algo.clip_coef": [0.1 + k / 10_000 for k in range(1000)]}}
+    started = time.monotonic()
+    with pytest.raises(rlfarm.ConfigError, match=r"sweep\.parameters: 1000000 trials \(1000 x 1000 x num_samples 1\)"
+                                                 r" is more than sweep\.max_trials = 1000"):
+        sweep_module.load_sweep_config(write_sweep(tmp_path, section))
+    assert time.monotonic() - started < 5
+    section["max_trials"] = 10**6  # raised on purpose: accepted (values checked one by one)
+    section["parameters"] = {"algo.lr": [1e-3, 2e-3], "algo.clip_coef": [0.1, 0.2]}
+    assert sweep_module.count_trials(sweep_module.load_sweep_config(write_sweep(tmp_path, section))[1]) == 4
+
+
+@pytest.mark.parametrize("metric, ok", [("episode_return_mean", True), ("losses/policy", True),
+                                        ("episode_reward_mean", False), ("", False)])
+def test_the_metric_is_checked_before_any_trial(tmp_path, metric, ok):
+    section = {"parameters": {"algo.lr": [1e-3]}, "metric": metric}
+    if ok:
+        sweep_module.load_sweep_config(write_sweep(tmp_path, section))
+    else:
+        with pytest.raises(rlfarm.ConfigError, match=r"sweep\.metric: .* is not reported by a trial"):
+            sweep_module.load_sweep_config(write_sweep(tmp_path, section))
+
+
+def _tune_row(trial_id: str, last: dict, best=None, error=None) -> dict:
+    return {"trial_id": trial_id, "params": {"algo.lr": 1e-3}, "last": last, "best": best, "error": error}
+
+
+def _summary(trials: Path, trial_id: str, **fields) -> None:
+    import json
+
+    run_dir = trials / f"trial-{trial_id}"
+    run_dir.mkdir(parents=True)
+    (run_dir / "summary.json").write_text(json.dumps({"exit_reason": "env_steps", "solved": False, **fields}))
+
+
+@pytest.mark.parametrize("rank_by", ["last", "best"])
+def test_a_trial_without_results_is_never_ranked_first(tmp_path, rank_by):
+    """Issue 25, Why 1 (ASHA): a trial with no summary.json was ranked first on Tune's last
+    report, with an empty return, and its env steps were printed as 4.301e+04."""
+    settings = sweep_module.parse_settings({"parameters": {"algo.lr": [1e-3]}, "rank_by": rank_by,
+                                            "asha": {"grace_period": 1000}})
+    trials = tmp_path / "trials"
+    _summary(trials, "b", episode_return_mean=120.0, env_steps=43_008)
+    _summary(trials, "c", episode_return_mean=90.0, env_steps=43_008)
+    rows = [_tune_row("a", {"episode_return_mean": 500.0, "env_steps": 43010.0}, best=500.0),  # no summary
+            _tune_row("b", {"episode_return_mean": 120.0, "env_steps": 43008.0}, best=150.0),
+            _tune_row("c", {"episode_return_mean": 90.0, "env_steps": 43008.0}, best=200.0),
+            _tune_row("d", {}, error="never ran")]
+    ranked = sweep_module.rank(sweep_module.table(rows, trials, settings), settings)
+    expected = ["b", "c"] if rank_by == "last" else ["c", "b"]
+    assert [row["trial"] for row in ranked[:2]] == expected
+    assert {row["trial"] for row in ranked[2:]} == {"a", "d"}
+    assert all(isinstance(row["env_steps"], int) for row in ranked if row["env_steps"] is not None)
+    assert next(row for row in ranked if row["trial"] == "a")["exit_reason"] == "no summary"
+    result = sweep_module.SweepResult(tmp_path, ranked)
+    sweep_module.write_reports(result, settings)
+    text = (tmp_path / "sweep.md").read_text()
+    assert "43008" in text and "e+04" not in text
+    assert f"rank_by: {rank_by}" in text
+
+
+def test_no_trial_with_results_means_no_best(tmp_path):
+    settings = sweep_module.parse_settings({"parameters": {"algo.lr": [1e-3]}})
+    rows = sweep_module.rank(sweep_module.table([_tune_row("a", {"episode_return_mean": 9.0})],
+                                                tmp_path / "trials", settings), settings)
+    assert sweep_module.SweepResult(tmp_path, rows).best is None
