@@ -1,4 +1,5 @@
-"""The agents layer: torch policies, normalizer, GAE/V-trace, PPO/APPO learners, checkpoints.
+"""The agents layer: torch policies, normalizer, GAE/V-trace, PPO/APPO/SAC/DQN learners,
+the replay buffer, checkpoints.
 
 The configs and the Fragment load eagerly (numpy only); everything that needs torch loads
 on first use, so `import agents` stays cheap for the CLI.
@@ -17,6 +18,10 @@ _LAZY = {
     "ActionSpec": "rlfarm.agents.spaces",
     "RunningMeanStd": "rlfarm.agents.normalizer",
     "PPOLearner": "rlfarm.agents.ppo",
+    "SACLearner": "rlfarm.agents.sac",
+    "DQNLearner": "rlfarm.agents.dqn",
+    "ReplayBuffer": "rlfarm.agents.replay",
+    "replay_bytes": "rlfarm.agents.replay",
     "APPOLearner": "rlfarm.agents.appo",
     "save_checkpoint": "rlfarm.agents.checkpoint",
     "load_checkpoint": "rlfarm.agents.checkpoint",
@@ -27,10 +32,18 @@ _LAZY = {
 __all__ = ["AlgoConfig", "PolicyConfig", "Fragment", "FragmentMeta", "make_acting_policy", "make_learner", *_LAZY]
 
 
-def make_acting_policy(obs_space, action_space, policy_cfg: PolicyConfig | None = None, *, seed: int | None = None):
+def make_acting_policy(obs_space, action_space, policy_cfg: PolicyConfig | None = None, *, seed: int | None = None,
+                       algo_cfg: AlgoConfig | None = None, runner_index: int = 0, num_runners: int = 1):
     """The runner's inference copy: a NumpyActingPolicy or a torch ActingPolicy, per
-    `policy_cfg.acting_backend` ("auto" takes numpy where the network allows it)."""
+    `policy_cfg.acting_backend` ("auto" takes numpy where the network allows it); for SAC and
+    DQN the numpy acting policy of agents/offpolicy_acting.py (runner_index and num_runners
+    spread DQN's epsilon across runners when algo.runner_epsilons)."""
     policy_cfg = policy_cfg or PolicyConfig()
+    if algo_cfg is not None and algo_cfg.name in ("sac", "dqn"):
+        from rlfarm.agents.offpolicy_acting import make_offpolicy_acting
+
+        return make_offpolicy_acting(obs_space, action_space, policy_cfg, algo_cfg, seed=seed,
+                                     runner_index=runner_index, num_runners=num_runners)
     if policy_cfg.acts_in_torch:
         from rlfarm.agents.acting import ActingPolicy as acting_class
     else:
@@ -47,7 +60,7 @@ def __getattr__(name: str):
 def make_learner(obs_space, action_space, policy_cfg: PolicyConfig | None = None,
                  algo_cfg: AlgoConfig | None = None, total_env_steps: int | None = None,
                  device: str = "auto", seed: int | None = None):
-    """A PPOLearner or APPOLearner per `algo_cfg.name`.
+    """A PPOLearner, APPOLearner, SACLearner or DQNLearner per `algo_cfg.name`.
 
     total_env_steps: the run's budget, for linear lr annealing (no annealing without it).
     device: "auto" defers to algo_cfg.device (itself "auto": CUDA where present).
@@ -56,6 +69,10 @@ def make_learner(obs_space, action_space, policy_cfg: PolicyConfig | None = None
     algo_cfg = algo_cfg or AlgoConfig()
     if algo_cfg.name == "ppo":
         from rlfarm.agents.ppo import PPOLearner as learner_class
+    elif algo_cfg.name == "sac":
+        from rlfarm.agents.sac import SACLearner as learner_class
+    elif algo_cfg.name == "dqn":
+        from rlfarm.agents.dqn import DQNLearner as learner_class
     else:
         from rlfarm.agents.appo import APPOLearner as learner_class
     return learner_class(obs_space, action_space, policy_cfg, algo_cfg, total_env_steps, device, seed)

@@ -6,15 +6,26 @@ This module imports neither torch nor numpy: the CLI imports it at start-up.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import ClassVar, Optional
 
 ACTIVATIONS = ("tanh", "relu", "elu", "gelu", "silu")
 TRUNKS = ("mlp", "cnn")
-ALGOS = ("ppo", "appo")
+ALGOS = ("ppo", "appo", "sac", "dqn")
+ON_POLICY = ("ppo", "appo")
+OFF_POLICY = ("sac", "dqn")
 DEVICES = ("auto", "cpu", "cuda")
 ACTING_BACKENDS = ("auto", "numpy", "torch")
 NUMPY_ACTIVATIONS = ("tanh", "relu", "elu", "silu")  # gelu needs erf, which numpy lacks
+
+
+def replay_bytes(capacity: int, obs_shape, action_shape=(), action_itemsize: int = 8) -> int:
+    """Bytes an agents.ReplayBuffer of `capacity` transitions holds: obs and next_obs (float32),
+    the actions (`action_itemsize` bytes each: 8 for int64 discrete, 4 for float32 Box), reward
+    and discount (float32). Here, without numpy or torch, for the CLI's capacity check."""
+    obs_size, action_size = math.prod(int(s) for s in obs_shape), math.prod(int(s) for s in action_shape)
+    return int(capacity) * (2 * 4 * obs_size + action_itemsize * action_size + 4 + 4)
 
 
 def _check(condition: bool, field_name: str, message: str) -> None:
@@ -105,17 +116,30 @@ class PolicyConfig:
 
 @dataclass
 class AlgoConfig:
-    """The learning algorithm: PPO (on-policy) or APPO (asynchronous PPO over V-trace)."""
+    """The learning algorithm: PPO (on-policy), APPO (asynchronous PPO over V-trace), SAC
+    (off-policy, Box actions) or DQN (off-policy, Discrete actions)."""
 
-    ONLY_FOR: ClassVar[dict[str, str]] = {"vtrace": "appo", "rho_bar": "appo", "c_bar": "appo"}
-    """Fields that only one algorithm reads (field -> algo name); a display of the config can
-    leave them out of the others'."""
+    READ_BY: ClassVar[dict[str, tuple[str, ...]]] = {
+        **{name: ON_POLICY for name in ("anneal_lr", "gae_lambda", "clip_coef", "anneal_clip", "target_kl",
+                                        "clip_vloss", "epochs", "minibatches", "ent_coef", "vf_coef",
+                                        "normalize_adv", "normalize_obs", "obs_clip", "cuda_graphs")},
+        **{name: ("appo",) for name in ("vtrace", "rho_bar", "c_bar")},
+        "max_grad_norm": ("ppo", "appo", "dqn"),
+        **{name: OFF_POLICY for name in ("learning_starts", "replay_size", "batch_size", "updates_per_step",
+                                         "tau", "publish_every")},
+        **{name: ("sac",) for name in ("init_alpha", "autotune_alpha", "target_entropy")},
+        **{name: ("dqn",) for name in ("n_step", "target_update_every", "epsilon_start", "epsilon_end",
+                                       "epsilon_fraction", "runner_epsilons", "dueling")},
+    }
+    """Fields that only some algorithms read (field -> algo names; the rest are read by all);
+    a display of the config leaves them out of the others' (`unread_fields`)."""
 
     name: str = "ppo"
-    """`ppo` or `appo`."""
+    """`ppo`, `appo`, `sac` or `dqn`."""
 
     lr: float = 2.5e-4
-    """Adam learning rate (annealed linearly to 0 over the run when `anneal_lr`)."""
+    """Adam learning rate (PPO/APPO: annealed linearly to 0 over the run when `anneal_lr`;
+    SAC: of the actor, the critics and the temperature alike)."""
 
     anneal_lr: bool = True
     """Linearly decay lr to 0 at total_env_steps (needs the run's total env steps)."""
@@ -185,6 +209,69 @@ class AlgoConfig:
     """Updates in a row whose loss or gradient is NaN/Inf (each one skipped, the weights kept)
     after which the run stops with exit 1: the data or the settings are broken."""
 
+    # ---- off-policy (SAC, DQN) ----
+    learning_starts: int = 1000
+    """SAC/DQN: env steps in the replay buffer before the first gradient step (the runners
+    act with their initial policy, or DQN's epsilon-greedy, until then)."""
+
+    replay_size: int = 1_000_000
+    """SAC/DQN: transitions the replay buffer holds (the oldest go first); its memory counts
+    in `rlfarm capacity`'s estimate."""
+
+    batch_size: int = 256
+    """SAC/DQN: transitions per gradient step, drawn uniformly from the replay buffer."""
+
+    updates_per_step: float = 1.0
+    """SAC/DQN: the update-to-data ratio, gradient steps per env step consumed (0.5: one
+    gradient step every two env steps). Exact in serial mode; in Ray mode within the
+    tolerance docs/learning.md states."""
+
+    tau: float = 0.005
+    """SAC/DQN: Polyak rate of the target networks, target <- tau * online + (1 - tau) * target
+    (1.0: a hard copy)."""
+
+    publish_every: int = 1
+    """SAC/DQN: gradient steps between new weights for the runners (each is a new version)."""
+
+    init_alpha: float = 1.0
+    """SAC: the entropy temperature alpha at the start."""
+
+    autotune_alpha: bool = True
+    """SAC: tune alpha so that the policy's entropy tracks `target_entropy` (Haarnoja et al.
+    2018, section 5); false keeps alpha at init_alpha."""
+
+    target_entropy: Optional[float] = None
+    """SAC: the entropy alpha is tuned to; null means -(action dimensions), the paper's choice."""
+
+    n_step: int = 1
+    """DQN: steps of reward summed before the target bootstraps (a window ends early at an
+    episode's end and at a fragment's last row)."""
+
+    target_update_every: int = 1
+    """DQN: gradient steps between target network updates (each by `tau`; rl-zoo's CartPole
+    copies hard, tau 1, every few steps)."""
+
+    epsilon_start: float = 1.0
+    """DQN: exploration rate at the start."""
+
+    epsilon_end: float = 0.05
+    """DQN: exploration rate at the end of the decay."""
+
+    epsilon_fraction: float = 0.1
+    """DQN: fraction of the run's env steps over which epsilon decays linearly from
+    epsilon_start to epsilon_end."""
+
+    runner_epsilons: bool = False
+    """DQN: runner i of R explores with epsilon^(1 + 7 i / (R - 1)) instead of epsilon, a
+    spread of exploration rates across runners as in Ape-X (Horgan et al. 2018)."""
+
+    dueling: bool = False
+    """DQN: a dueling head, Q = V + A - mean(A) (Wang et al. 2016), instead of a plain one."""
+
+    def unread_fields(self) -> list[str]:
+        """The fields this config's algorithm does not read (left out of its displayed config)."""
+        return [name for name, algos in self.READ_BY.items() if self.name not in algos]
+
     def __post_init__(self) -> None:
         self.validate()
 
@@ -194,7 +281,13 @@ class AlgoConfig:
         for name in ("anneal_lr", "anneal_clip", "clip_vloss", "cuda_graphs", "normalize_adv", "normalize_obs", "vtrace"):
             value = getattr(self, name)
             _check(isinstance(value, bool), name, f"must be true or false, got {value!r}")
-        for name in ("epochs", "minibatches", "max_skipped_updates"):
+        for name in ("autotune_alpha", "runner_epsilons", "dueling"):
+            value = getattr(self, name)
+            _check(isinstance(value, bool), name, f"must be true or false, got {value!r}")
+        _check(_is_int(self.learning_starts) and self.learning_starts >= 0, "learning_starts",
+               f"must be an int >= 0, got {self.learning_starts!r}")
+        for name in ("epochs", "minibatches", "max_skipped_updates", "replay_size", "batch_size",
+                     "publish_every", "n_step", "target_update_every"):
             value = getattr(self, name)
             _check(_is_int(value) and value >= 1, name, f"must be an int >= 1, got {value!r}")
         ranges = {  # name: (low, high, low_inclusive)
@@ -202,6 +295,8 @@ class AlgoConfig:
             "clip_coef": (0.0, 10.0, False), "ent_coef": (0.0, 1.0, True), "vf_coef": (0.0, 100.0, True),
             "max_grad_norm": (0.0, 1e6, False), "obs_clip": (0.0, 1e6, False),
             "rho_bar": (0.0, 1e6, False), "c_bar": (0.0, 1e6, False),
+            "updates_per_step": (0.0, 1000.0, False), "tau": (0.0, 1.0, False), "init_alpha": (0.0, 1e6, False),
+            "epsilon_start": (0.0, 1.0, True), "epsilon_end": (0.0, 1.0, True), "epsilon_fraction": (0.0, 1.0, True),
         }
         for name, (low, high, low_inclusive) in ranges.items():
             value = getattr(self, name)
@@ -210,3 +305,8 @@ class AlgoConfig:
             _check(ok, name, f"must be a number in {bracket}{low:g}, {high:g}], got {value!r}")
         _check(self.target_kl is None or (_is_number(self.target_kl) and self.target_kl > 0), "target_kl",
                f"must be null or a number > 0, got {self.target_kl!r}")
+        _check(self.target_entropy is None or _is_number(self.target_entropy), "target_entropy",
+               f"must be null or a number, got {self.target_entropy!r}")
+        _check(self.n_step <= 100, "n_step", f"must be at most 100, got {self.n_step!r}")
+        _check(self.batch_size <= self.replay_size, "batch_size",
+               f"must be at most replay_size ({self.replay_size}), got {self.batch_size}")

@@ -13,11 +13,18 @@ documented in docs/interfaces.md:
 - ``policy_version``, ``runner_id``; ``episode_returns`` float32 ``[k]`` and
   ``episode_lengths`` int32 ``[k]`` of the episodes that ended in this fragment;
   ``env_ms``, ``inference_ms``, ``env_errors``.
+- Off-policy learners need the final observation itself, not only its value: ``final_obs``
+  float32 ``[k, *obs]`` holds it for the k copies truncated (not terminated) in the
+  fragment, at flat rows ``final_index`` int64 ``[k]`` (row t, copy n -> t * N + n).
+- ``autoreset_mode`` names how the envs reset. ``same_step`` is the layout above.
+  ``next_step`` (gymnasium's default): where step t ended an episode, ``obs[t+1]`` is the
+  final obs, and step t+1 only resets (reward 0, not a transition); ``done_before`` bool
+  ``[N]`` marks the copies whose step before row 0 ended an episode, so row 0 is their reset.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -44,6 +51,15 @@ class Fragment:
     env_ms: float = 0.0
     inference_ms: float = 0.0
     env_errors: int = 0
+    final_obs: Optional[np.ndarray] = None
+    """float32 [k, *obs]: final obs of the copies truncated (not terminated); None: none kept."""
+    final_index: Optional[np.ndarray] = None
+    """int64 [k]: their flat rows t * N + n."""
+    autoreset_mode: str = "same_step"
+    """How the envs reset: same_step (obs[t+1] is already the next episode's first obs) or
+    next_step (obs[t+1] is the final obs; step t+1 is a reset, not a transition)."""
+    done_before: Optional[np.ndarray] = None
+    """next_step only, bool [N]: copies whose step before row 0 ended an episode."""
 
     @classmethod
     def allocate(cls, num_steps: int, num_envs: int, obs_shape: Sequence[int],
@@ -82,7 +98,8 @@ class Fragment:
     def nbytes(self) -> int:
         """Bytes held by the arrays (what travels through the object store)."""
         arrays = (self.obs, self.episode_returns, self.episode_lengths) + tuple(getattr(self, f) for f in STEP_FIELDS)
-        return int(sum(a.nbytes for a in arrays))
+        optional = (self.final_obs, self.final_index, self.done_before)
+        return int(sum(a.nbytes for a in arrays) + sum(a.nbytes for a in optional if a is not None))
 
     def validate(self) -> None:
         """Raise ValueError naming the first array whose shape or dtype breaks the layout."""
@@ -101,6 +118,19 @@ class Fragment:
                              f"got {self.obs.dtype.name} {list(self.obs.shape)}")
         if self.actions.shape[:2] != (T, N):
             raise ValueError(f"Fragment.actions: expected [{T}, {N}, ...], got {list(self.actions.shape)}")
+        if self.autoreset_mode not in ("same_step", "next_step"):
+            raise ValueError(f"Fragment.autoreset_mode: expected same_step or next_step, got {self.autoreset_mode!r}")
+        if (self.final_obs is None) != (self.final_index is None):
+            raise ValueError("Fragment.final_obs and Fragment.final_index: give both or neither")
+        if self.final_obs is not None:
+            k = len(self.final_index)
+            if self.final_obs.shape != (k, *self.obs.shape[2:]) or self.final_obs.dtype != np.float32:
+                raise ValueError(f"Fragment.final_obs: expected float32 [{k}, {', '.join(map(str, self.obs.shape[2:]))}], "
+                                 f"got {self.final_obs.dtype.name} {list(self.final_obs.shape)}")
+            if k and (self.final_index.min() < 0 or self.final_index.max() >= T * N):
+                raise ValueError(f"Fragment.final_index: rows must lie in [0, {T * N})")
+        if self.done_before is not None and self.done_before.shape != (N,):
+            raise ValueError(f"Fragment.done_before: expected bool [{N}], got {list(self.done_before.shape)}")
 
     @staticmethod
     def concat(fragments: Sequence["Fragment"]) -> "Fragment":
@@ -119,6 +149,9 @@ class Fragment:
         joined = {name: np.concatenate([getattr(f, name) for f in fragments], axis=1)
                   for name in ("obs",) + STEP_FIELDS}
         runner_ids = {f.runner_id for f in fragments}
+        modes = {f.autoreset_mode for f in fragments}
+        if len(modes) != 1:
+            raise ValueError(f"Fragment.concat: fragments differ in autoreset_mode: {sorted(modes)}")
         return Fragment(
             **joined,
             policy_version=min(f.policy_version for f in fragments),
@@ -128,7 +161,27 @@ class Fragment:
             env_ms=float(sum(f.env_ms for f in fragments)),
             inference_ms=float(sum(f.inference_ms for f in fragments)),
             env_errors=int(sum(f.env_errors for f in fragments)),
+            **_concat_final_obs(fragments),
+            autoreset_mode=modes.pop(),
+            done_before=None if all(f.done_before is None for f in fragments) else np.concatenate(
+                [np.zeros(f.num_envs, bool) if f.done_before is None else f.done_before for f in fragments]),
         )
+
+
+def _concat_final_obs(fragments: Sequence[Fragment]) -> dict:
+    """final_obs and final_index of fragments joined along the env axis (rows renumbered)."""
+    if all(f.final_obs is None for f in fragments):
+        return {}
+    total_envs = sum(f.num_envs for f in fragments)
+    obs, index, offset = [], [], 0
+    for f in fragments:
+        if f.final_obs is not None:
+            rows, copies = np.divmod(f.final_index, f.num_envs)
+            obs.append(f.final_obs)
+            index.append(rows * total_envs + copies + offset)
+        offset += f.num_envs
+    return {"final_obs": np.concatenate(obs).astype(np.float32, copy=False),
+            "final_index": np.concatenate(index).astype(np.int64, copy=False)}
 
 
 @dataclass

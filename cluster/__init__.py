@@ -21,14 +21,14 @@ __all__ = ["FARM_MODES", "FarmConfig", "Runner", "LearnerWorker", "Farm", "make_
 
 
 def make_farm(env_cfg: EnvConfig, policy_cfg: PolicyConfig, algo_cfg: AlgoConfig, farm_cfg: FarmConfig,
-              seed: int, total_env_steps: int | None) -> "Farm":
+              seed: int, total_env_steps: int | None, runtime_env: dict | None = None) -> "Farm":
     """Build the farm that `farm_cfg.mode` names; `rlfarm train` drives it the same way either way."""
     if farm_cfg.mode == "serial":
         from rlfarm.cluster.serial import SerialFarm
         return SerialFarm(env_cfg, policy_cfg, algo_cfg, farm_cfg, seed, total_env_steps)
     if farm_cfg.mode == "ray":
         from rlfarm.cluster.ray_farm import RayFarm  # imports ray; only the Ray path pays for it
-        return RayFarm(env_cfg, policy_cfg, algo_cfg, farm_cfg, seed, total_env_steps)
+        return RayFarm(env_cfg, policy_cfg, algo_cfg, farm_cfg, seed, total_env_steps, runtime_env=runtime_env)
     raise ValueError(f"farm.mode: must be one of {', '.join(FARM_MODES)}, got {farm_cfg.mode!r}")
 
 

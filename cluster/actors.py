@@ -60,7 +60,8 @@ class RunnerActor:
     """A Runner in its own process. Created with `ray.remote(RunnerActor).options(...)`."""
 
     def __init__(self, env_cfg: EnvConfig, policy_cfg: PolicyConfig, *, seed: int, runner_index: int,
-                 fragment_length: int, artificial_lag: int = 0) -> None:
+                 fragment_length: int, artificial_lag: int = 0,
+                 algo_cfg: AlgoConfig | None = None, num_runners: int = 1) -> None:
         from rlfarm.cluster import wire
         from rlfarm.cluster.runner import Runner
 
@@ -77,7 +78,8 @@ class RunnerActor:
         """Why this runner could not make its env; the driver asks with `started()`."""
         try:
             self.runner = Runner(env_cfg, policy_cfg, seed=seed, runner_index=runner_index,
-                                 fragment_length=fragment_length, artificial_lag=artificial_lag)
+                                 fragment_length=fragment_length, artificial_lag=artificial_lag,
+                                 algo_cfg=algo_cfg, num_runners=num_runners)
         except EnvStartError as err:  # kept for the driver, not a dead actor in Ray's log
             self.start_error = err
         self.runner_index = runner_index
@@ -225,8 +227,8 @@ class LearnerActor:
         """The current weights, put once; used at start and after loading a checkpoint."""
         return {"version": self.worker.version, "weights": [ray.put(self.worker.get_weights())]}
 
-    def save_checkpoint(self, path: str, extra: dict[str, Any]) -> str:
-        return self.worker.save_checkpoint(path, extra)
+    def save_checkpoint(self, path: str, extra: dict[str, Any], with_replay: bool = False) -> str:
+        return self.worker.save_checkpoint(path, extra, with_replay)
 
     def load_checkpoint(self, path: str) -> dict[str, Any]:
         return self.worker.load_checkpoint(path)

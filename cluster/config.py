@@ -76,6 +76,11 @@ class FarmConfig:
     address: str | None = None
     """Ray cluster to join; None starts an embedded local Ray (or uses $RAY_ADDRESS)."""
 
+    py_modules: list[str] = field(default_factory=list)
+    """Local package folders or .py files shipped to a Ray cluster's workers (runtime_env
+    py_modules) with `rlfarm submit` and `--address`, besides what rlfarm finds itself: the
+    env's own package and env.imports (cluster/launch/ship.py, docs/envs.md)."""
+
     def __post_init__(self) -> None:
         self.validate()
 
@@ -97,6 +102,9 @@ class FarmConfig:
         for name in ("runner_resources", "learner_resources"):
             if not isinstance(getattr(self, name), dict):
                 raise ValueError(f"{name}: expected a mapping of Ray resources, got {getattr(self, name)!r}")
+        if not isinstance(self.py_modules, list) or not all(isinstance(p, str) and p for p in self.py_modules):
+            raise ValueError(f"py_modules: expected a list of paths (package folders or .py files), "
+                             f"got {self.py_modules!r}")
         if self.address is not None and (not isinstance(self.address, str) or not self.address.strip()):
             raise ValueError(f"address: expected a Ray address such as 'auto' or 'host:6379', got {self.address!r}")
 

@@ -44,6 +44,8 @@ class Farm(abc.ABC):
         self.algo_cfg = algo_cfg
         self.farm_cfg = farm_cfg
         self.is_appo = getattr(algo_cfg, "name", "ppo") == "appo"
+        self.is_off_policy = getattr(algo_cfg, "name", "ppo") in ("sac", "dqn")
+        """SAC and DQN learn from a replay buffer: no fragment is too old for it."""
         self.seed = int(seed)
         self.total_env_steps = total_env_steps
         self.env_steps = 0
@@ -79,8 +81,9 @@ class Farm(abc.ABC):
         """Stop runners and learners; safe to call twice."""
 
     @abc.abstractmethod
-    def _save_learner(self, path: str, extra: dict[str, Any]) -> None:
-        """Write the learner's checkpoint (model, optimizer, normalizer, RNG) plus `extra`."""
+    def _save_learner(self, path: str, extra: dict[str, Any], with_replay: bool = False) -> None:
+        """Write the learner's checkpoint (model, optimizer, normalizer, RNG) plus `extra`
+        (and an off-policy learner's replay buffer `with_replay`)."""
 
     @abc.abstractmethod
     def _load_learner(self, path: str) -> dict[str, Any]:
@@ -90,10 +93,18 @@ class Farm(abc.ABC):
     def _publish_weights(self) -> None:
         """Send the learner's current weights and normalizer to every runner."""
 
+    def acting_weights(self) -> dict[str, Any] | None:
+        """The weights the runners act with now (the learner's `get_weights()` dict: numpy
+        arrays), for a driver that replays the policy without torch; None where the farm cannot
+        hand them over cheaply (the caller then loads the checkpoint)."""
+        return None
+
     # ---- shared behaviour -------------------------------------------------------------
-    def save_checkpoint(self, path: str, extra: dict[str, Any] | None = None) -> None:
-        """One file holding the learner's state, the farm counters and the caller's `extra`."""
-        self._save_learner(str(path), {**(extra or {}), "farm": self.counters()})
+    def save_checkpoint(self, path: str, extra: dict[str, Any] | None = None, with_replay: bool = False) -> None:
+        """One file holding the learner's state, the farm counters and the caller's `extra`;
+        `with_replay` adds an off-policy learner's replay buffer (log.checkpoint_replay)."""
+        self._save_learner(str(path), {**(extra or {}), "farm": self.counters(),
+                                       "replay_saved": bool(with_replay and self.is_off_policy)}, with_replay)
 
     def load_checkpoint(self, path: str) -> dict[str, Any]:
         """Restore learner and counters, then hand the restored weights to the runners."""
@@ -117,6 +128,8 @@ class Farm(abc.ABC):
         fragment older than the runners' deliberate `artificial_lag` (0 unless testing) was
         made before a runner restart or a resume, and is dropped.
         """
+        if self.is_off_policy:
+            return False
         allowed = self.farm_cfg.max_lag if self.is_appo else self.farm_cfg.artificial_lag
         return int(learner_version) - int(fragment_version) > int(allowed)
 

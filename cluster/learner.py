@@ -64,10 +64,13 @@ class LearnerWorker:
     def load_state_dict(self, state: dict) -> None:
         self.learner.load_state_dict(state)
 
-    def save_checkpoint(self, path: str, extra: dict[str, Any] | None = None) -> str:
-        """One file (agents.save_checkpoint writes it atomically: a crash never leaves half)."""
+    def save_checkpoint(self, path: str, extra: dict[str, Any] | None = None, with_replay: bool = False) -> str:
+        """One file (agents.save_checkpoint writes it atomically: a crash never leaves half);
+        `with_replay`: an off-policy learner's replay buffer goes in too (log.checkpoint_replay)."""
         from rlfarm import agents
 
+        if hasattr(self.learner, "save_replay"):
+            self.learner.save_replay = bool(with_replay)
         return str(agents.save_checkpoint(str(path), self.learner, dict(extra or {})))
 
     def load_checkpoint(self, path: str) -> dict[str, Any]:

@@ -14,6 +14,10 @@ most num_runners x max_inflight fragments exist at once and the object store sta
   resume) are dropped and counted.
 - APPO (async): every runner is kept at `max_inflight` requests, so it samples while the
   learner updates; fragments more than `max_lag` versions old are dropped and counted.
+- SAC, DQN (off-policy): as APPO, but no fragment is too old for the replay buffer. The
+  learner runs `algo.updates_per_step` gradient steps per env step it consumes, so while it
+  updates the runners fill their slots and then wait: the learner paces the farm, and the
+  env steps sampled run ahead of those consumed by at most the fragments in flight.
 Dead runners are replaced on their own seed stream (cluster/runner_pool.py).
 """
 from __future__ import annotations
@@ -66,12 +70,13 @@ class RayFarm(Farm):
     polls_stops = True  # every wait of the loop is sliced (WAIT_SLICE_S) and polls stop_poll
 
     def __init__(self, env_cfg: EnvConfig, policy_cfg: PolicyConfig, algo_cfg: AlgoConfig, farm_cfg: FarmConfig,
-                 seed: int, total_env_steps: int | None) -> None:
+                 seed: int, total_env_steps: int | None, runtime_env: dict | None = None) -> None:
         super().__init__(env_cfg, policy_cfg, algo_cfg, farm_cfg, seed, total_env_steps)
         # Joins the Ray this process is already connected to (a test fixture, a Ray Job)
         # without owning it; otherwise starts or joins one and shuts it down in close().
         self.session = start_ray(
-            farm_cfg.address, num_cpus=max(os.cpu_count() or 1, math.ceil(cpu_demand(farm_cfg))))
+            farm_cfg.address, num_cpus=max(os.cpu_count() or 1, math.ceil(cpu_demand(farm_cfg))),
+            runtime_env=runtime_env)
         self.last_checkpoint: str | None = None
         self.lost_fragments = 0
         """Fragments lost with a batch whose objects vanished (a node lost after sampling)."""
@@ -93,8 +98,19 @@ class RayFarm(Farm):
         check_total_cpus(farm_cfg)
         runner_opts = check_fits(actor_options(farm_cfg.runner_resources, "farm.runner_resources"),
                                  "farm.runner_resources")
+        self.checked_nodes: list[str] = []
+        """Nodes whose preflight passed (cluster/node_check.py); joined clusters only."""
+        if not self.session.embedded:  # an embedded Ray is this machine, which the driver checked
+            from rlfarm.cluster.node_check import check_nodes
+
+            try:
+                self.checked_nodes = check_nodes(env_cfg, runner_opts)
+            except BaseException:
+                self._closed = True  # no runners or learners yet: only the Ray connection to end
+                self.session.close()
+                raise
         try:
-            self.pool = RunnerPool(env_cfg, policy_cfg, farm_cfg, seed, runner_opts)
+            self.pool = RunnerPool(env_cfg, policy_cfg, farm_cfg, seed, runner_opts, algo_cfg=algo_cfg)
             self.pool.on_wait_slice = self._poll_stop
             self._start_learners(algo_cfg, total_env_steps)
             self.pool.check_started()  # a runner without an env is reported as such
@@ -185,7 +201,7 @@ class RayFarm(Farm):
         return batch
 
     def _request_more(self, still_needed: int) -> None:
-        if self.is_appo:
+        if self.is_appo or self.is_off_policy:
             self.pool.top_up(self.version, self.weights_ref)
         else:  # PPO: only as many current-version requests as the batch still needs
             outstanding = self.pool.outstanding(version=self.version)
@@ -223,6 +239,10 @@ class RayFarm(Farm):
 
     def _publish_weights(self) -> None:
         self._set_weights(self._call_learner(self.learners[0].publish.remote()))
+
+    def acting_weights(self) -> dict[str, Any]:
+        """The published weights from the object store (numpy: the driver needs no torch)."""
+        return ray.get(self.weights_ref, timeout=SAVE_TIMEOUT_S)
 
     # ---- metrics -------------------------------------------------------------------------
     def _perf_metrics(self, arrived: list[FragmentMeta], metas: list[FragmentMeta], results: list[dict],
@@ -287,8 +307,8 @@ class RayFarm(Farm):
                                     f"{type(err).__name__}); last checkpoint: {where}")
         return LearnerDiedError(f"the learner actor died ({type(err).__name__}); last checkpoint: {where}")
 
-    def _save_learner(self, path: str, extra: dict[str, Any]) -> None:
-        self._call_learner(self.learners[0].save_checkpoint.remote(os.path.abspath(path), extra),
+    def _save_learner(self, path: str, extra: dict[str, Any], with_replay: bool = False) -> None:
+        self._call_learner(self.learners[0].save_checkpoint.remote(os.path.abspath(path), extra, with_replay),
                            timeout_s=SAVE_TIMEOUT_S)
         self.last_checkpoint = os.path.abspath(path)
 

@@ -115,15 +115,18 @@ def resolve_address(address: str | None) -> str | None:
 
 
 def start_ray(address: str | None = None, *, num_cpus: int | None = None,
-              log_to_driver: bool = True) -> RaySession:
-    """Connect this process to Ray (see the module docstring for the three cases)."""
+              log_to_driver: bool = True, runtime_env: dict | None = None) -> RaySession:
+    """Connect this process to Ray (see the module docstring for the three cases).
+
+    runtime_env: when joining a cluster, the job's Ray runtime_env (the user's code that
+    `rlfarm train --address` ships, cluster/launch/ship.py); an embedded Ray ignores it."""
     import ray
 
     if ray.is_initialized():
         return RaySession(address=gcs_address(), owned=False, embedded=False, start_s=0.0)
 
     target = resolve_address(address)
-    # Worker processes import rlfarm from the installed package, so no runtime_env packaging.
+    # Worker processes import rlfarm from the installed package; only the user's code ships.
     common: dict[str, Any] = dict(log_to_driver=log_to_driver, configure_logging=True,
                                   logging_level=logging.WARNING)
     if threading.current_thread() is not threading.main_thread():
@@ -133,6 +136,8 @@ def start_ray(address: str | None = None, *, num_cpus: int | None = None,
     if target is not None:
         if os.environ.get(AUTH_MODE_ENV_VAR) is None and _token_available():
             os.environ[AUTH_MODE_ENV_VAR] = "token"
+        if runtime_env:
+            common["runtime_env"] = runtime_env
         ray.init(address=target, **common)  # include_dashboard is only valid when starting one
         return RaySession(address=gcs_address(), owned=True, embedded=False,
                           start_s=time.perf_counter() - started)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from rlfarm.agents.config import PolicyConfig
+    from rlfarm.agents.config import AlgoConfig, PolicyConfig
     from rlfarm.envs.config import EnvConfig
 
 
@@ -24,7 +24,8 @@ class Runner:
     """Steps `env_cfg.envs_per_runner` copies of `env_cfg.id` with the latest published policy."""
 
     def __init__(self, env_cfg: EnvConfig, policy_cfg: PolicyConfig, *, seed: int | None, runner_index: int,
-                 fragment_length: int, artificial_lag: int = 0) -> None:
+                 fragment_length: int, artificial_lag: int = 0,
+                 algo_cfg: AlgoConfig | None = None, num_runners: int = 1) -> None:
         from rlfarm import agents, envs
 
         self.runner_index = int(runner_index)
@@ -43,7 +44,11 @@ class Runner:
         # The policy's sampling stream is derived from (seed, runner), like the env copies' streams.
         policy_seed = None if seed is None else int(
             np.random.SeedSequence(int(seed), spawn_key=(int(runner_index), 1)).generate_state(1)[0])
-        self.policy = agents.make_acting_policy(*self.spaces, policy_cfg, seed=policy_seed)
+        self.policy = agents.make_acting_policy(*self.spaces, policy_cfg, seed=policy_seed, algo_cfg=algo_cfg,
+                                                runner_index=runner_index, num_runners=num_runners)
+        self.keeps_final_obs = getattr(algo_cfg, "name", "ppo") in ("sac", "dqn")
+        """Off-policy learners bootstrap a truncation from its final obs, which the fragment
+        then carries (Fragment.final_obs); PPO's runners send only its value."""
         # artificial_lag k: act with the weights published k versions ago (tests V-trace).
         self._weights_history: collections.deque = collections.deque(maxlen=int(artificial_lag) + 1)
         self.env_errors = 0
@@ -112,7 +117,17 @@ class Runner:
                 copies = np.flatnonzero(cut)
                 truncated_rows.append((t, copies, np.array(infos["final_obs"][copies], np.float32)))
         self._obs = obs[steps]
-        if truncated_rows:  # one value call for every truncation of the fragment
+        final_obs = {}
+        if truncated_rows and self.keeps_final_obs:
+            finals = np.concatenate([row[2] for row in truncated_rows])
+            index = np.concatenate([row[0] * num_envs + row[1] for row in truncated_rows])
+            # A final obs with NaN/Inf is left out: the replay buffer then drops that transition.
+            finite = np.isfinite(finals.reshape(len(finals), -1)).all(1)
+            final_obs = {"final_obs": finals[finite], "final_index": index[finite].astype(np.int64)}
+        elif self.keeps_final_obs:
+            final_obs = {"final_obs": np.zeros((0,) + self._obs.shape[1:], np.float32),
+                         "final_index": np.zeros(0, np.int64)}
+        if truncated_rows and not self.keeps_final_obs:  # one value call for every truncation of the fragment
             tic = time.perf_counter()
             vals = policy.value(np.concatenate([row[2] for row in truncated_rows]))
             rows = np.concatenate([np.full(len(row[1]), row[0]) for row in truncated_rows])
@@ -128,7 +143,7 @@ class Runner:
             episode_returns=_concat(episode_returns, np.float32),
             episode_lengths=_concat(episode_lengths, np.int32),
             env_ms=1000.0 * env_s, inference_ms=1000.0 * inference_s,
-            env_errors=self.env_errors - env_errors_before,
+            env_errors=self.env_errors - env_errors_before, **final_obs,
         )
 
     def _recover(self, err: Exception) -> np.ndarray:

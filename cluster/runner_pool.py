@@ -29,7 +29,7 @@ from rlfarm.cluster.actors import RunnerActor
 from rlfarm.cluster.config import FarmConfig
 
 if TYPE_CHECKING:
-    from rlfarm.agents.config import PolicyConfig
+    from rlfarm.agents.config import AlgoConfig, PolicyConfig
     from rlfarm.envs.config import EnvConfig
 
 logger = logging.getLogger(__name__)
@@ -82,8 +82,10 @@ class RunnerPool:
     """`num_runners` RunnerActors; the driver's view of what each is doing."""
 
     def __init__(self, env_cfg: EnvConfig, policy_cfg: PolicyConfig, farm_cfg: FarmConfig, seed: int,
-                 options: dict[str, Any], stall_timeout_s: float = 600.0) -> None:
+                 options: dict[str, Any], stall_timeout_s: float = 600.0,
+                 algo_cfg: AlgoConfig | None = None) -> None:
         self.env_cfg, self.policy_cfg, self.farm_cfg, self.seed = env_cfg, policy_cfg, farm_cfg, seed
+        self.algo_cfg = algo_cfg
         self.max_inflight = max(1, int(farm_cfg.max_inflight))
         self.stall_timeout_s = stall_timeout_s
         # We restart runners ourselves (a fresh actor on the same seed stream, counted),
@@ -114,7 +116,8 @@ class RunnerPool:
         self.busy_since[index] = None
         return self._remote.remote(self.env_cfg, self.policy_cfg, seed=self.seed, runner_index=index,
                                    fragment_length=self.farm_cfg.fragment_length,
-                                   artificial_lag=self.farm_cfg.artificial_lag)
+                                   artificial_lag=self.farm_cfg.artificial_lag, algo_cfg=self.algo_cfg,
+                                   num_runners=int(self.farm_cfg.num_runners))
 
     # ---- queries -------------------------------------------------------------------------
     def inflight(self) -> int:

@@ -26,7 +26,8 @@ class SerialFarm(Farm):
         super().__init__(env_cfg, policy_cfg, algo_cfg, farm_cfg, seed, total_env_steps)
         self.runners = [
             Runner(env_cfg, policy_cfg, seed=seed, runner_index=index,
-                   fragment_length=farm_cfg.fragment_length, artificial_lag=farm_cfg.artificial_lag)
+                   fragment_length=farm_cfg.fragment_length, artificial_lag=farm_cfg.artificial_lag,
+                   algo_cfg=algo_cfg, num_runners=farm_cfg.num_runners)
             for index in range(farm_cfg.num_runners)
         ]
         obs_space, action_space = self.runners[0].spaces
@@ -68,8 +69,11 @@ class SerialFarm(Farm):
         for runner in self.runners:
             runner.set_weights(weights)
 
-    def _save_learner(self, path: str, extra: dict[str, Any]) -> None:
-        self.learner.save_checkpoint(path, extra)
+    def acting_weights(self) -> dict[str, Any]:
+        return self.learner.get_weights()
+
+    def _save_learner(self, path: str, extra: dict[str, Any], with_replay: bool = False) -> None:
+        self.learner.save_checkpoint(path, extra, with_replay)
 
     def _load_learner(self, path: str) -> dict[str, Any]:
         return self.learner.load_checkpoint(path)

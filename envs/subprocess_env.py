@@ -16,7 +16,9 @@ little-endian arrays. The protocol (version 1), from the program's side:
                                         f32 reward[C], u8 terminated[C]
       'Q' or end of stdin               exit
 
-Truncation, autoreset, episode statistics and action checks are BatchedEnv's, on the host.
+With `transport: unix | tcp` the same bytes go over a socket that the program listens on
+(`{address}` in `command`; envs/bridge_transport.py). Truncation, autoreset, episode
+statistics and action checks are BatchedEnv's, on the host.
 Each reply must arrive within `step_timeout_s` (the first words within HANDSHAKE_TIMEOUT_S).
 Reads and writes never block: the host writes a request while it reads the reply, under one
 deadline. A program that exits, closes its stdout, hangs past the timeout, answers without
@@ -48,6 +50,7 @@ import numpy as np
 from gymnasium import spaces
 
 from rlfarm.envs.base import BatchedEnv
+from rlfarm.envs.bridge_transport import TRANSPORTS, ServerChannel
 from rlfarm.envs.checks import check_int, check_number
 
 MAGIC = b"RLFM"
@@ -117,15 +120,25 @@ class SimProcess:
     cannot block it. End of its output is a fault at once, whether or not it still runs.
     """
 
-    def __init__(self, command: list[str], copies: int, timeout_s: float):
+    def __init__(self, command: list[str], copies: int, timeout_s: float, transport: str = "pipes",
+                 host: str = "127.0.0.1"):
         self.copies, self.timeout_s = copies, timeout_s
-        self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     preexec_fn=_die_with_parent if sys.platform == "linux" else None,
-                                     start_new_session=True)  # its own group: kill reaches its helpers
+        preexec = _die_with_parent if sys.platform == "linux" else None
+        self.server: ServerChannel | None = None  # unix/tcp: the program listens, we connect
+        if transport == "pipes":
+            self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, preexec_fn=preexec,
+                                         start_new_session=True)  # its own group: kill reaches its helpers
+            self.out_fd, self.in_fd = self.proc.stdin.fileno(), self.proc.stdout.fileno()
+            os.set_blocking(self.out_fd, False)
+            os.set_blocking(self.in_fd, False)
+        else:
+            try:
+                self.server = ServerChannel(command, transport, host, max(timeout_s, HANDSHAKE_TIMEOUT_S),
+                                            preexec_fn=preexec)
+            except ConnectionError as err:
+                raise SimulatorFault(str(err)) from None
+            self.proc, self.out_fd, self.in_fd = self.server.proc, self.server.out_fd, self.server.in_fd
         self.pgid = self.proc.pid
-        self.out_fd, self.in_fd = self.proc.stdin.fileno(), self.proc.stdout.fileno()
-        os.set_blocking(self.out_fd, False)
-        os.set_blocking(self.in_fd, False)
         try:
             hello = exchange([(self, b"", 4 + 20)], max(timeout_s, HANDSHAKE_TIMEOUT_S))[0]
             if isinstance(hello, SimulatorFault):
@@ -180,9 +193,12 @@ class SimProcess:
             self.proc.wait(timeout=KILL_WAIT_S)  # reaped: no zombie
         except subprocess.TimeoutExpired:
             pass  # in uninterruptible sleep: init reaps it when this process ends
+        if self.server is not None:
+            self.server.close()
         for stream in (self.proc.stdin, self.proc.stdout):
             try:
-                stream.close()
+                if stream is not None:
+                    stream.close()
             except OSError:
                 pass
 
@@ -254,6 +270,7 @@ class SubprocessEnv(BatchedEnv):
     def __init__(self, num_envs: int = 1, *, command: list[str], obs_dim: int, num_actions: int = 0,
                  action_dim: int = 0, action_low: float | list[float] = -1.0, action_high: float | list[float] = 1.0,
                  copies_per_process: int = 256, step_timeout_s: float = 5.0, max_episode_steps: int = 500,
+                 transport: str = "pipes", host: str = "127.0.0.1",
                  autoreset_mode: str = "next_step", runner_index: int = 0, render_mode: str | None = None):
         if not isinstance(command, (list, tuple)) or not command or not all(isinstance(c, str) for c in command):
             raise ValueError(f"command: expected a non-empty list of strings, got {command!r}")
@@ -275,6 +292,12 @@ class SubprocessEnv(BatchedEnv):
                          autoreset_mode=autoreset_mode, runner_index=runner_index, render_mode=render_mode)
         self.command = [part.replace("{python}", sys.executable) for part in command]
         self.timeout_s = check_number("step_timeout_s", step_timeout_s, positive=True)
+        if transport not in TRANSPORTS:
+            raise ValueError(f"transport: expected one of {', '.join(TRANSPORTS)}, got {transport!r}")
+        if transport != "pipes" and not any("{address}" in part for part in command):
+            raise ValueError(f"command: with transport {transport!r} it must contain '{{address}}' (where the "
+                             "program listens; rlfarm picks it and connects)")
+        self.transport, self.host = transport, host
         per = check_int("copies_per_process", copies_per_process, 1)
         self.slices = [slice(start, min(start + per, self.num_envs)) for start in range(0, self.num_envs, per)]
         self.procs: list[SimProcess | None] = [None] * len(self.slices)
@@ -292,7 +315,7 @@ class SubprocessEnv(BatchedEnv):
     def _start(self, k: int) -> SimProcess:
         sl = self.slices[k]
         try:
-            proc = SimProcess(self.command, sl.stop - sl.start, self.timeout_s)
+            proc = SimProcess(self.command, sl.stop - sl.start, self.timeout_s, self.transport, self.host)
         except (FileNotFoundError, PermissionError, NotADirectoryError) as err:
             raise ValueError(f"command: cannot run {self.command[0]!r}: {err.strerror}") from None
         declared = (self.single_observation_space.shape[0],

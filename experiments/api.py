@@ -147,7 +147,8 @@ class Policy:
             learner.load_checkpoint(str(self.checkpoint))
         except agents.CheckpointError as err:
             raise ConfigError(f"checkpoint: {self.checkpoint}: {err}") from None
-        self._acting = agents.make_acting_policy(self.observation_space, self.action_space, cfg.model, seed=cfg.seed)
+        self._acting = agents.make_acting_policy(self.observation_space, self.action_space, cfg.model, seed=cfg.seed,
+                                                 algo_cfg=cfg.algo)
         self._acting.set_weights(learner.get_weights())
 
     def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:

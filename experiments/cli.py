@@ -130,6 +130,10 @@ def _add_train(sub: Any) -> None:
                    help="write the run here instead of <log.dir>/<name>-<timestamp>")
     p.add_argument("--force", action="store_true",
                    help="start even when the farm looks too large for this machine's cores or memory")
+    p.add_argument("--check-nodes", action="store_true",
+                   help="only the preflight: join the cluster, make one env copy on every node that would "
+                        "hold runners, and exit (0, or 2 naming the node that failed; docs/envs.md)")
+    _add_py_module(p)
     p.set_defaults(handler=_train)
 
 
@@ -221,6 +225,12 @@ def _sweep(args: argparse.Namespace) -> int:
     return main(args)
 
 
+def _add_py_module(p: Any) -> None:
+    p.add_argument("--py-module", dest="py_modules", action="append", default=[], metavar="PATH",
+                   help="a local package folder or .py file to ship to the cluster's workers "
+                        "(repeatable; added to farm.py_modules; docs/envs.md)")
+
+
 def _add_submit(sub: Any) -> None:
     p = sub.add_parser("submit", help="submit `rlfarm train CONFIG` to a Ray cluster as a Ray Job")
     p.add_argument("config", metavar="CONFIG")
@@ -230,6 +240,7 @@ def _add_submit(sub: Any) -> None:
     p.add_argument("--no-wait", action="store_true", help="print the job id and return at once")
     p.add_argument("--sweep", action="store_true",
                    help="submit `rlfarm sweep CONFIG` (a config with a `sweep` section) instead of training")
+    _add_py_module(p)
     p.set_defaults(handler=_submit)
 
 

@@ -78,6 +78,11 @@ class LogConfig:
     """At each checkpoint, replay copy 0's episode with its policy on the driver and write one
     picture of it to TensorBoard's Images tab (u(x, t) for KS; render() frames otherwise)."""
 
+    checkpoint_replay: bool = False
+    """SAC/DQN: save the replay buffer in every checkpoint (as large as the buffer's fill).
+    Without it a resume starts with an empty buffer and refills it to algo.learning_starts
+    before gradient steps resume, and the run says so."""
+
 
 @dataclass
 class ExperimentConfig:
@@ -249,8 +254,7 @@ def display_config(cfg: ExperimentConfig) -> str:
     """The config for people (TensorBoard's Text tab): block style, one key a line, and only the
     algo keys that apply to cfg.algo.name (config.yaml keeps every key)."""
     data = to_dict(cfg)
-    only_for = type(cfg.algo).ONLY_FOR
-    left_out = [key for key in data["algo"] if only_for.get(key, cfg.algo.name) != cfg.algo.name]
+    left_out = [key for key in data["algo"] if key in cfg.algo.unread_fields()]
     data["algo"] = {key: value for key, value in data["algo"].items() if key not in left_out}
     text = yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
     note = f"# algo keys not used by {cfg.algo.name}, left out: {', '.join(left_out)}\n" if left_out else ""
@@ -377,6 +381,12 @@ def _check_cross_fields(cfg: ExperimentConfig) -> None:
     if cfg.algo.name == "appo" and cfg.farm.artificial_lag > cfg.farm.max_lag:
         raise ConfigError(f"farm.artificial_lag: {cfg.farm.artificial_lag} is above farm.max_lag "
                           f"({cfg.farm.max_lag}), so APPO would drop every fragment")
+    if cfg.algo.name in ("sac", "dqn"):
+        if cfg.farm.num_learners > 1:
+            raise ConfigError(f"farm.num_learners: data-parallel {cfg.algo.name} is not built yet; use 1")
+        if cfg.model.trunk != "mlp" or not cfg.model.numpy_acting:
+            raise ConfigError(f"model.trunk: {cfg.algo.name} is built for mlp trunks acting in numpy "
+                              f"(activation not gelu) only; got trunk {cfg.model.trunk}, activation {cfg.model.activation}")
     steps_per_fragment = cfg.farm.fragment_length * cfg.env.envs_per_runner
     if cfg.farm.batch_size and cfg.farm.batch_size % steps_per_fragment:
         raise ConfigError(f"farm.batch_size: {cfg.farm.batch_size} is not a multiple of one fragment "

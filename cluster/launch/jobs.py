@@ -125,14 +125,23 @@ def stage_package(root: Path, dest: Path) -> Path:
 
 
 def submit(client, entrypoint: str, *, submission_id: str | None = None,
-           env_vars: dict[str, str] | None = None, root: Path = PROJECT_ROOT) -> str:
+           env_vars: dict[str, str] | None = None, root: Path = PROJECT_ROOT, shipment=None) -> str:
     """Submit `entrypoint` with `root` as the working dir and the package as a py_module;
-    returns the job id."""
+    returns the job id.
+
+    shipment: the user's code (cluster/launch/ship.py's Shipment): its py_modules go with
+    rlfarm's, and where a bridge command names files, their staged copy is the working dir
+    instead of `root`."""
     runtime_env: dict = {"working_dir": str(root), "excludes": working_dir_excludes(root)}
     if env_vars:
         runtime_env["env_vars"] = dict(env_vars)
     with tempfile.TemporaryDirectory(prefix="rlfarm-submit-") as staging:
         runtime_env["py_modules"] = [str(stage_package(root, Path(staging)))]
+        if shipment is not None:
+            user = shipment.runtime_env(Path(staging) / "user")
+            runtime_env["py_modules"] += user.get("py_modules", [])
+            if "working_dir" in user:
+                runtime_env.update(working_dir=user["working_dir"], excludes=list(EXCLUDES))
         try:  # Ray uploads the py_module during the call, so the staged copy can go after it
             return client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env,
                                      submission_id=submission_id)

@@ -1,7 +1,8 @@
 """CartPole (gymnasium's CartPole-v1 physics) as an external simulator in plain Python.
 
 Reads requests on stdin and answers on stdout in rlfarm/Subprocess-v0's protocol (see
-envs/subprocess_env.py); the same program as cartpole_sim.c. Uses only the standard library,
+envs/subprocess_env.py), or on one socket connection with `--listen ADDRESS` (transport
+unix or tcp); the same program as cartpole_sim.c. Uses only the standard library,
 as a simulator in any language would: nothing from rlfarm or numpy.
 """
 import math
@@ -30,8 +31,31 @@ def step(s: list, action: int) -> bool:
     return abs(s[0]) > 2.4 or abs(s[2]) > THETA_LIMIT
 
 
+def listen(address: str):
+    """`--listen ADDRESS` (transport unix or tcp): serve one connection on a socket path or
+    HOST:PORT instead of stdin/stdout; returns its (reader, writer) streams."""
+    import socket
+
+    if address.startswith("/") or ":" not in address:
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        server.bind(address)
+    else:
+        host, port = address.rsplit(":", 1)
+        server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind((host, int(port)))
+    server.listen(1)
+    conn, _ = server.accept()
+    server.close()
+    if conn.family == socket.AF_INET:
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return conn.makefile("rb"), conn.makefile("wb")
+
+
 def main() -> None:
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    if "--listen" in sys.argv:
+        stdin, stdout = listen(sys.argv[sys.argv.index("--listen") + 1])
     stdout.write(MAGIC + struct.pack("<5I", 1, 4, 0, 2, 4))
     stdout.flush()
     states: list = []

@@ -8,18 +8,24 @@ on past the target (stop.continue_after_target) to that many env steps, and a se
 solved when the mean return of its last `log.return_window` episodes there is at least
 `--stay-return`. Writes seeds.csv, seeds.png and seeds.json (with the CPU model) to --out.
 
+The cost of each result (experiments/bench/process_cost.py): each seed's `rlfarm train` is a
+fresh process, and its row has the env steps to the target, the wall time of that whole
+process, the CPU core-seconds of all its processes (driver, runners, learner), and the CPU
+package joules where RAPL is readable (package-wide: with --workers above 1 the runs share
+it, so only --workers 1 gives a per-run figure).
+
 The run length is max(solve, stay steps), and it is also the lr and clip annealing horizon.
 """
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import json
 import math
 import os
 import signal
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -29,7 +35,7 @@ from typing import Any
 from rlfarm.experiments.errors import ConfigError
 
 CSV_FIELDS = ("seed", "exit_code", "solved", "solved_at_env_steps", "env_steps",
-              "final_return_mean", "stayed", "wall_s", "run_dir")
+              "final_return_mean", "stayed", "wall_s", "cpu_core_s", "joules", "run_dir")
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -62,6 +68,19 @@ def cpu_model() -> str:
     except OSError:
         pass
     return "unknown"
+
+
+def blas_kernels() -> str:
+    """The BLAS libraries loaded here (numpy's OpenBLAS, with the kernel it chose for this CPU)
+    as threadpoolctl reports them, since a seed's run depends on them; or why not known."""
+    try:
+        import numpy  # noqa: F401 - loads its BLAS, so that threadpoolctl sees it
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "unknown (threadpoolctl is not installed)"
+    libraries = [f"{info.get('internal_api')} {info.get('version') or ''} {info.get('architecture') or ''}".strip()
+                 for info in threadpool_info()]
+    return "; ".join(libraries) or "none found"
 
 
 def main(args: argparse.Namespace) -> int:
@@ -97,7 +116,7 @@ def main(args: argparse.Namespace) -> int:
                          if args.stay_steps else None)
     meta = {"config": os.path.abspath(args.config), "overrides": overrides, "seeds": seeds,
             "target_return": target, "solve_steps": solve_steps, "stay_steps": args.stay_steps,
-            "stay_return": stay_return, "return_window": cfg.log.return_window, "cpu": cpu_model(),
+            "stay_return": stay_return, "return_window": cfg.log.return_window, "cpu": cpu_model(), "blas": blas_kernels(),
             "os_cpu_count": os.cpu_count(), "workers": args.workers}
     write_outputs(out, rows, meta)
     print(report(rows, meta))
@@ -137,38 +156,35 @@ def _main_thread() -> bool:
 
 
 def run_one(job: tuple[str, list[str], int, str]) -> dict[str, Any]:
-    """`rlfarm train` for one seed in this worker process; its messages go to <run_dir>.log."""
-    from rlfarm.experiments.cli import main as cli_main
+    """`rlfarm train` for one seed as a fresh process, measured whole (process_cost.py);
+    its messages go to <run_dir>.log. The pool's terminate ends it with this worker."""
+    from rlfarm.experiments.bench.process_cost import run_measured
 
     config, overrides, seed, run_dir = job
-    argv = ["train", config, "--run-dir", run_dir]
+    argv = [sys.executable, "-m", "rlfarm.experiments.cli", "train", config, "--run-dir", run_dir]
     for item in [*overrides, f"seed={seed}"]:
         argv += ["--set", item]
-    start = time.perf_counter()
-    result: dict[str, int] = {}
-    # On a thread, `rlfarm train` leaves SIGTERM alone, so the pool's terminate ends the run at once.
-    worker = threading.Thread(target=lambda: result.update(code=cli_main(argv)), name=f"seed-{seed}")
-    with open(run_dir + ".log", "w", encoding="utf-8") as log, contextlib.redirect_stderr(log), \
-            contextlib.redirect_stdout(log):
-        worker.start()
-        worker.join()
-    code = result.get("code", 1)  # no code: the run raised past the CLI (its traceback is in the log)
+    with open(run_dir + ".log", "w", encoding="utf-8") as log:
+        cost = run_measured(argv, env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT)
+    code = cost["exit_code"]
     summary: dict[str, Any] = {}
     if os.path.exists(os.path.join(run_dir, "summary.json")):
         with open(os.path.join(run_dir, "summary.json"), encoding="utf-8") as stream:
             summary = json.load(stream)
     return {"seed": seed, "exit_code": code, "solved_at_env_steps": summary.get("solved_at_env_steps"),
             "env_steps": summary.get("env_steps"), "final_return_mean": summary.get("episode_return_mean"),
-            "wall_s": round(time.perf_counter() - start, 1), "run_dir": run_dir}
+            "wall_s": cost["wall_s"], "cpu_core_s": cost["cpu_core_s"], "joules": cost["joules"], "run_dir": run_dir}
 
 
 def report(rows: list[dict], meta: dict) -> str:
     """The per-seed table and the solve and stay lines, as printed."""
-    lines = [f"{'seed':>4}  {'solved at':>10}  {'final return':>12}  {'stayed':>6}"]
+    lines = [f"{'seed':>4}  {'solved at':>10}  {'final return':>12}  {'stayed':>6}  {'wall s':>7}  "
+             f"{'CPU core-s':>10}  {'joules':>8}"]
     for row in rows:
         solved_at = row["solved_at_env_steps"]
         lines.append(f"{row['seed']:>4}  {'-' if solved_at is None else f'{solved_at:,}':>10}  "
-                     f"{_fmt(row['final_return_mean']):>12}  {_yes_no(row['stayed']):>6}")
+                     f"{_fmt(row['final_return_mean']):>12}  {_yes_no(row['stayed']):>6}  "
+                     f"{_fmt(row.get('wall_s')):>7}  {_fmt(row.get('cpu_core_s')):>10}  {_fmt(row.get('joules')):>8}")
     steps = sorted(row["solved_at_env_steps"] for row in rows if row["solved"])
     solved = len(steps)
     lines.append(f"solved (mean of {meta['return_window']} >= {meta['target_return']:g}) within "
@@ -176,11 +192,18 @@ def report(rows: list[dict], meta: dict) -> str:
     if steps:
         lines.append(f"env steps to solve: min {steps[0]:,}, median {statistics.median(steps):,.0f}, "
                      f"max {steps[-1]:,}")
+    costs = [row for row in rows if row.get("cpu_core_s") is not None]
+    if costs:
+        joules = [row["joules"] for row in costs if row.get("joules") is not None]
+        lines.append(f"cost per run (whole process): median wall {statistics.median(r['wall_s'] for r in costs):,.1f} s, "
+                     f"median CPU {statistics.median(r['cpu_core_s'] for r in costs):,.1f} core-s, "
+                     + (f"median {statistics.median(joules):,.0f} J" if joules else "joules n/a (RAPL not readable)"))
     if meta["stay_steps"]:
         stayed = sum(bool(row["stayed"]) for row in rows)
         lines.append(f"stayed solved (mean of last {meta['return_window']} >= {meta['stay_return']:g} "
                      f"at {max(meta['stay_steps'], meta['solve_steps']):,} env steps): {stayed}/{len(rows)}")
-    lines.append(f"CPU: {meta['cpu']} ({meta['os_cpu_count']} cores, {meta['workers']} workers)")
+    lines.append(f"CPU: {meta['cpu']} ({meta['os_cpu_count']} cores, {meta['workers']} workers); "
+                 f"BLAS: {meta.get('blas', 'unknown')}")
     return "\n".join(lines)
 
 

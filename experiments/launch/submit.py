@@ -15,6 +15,7 @@ log.dir would land inside the job's copy of the working dir on the head node.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import secrets
 import shlex
@@ -22,25 +23,27 @@ import subprocess
 import sys
 import time
 
+from rlfarm.cluster.launch.ship import SHIPPED_ENV_VAR
 from rlfarm.experiments.errors import ConfigError
 
 EXIT_STOPPED = 1
 
 
 def build_entrypoint(config_path: str, overrides: list[str], run_dir: str | None,
-                     project_root: str, command: str = "train") -> str:
+                     project_root: str | None, command: str = "train") -> str:
     """The job's shell command: `python -m rlfarm.experiments.cli train ...` (or `sweep ...`,
     where run_dir is the sweep's --out) from the working dir.
 
     A config inside the project travels with the working dir (by its relative path); one
-    outside it travels inside the command, written to a temp file on the head first.
+    outside it (or any, when project_root is None) travels inside the command, written to a
+    temp file on the head first.
     """
     train = ["python", "-m", "rlfarm.experiments.cli", command]
     tail = [arg for item in overrides for arg in ("--set", item)]
     if run_dir:
         tail += ["--out" if command == "sweep" else "--run-dir", run_dir]
     absolute = os.path.abspath(config_path)
-    relative = os.path.relpath(absolute, project_root)
+    relative = os.path.relpath(absolute, project_root) if project_root else ".."
     if not relative.startswith(".."):
         return shlex.join([*train, relative, *tail])
     with open(absolute, encoding="utf-8") as stream:
@@ -71,11 +74,17 @@ def submit_main(args: argparse.Namespace) -> int:
     else:
         print(f"rlfarm submit: warning: log.dir {cfg.log.dir!r} is relative, so the run lands in the "
               "job's working dir copy on the head; use --set log.dir=/shared/path", file=sys.stderr)
-    entrypoint = build_entrypoint(args.config, args.overrides, run_dir, str(jobs.PROJECT_ROOT),
+    shipment = _plan_shipment(cfg, getattr(args, "py_modules", None) or [])
+    print(f"rlfarm submit: {shipment.line()}", file=sys.stderr)
+    # The job's working dir is rlfarm's checkout, unless a bridge command's files replace it:
+    # then a config inside the checkout cannot go by its relative path and travels as text.
+    project_root = None if shipment.files else str(jobs.PROJECT_ROOT)
+    entrypoint = build_entrypoint(args.config, args.overrides, run_dir, project_root,
                                   command="sweep" if getattr(args, "sweep", False) else "train")
     try:
         client = jobs.make_client(args.address)
-        job_id = jobs.submit(client, entrypoint, submission_id=submission_id)
+        job_id = jobs.submit(client, entrypoint, submission_id=submission_id, shipment=shipment,
+                             env_vars={SHIPPED_ENV_VAR: json.dumps(shipment.record())})
     except jobs.JobsError as err:
         print(f"rlfarm submit: {err}", file=sys.stderr)
         return 1
@@ -96,6 +105,19 @@ def submit_main(args: argparse.Namespace) -> int:
     print(f"rlfarm submit: job {job_id} {status}" + (f": {info['message']}" if status != "SUCCEEDED" else ""),
           file=sys.stderr)
     return exit_code_for(status, info.get("driver_exit_code"))
+
+
+def _plan_shipment(cfg, extra: list[str]):
+    """What of the user's code goes with the job (cluster/launch/ship.py); ConfigError when it cannot."""
+    from rlfarm.cluster.launch.ship import ShipError, plan_shipment
+
+    for path in extra:
+        if path not in cfg.farm.py_modules:
+            cfg.farm.py_modules.append(path)
+    try:
+        return plan_shipment(cfg.env.id, cfg.env.imports, cfg.env.kwargs, cfg.farm.py_modules)
+    except ShipError as err:
+        raise ConfigError(f"farm.{err}") from None
 
 
 def exit_code_for(status: str, driver_exit_code: int | None) -> int:

@@ -89,6 +89,15 @@ class EventWriter:
 
         self._add(summary_pb2.Summary.Value(tag=tag, simple_value=float(value)), step)
 
+    def add_scalars(self, scalars: dict[str, float], step: int) -> None:
+        """All of a report's scalars as one event (one record to encode and write, not one per
+        tag); TensorBoard reads each value of an event as its tag's point at `step`."""
+        from tensorboard.compat.proto import summary_pb2
+
+        if scalars:
+            self.add_values([summary_pb2.Summary.Value(tag=tag, simple_value=float(value))
+                             for tag, value in scalars.items()], step)
+
     def add_text(self, tag: str, text: str, step: int) -> None:
         from tensorboard.compat.proto import summary_pb2, tensor_pb2, tensor_shape_pb2
         from tensorboard.plugins.text.plugin_data_pb2 import TextPluginData
@@ -151,6 +160,8 @@ class Monitor:
         self.farm_figures: dict[str, float] = {"policy_lag": 0.0}
         """The latest farm figures the progress line shows (policy lag, ...)."""
         self._pending: dict[str, list[float]] = collections.defaultdict(list)
+        self._tags: dict[str, str | None] = {}
+        """Result key -> its TensorBoard tag (None: not a curve), looked up once per key."""
         self._start = time.perf_counter()
         self._last_time, self._last_steps, self._last_cpu = self._start, self.env_steps, _cpu_s()
         self.eta_s: float | None = None
@@ -170,7 +181,9 @@ class Monitor:
                 self.counters[name] = int(value)
         for key, value in result.items():
             if "/" in key and isinstance(value, (int, float, np.floating, np.integer)):
-                tag = tensorboard_tag(key)
+                if key not in self._tags:
+                    self._tags[key] = tensorboard_tag(key)
+                tag = self._tags[key]
                 if tag is not None:
                     self._pending[tag].append(float(value))
         if "perf/policy_lag_mean" in result:
@@ -195,10 +208,8 @@ class Monitor:
         scalars = self._scalars(steps_done, steps_per_s, cpu)
         # A second point at a step that has one (a final report right after a regular one)
         # would add nothing, and TensorBoard's line chart draws no line for such a series.
-        fresh = steps_done > 0 or not self._reported_once
-        for tag, value in scalars.items():
-            if math.isfinite(value) and fresh:
-                self.writer.add_scalar(tag, value, step)
+        if steps_done > 0 or not self._reported_once:
+            self.writer.add_scalars({tag: value for tag, value in scalars.items() if math.isfinite(value)}, step)
         self._reported_once = True
         self._pending.clear()
         self.eta_s = self._eta(steps_per_s)
@@ -213,7 +224,8 @@ class Monitor:
 
     def _scalars(self, steps_done: int, steps_per_s: float, cpu: float) -> dict[str, float]:
         """This report's points: the pending means and the monitor's own figures."""
-        scalars = {tag: float(np.mean(values)) for tag, values in self._pending.items()
+        # A few values per tag: Python's sum beats numpy's call overhead on such short lists.
+        scalars = {tag: math.fsum(values) / len(values) for tag, values in self._pending.items()
                    if not tag.startswith("runner_") or self._several_runners()}
         scalars.pop("charts/env_steps_per_s", None)  # the monitor's own wall-clock figure wins
         joules = self.cpu_energy.joules_since_last()

@@ -1,7 +1,8 @@
 """Pictures of the physics for TensorBoard's Images tab, rendered off the hot path.
 
 At each checkpoint the driver replays one episode of copy 0 (a single env copy, the
-checkpoint's deterministic policy, at most PICTURE_STEPS steps) and turns it into one image:
+policy the runners act with, deterministic, at most PICTURE_STEPS steps; the numpy acting copy,
+so a Ray-mode driver imports no torch for it) and turns it into one image:
 
 - an env whose state is a 1-D field `u` (KS): the space-time image u(x, t), x across, t down;
 - any other env with `render()`: its last frame (HeatControl: temperature beside target),
@@ -42,45 +43,83 @@ def film_strip(frames: list[np.ndarray]) -> np.ndarray:
     return np.concatenate(parts[:-1], axis=1)
 
 
-def episode_picture(cfg: ExperimentConfig, checkpoint: str, seed: int = 0) -> np.ndarray | None:
-    """One image of copy 0's episode under the checkpoint's policy, or None when the env has
-    neither a field `u` nor frames from render()."""
-    from rlfarm import envs
-    from rlfarm.experiments.run.evaluate import load_policy
+def episode_picture(cfg: ExperimentConfig, weights: dict[str, Any], seed: int = 0) -> np.ndarray | None:
+    """One image of copy 0's episode under `weights` (a learner's `get_weights()` dict) acting
+    deterministically, or None when the env has neither a field `u` nor frames from render().
 
-    env = envs.make(cfg.env.id, 1, seed=seed, autoreset_mode="same_step",
-                    **{**(cfg.env.kwargs or {}), "render_mode": "rgb_array"})
+    Frames are the costly part (a canvas each), and a film strip keeps three: the episode is
+    played once without drawing, recording its actions, then replayed from the same seed
+    with those actions, drawing only the middle and last frames. The env's physics is a
+    function of its seed and the actions, so the replay passes through the same states.
+    """
+    from rlfarm.agents import make_acting_policy
+
+    env = _picture_env(cfg, seed)
     try:
-        policy, _, _ = load_policy(cfg, env, checkpoint, seed)
-        fields, frames = [], []
+        policy = make_acting_policy(env.single_observation_space, env.single_action_space, cfg.model, seed=seed,
+                                    algo_cfg=cfg.algo)
+        policy.set_weights(weights)
+        fields, frames, actions = [], [], []
         obs, _ = env.reset()
         for _ in range(PICTURE_STEPS):
             field = getattr(env.unwrapped, "u", None)
             if isinstance(field, np.ndarray) and field.ndim == 2:
                 fields.append(np.array(field[0], dtype=np.float64))
-            else:
-                frame = env.render()
+            elif not frames:
+                frame = _frame(env)
                 if frame is None:
                     return None
-                frames.append(np.asarray(frame[0] if isinstance(frame, (list, tuple)) else frame))
-            actions, _, _ = policy.act(obs, deterministic=True)
-            obs, _, _, _, infos = env.step(policy.env_actions(actions))
+                frames.append(frame)
+            chosen, _, _ = policy.act(obs, deterministic=True)
+            actions.append(policy.env_actions(chosen))
+            obs, _, _, _, infos = env.step(actions[-1])
             if infos["_episode"][0]:
                 break
     finally:
         env.close()
     if fields:
         return space_time_image(np.stack(fields))
-    return film_strip([frames[0], frames[len(frames) // 2], frames[-1]]) if frames else None
+    return film_strip(frames + _replayed_frames(cfg, seed, actions, (len(actions) // 2, len(actions) - 1)))
 
 
-def write_picture(cfg: ExperimentConfig, checkpoint: str, writer: Any, step: int) -> bool:
-    """Add the picture of `checkpoint`'s episode to TensorBoard (`physics/episode`); False when
+def _picture_env(cfg: ExperimentConfig, seed: int) -> Any:
+    from rlfarm import envs
+
+    return envs.make(cfg.env.id, 1, seed=seed, autoreset_mode="same_step",
+                     **{**(cfg.env.kwargs or {}), "render_mode": "rgb_array"})
+
+
+def _frame(env: Any) -> np.ndarray | None:
+    frame = env.render()
+    if frame is None:
+        return None
+    return np.asarray(frame[0] if isinstance(frame, (list, tuple)) else frame)
+
+
+def _replayed_frames(cfg: ExperimentConfig, seed: int, actions: list[np.ndarray], wanted: tuple[int, ...]) -> list[np.ndarray]:
+    """The frames before actions[i] for each i in `wanted`, replaying `actions` from the seed."""
+    env = _picture_env(cfg, seed)
+    try:
+        env.reset()
+        frames = []
+        for index, action in enumerate(actions):
+            if index in wanted:
+                frames.extend([_frame(env)] * wanted.count(index))
+            if index == max(wanted):
+                break
+            env.step(action)
+    finally:
+        env.close()
+    return [frame for frame in frames if frame is not None]
+
+
+def write_picture(cfg: ExperimentConfig, weights: dict[str, Any], writer: Any, step: int) -> bool:
+    """Add the picture of the policy's episode to TensorBoard (`physics/episode`); False when
     it failed, said once in the terminal: a picture never stops a run."""
     from rlfarm.experiments.report.console import say
 
     try:
-        image = episode_picture(cfg, checkpoint, seed=cfg.seed)
+        image = episode_picture(cfg, weights, seed=cfg.seed)
     except Exception as err:  # noqa: BLE001 - a picture is never worth a crash
         say(f"rlfarm train: no pictures for this run ({type(err).__name__}: {err})")
         return False

@@ -9,8 +9,9 @@ The rules (stated in docs/robustness.md):
 - cores: the runners' Ray CPUs may be at most RUNNERS_PER_CORE x this machine's cores
   (embedded Ray mode; serial mode steps its runners one at a time);
 - memory: every runner holds its env and its fragments, (farm.max_inflight + 1) of them,
-  and the object store holds the fragments in flight; the sum must fit in the memory the
-  kernel reports available (MemAvailable).
+  the object store holds the fragments in flight, and an off-policy learner (SAC, DQN) on
+  the CPU holds its replay buffer (algo.replay_size transitions, agents.config.replay_bytes);
+  the sum must fit in the memory the kernel reports available (MemAvailable).
 """
 from __future__ import annotations
 
@@ -52,18 +53,37 @@ def check_capacity(cfg: ExperimentConfig, obs_space: Any = None, action_space: A
         raise ConfigError(f"farm.num_runners={cfg.farm.num_runners} needs {needed_cpus:g} CPUs; this machine has "
                           f"{cores} (at most {RUNNERS_PER_CORE} runner CPUs per core; --force starts it anyway)")
     per_runner, in_flight = memory_estimate(cfg, obs_space, action_space)
+    replay = replay_estimate(cfg, obs_space, action_space)
     learner_model, runner_model, params, layers = model_estimate(cfg, obs_space, action_space)
     models = learner_model + cfg.farm.num_runners * runner_model
-    needed = cfg.farm.num_runners * per_runner + in_flight + models
+    needed = cfg.farm.num_runners * per_runner + in_flight + models + replay
     available = available_memory_bytes()
     if available is not None and needed > available and models > needed / 2:
         raise ConfigError(f"model.hidden_sizes: {layers} layers, {params:,} parameters: about {_gb(learner_model)} "
                           f"in the learner + {_gb(runner_model)} in each of farm.num_runners={cfg.farm.num_runners} "
                           f"runners; {_gb(available)} available (--force starts it anyway)")
     if available is not None and needed > available:
+        replay_text = f" + {_gb(replay)} of replay buffer (algo.replay_size={cfg.algo.replay_size})" if replay else ""
         raise ConfigError(f"env.envs_per_runner={cfg.env.envs_per_runner}: about {_gb(per_runner)} per runner "
-                          f"x farm.num_runners={cfg.farm.num_runners} + {_gb(in_flight)} of fragments in flight "
-                          f"= {_gb(needed)}; {_gb(available)} available (--force starts it anyway)")
+                          f"x farm.num_runners={cfg.farm.num_runners} + {_gb(in_flight)} of fragments in flight"
+                          f"{replay_text} = {_gb(needed)}; {_gb(available)} available (--force starts it anyway)")
+
+
+def replay_estimate(cfg: Any, obs_space: Any, action_space: Any) -> int:
+    """Host bytes of an off-policy learner's replay buffer (0 for PPO/APPO, and for a learner
+    on CUDA, whose buffer lives in GPU memory)."""
+    from rlfarm.agents.config import replay_bytes
+
+    if cfg.algo.name not in ("sac", "dqn") or cfg.algo.device == "cuda":
+        return 0
+    if obs_space is None or action_space is None:
+        from rlfarm import envs
+
+        probe = envs.make(cfg.env.id, 1, imports=tuple(cfg.env.imports), **(cfg.env.kwargs or {}))
+        obs_space, action_space = probe.single_observation_space, probe.single_action_space
+        probe.close()
+    itemsize = 4 if np.dtype(action_space.dtype or np.int64).kind == "f" else 8
+    return replay_bytes(cfg.algo.replay_size, obs_space.shape, action_space.shape or (), itemsize)
 
 
 def memory_estimate(cfg: ExperimentConfig, obs_space: Any = None, action_space: Any = None) -> tuple[int, int]:

@@ -113,7 +113,10 @@ def load_policy(cfg: ExperimentConfig, env: Any, checkpoint: str | Sequence[str]
     learner = LearnerWorker(obs_space, action_space, cfg.model, cfg.algo, device="cpu")
     candidates = [checkpoint] if isinstance(checkpoint, str) else list(checkpoint)
     checkpoint, extra = load_newest_valid(candidates, learner.load_checkpoint, "RUN_DIR")
-    policy = agents.ActingPolicy(obs_space, action_space, cfg.model, seed=seed)
+    if cfg.algo.name in ("sac", "dqn"):  # the squashed Gaussian's mode, or the greedy action
+        policy = agents.make_acting_policy(obs_space, action_space, cfg.model, seed=seed, algo_cfg=cfg.algo)
+    else:
+        policy = agents.ActingPolicy(obs_space, action_space, cfg.model, seed=seed)
     policy.set_weights(learner.get_weights())
     return policy, checkpoint, extra
 

@@ -11,6 +11,8 @@ or started, and each entry point says the same thing about it:
 3. the env check: one copy of the env built in the driver, once. A bad env keyword is a
    ConfigError (one line, exit 2); the user's env failing in its `__init__` ends the run as
    `runner_start_failed` with its short report, a run dir and summary.json;
+   3b. joining a Ray cluster: what of the user's code is shipped (cluster/launch/ship.py),
+   printed in one line; too much is a ConfigError;
 4. the capacity check (`capacity.py`), from the spaces the env check read (`--force` skips it);
 5. Ray's start: on a thread for the CLI, so that it overlaps the driver's own imports; in the
    calling thread for the API (no thread is left behind in a user's script).
@@ -36,6 +38,7 @@ def prepare_training(config: ExperimentConfig | str | os.PathLike | None, *, ove
                      address: str | None = None, resume: str | None = None, run_dir: str | None = None,
                      force: bool = False, background_start: bool = False, process_start_s: float,
                      callbacks: Sequence[Callable[[dict], Any]] = (), option: str = "--resume",
+                     py_modules: Sequence[str] = (), announce: bool = True,
                      hparams_keys: Sequence[str] = ()) -> Training:
     """Steps 1-5 above: a Training ready to `run()`. Raises ConfigError, naming the field,
     for bad input. When the user's env fails to build, steps 4-5 are skipped and `run()`
@@ -44,6 +47,8 @@ def prepare_training(config: ExperimentConfig | str | os.PathLike | None, *, ove
     config: an ExperimentConfig, or a YAML file read with `overrides` (None with `resume`: the
     resumed run's config.yaml). address: a Ray cluster to join (farm.address).
     option: how the caller names `resume` in its messages ("--resume", or "resume" for the API).
+    py_modules: paths added to farm.py_modules (`--py-module`).
+    announce: False for `--check-nodes`, which starts no run (so names no run dir).
     hparams_keys: fields the HPARAMS row holds even at their default (a sweep's swept fields).
     """
     checkpoint, lock = None, None
@@ -60,6 +65,7 @@ def prepare_training(config: ExperimentConfig | str | os.PathLike | None, *, ove
         cfg = config if isinstance(config, ExperimentConfig) else load_config(config, list(overrides))
         if address:
             cfg.farm.address = address
+        cfg.farm.py_modules += [path for path in py_modules if path not in cfg.farm.py_modules]
         if resume is not None:
             refuse_finished_run(resume, checkpoint, cfg, option)
         if run_dir is not None and resume is None:  # 2. early; claim_run_dir is the atomic check
@@ -68,7 +74,7 @@ def prepare_training(config: ExperimentConfig | str | os.PathLike | None, *, ove
         training = Training(cfg, resume or run_dir or new_run_dir(cfg), checkpoint, process_start_s,
                             callbacks=callbacks, unique_run_dir=unique, hparams_keys=hparams_keys)
         training.lock = lock
-        _check(training, cfg, force, background_start)
+        _check(training, cfg, force, background_start, announce)
     except BaseException:
         if lock is not None:  # refused: the run dir is free again
             lock.release()
@@ -76,7 +82,7 @@ def prepare_training(config: ExperimentConfig | str | os.PathLike | None, *, ove
     return training
 
 
-def _check(training: Training, cfg: ExperimentConfig, force: bool, background_start: bool) -> None:
+def _check(training: Training, cfg: ExperimentConfig, force: bool, background_start: bool, announce: bool) -> None:
     """Steps 3-5."""
     from rlfarm.envs.failures import EnvStartError
 
@@ -85,12 +91,15 @@ def _check(training: Training, cfg: ExperimentConfig, force: bool, background_st
     except EnvStartError as err:
         training.start_error = err
         return
+    if cfg.farm.mode == "ray":  # 3b. what of the user's code travels to a cluster
+        training.plan_shipment()
     if not force:  # 4.
         from rlfarm.experiments.run.capacity import check_capacity
 
         check_capacity(cfg, *spaces)
     if cfg.farm.mode == "ray":  # 5.
-        training.announce()  # before Ray's start, which takes seconds
+        if announce:
+            training.announce()  # before Ray's start, which takes seconds
         if background_start:
             from rlfarm.experiments.report.console import summarise_ray_startup_warnings
 

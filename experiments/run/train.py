@@ -49,9 +49,15 @@ def main(args: argparse.Namespace) -> int:
 
     process_start_s = _process_start()
     check_torch_threads()
+    check_only = bool(getattr(args, "check_nodes", False))
     training = prepare_training(args.config, overrides=args.overrides, address=args.address, resume=args.resume,
-                                run_dir=args.run_dir, force=args.force, background_start=True,
-                                process_start_s=process_start_s)
+                                run_dir=args.run_dir, force=args.force, background_start=not check_only,
+                                process_start_s=process_start_s, py_modules=getattr(args, "py_modules", None) or (),
+                                announce=not check_only)
+    if check_only:
+        from rlfarm.experiments.run.node_preflight import check_nodes_only
+
+        return check_nodes_only(training)
     return training.run()
 
 
@@ -84,6 +90,10 @@ class Training(SignalStops):
         self.lock: RunDirLock | None = None
         """This process's writer lock on the run dir (taken by the preflight on resume, at the
         claim of a new dir), released when run() returns."""
+        self.shipment: Any = None
+        """What of the user's code goes to the cluster (cluster/launch/ship.py), when joining one."""
+        self.shipped: dict | None = None
+        """Its record for summary.json (or the submit's record, inside a submitted job)."""
 
     def announce(self) -> None:
         """The run line: where it writes and what it runs (once)."""
@@ -164,6 +174,10 @@ class Training(SignalStops):
         try:
             if self.resume_checkpoint:
                 extra = self._restore(farm)
+                if farm.is_off_policy and not extra.get("replay_saved"):
+                    say(f"rlfarm train: the checkpoint holds no replay buffer (log.checkpoint_replay: false); "
+                        f"it refills to algo.learning_starts={self.cfg.algo.learning_starts} transitions "
+                        "before gradient steps resume")
             self.segment = int(extra.get("segment", -1)) + 1
             self._write_run_dir()
             cfg = self.cfg
@@ -174,6 +188,8 @@ class Training(SignalStops):
                 progress=cfg.log.progress, start_env_steps=farm.env_steps, state=extra.get("monitor"),
                 target_return=cfg.stop.target_return, wall_limit_s=cfg.stop.wall_s,
                 hparams=hparams(cfg, self.hparams_keys))
+            if getattr(farm, "checked_nodes", None):
+                say(f"rlfarm train: node preflight passed on {', '.join(farm.checked_nodes)}")
             report_placement(farm, monitor.writer, self.segment, final=False)
         except Exception as err:  # a run dir this process made keeps a summary of every exit
             if self._claimed and not isinstance(err, ConfigError):
@@ -206,7 +222,7 @@ class Training(SignalStops):
         return write_summary(self.run_dir, {
             "env_steps": 0, "wall_s": 0.0, "episode_return_mean": None, "episodes": 0, "solved": False,
             "exit_reason": exit_reason, "last_checkpoint": self.last_checkpoint, "error": error,
-            "run_dir": self.run_dir})
+            "run_dir": self.run_dir, **({"shipped": self.shipped} if self.shipped is not None else {})})
 
     def start_failed(self, err: EnvStartError) -> int:
         """A runner (or the driver's probe) could not make the env: say why where the user
@@ -214,20 +230,50 @@ class Training(SignalStops):
         from rlfarm.envs.failures import print_report
 
         self._write_run_dir()
-        path = self._write_bare_summary("runner_start_failed", err.report())
+        exit_reason = getattr(err, "exit_reason", "runner_start_failed")  # or node_check_failed
+        path = self._write_bare_summary(exit_reason, err.report())
         print_report(err)
-        print(f"rlfarm train: runner_start_failed; summary {path}", file=sys.stderr)
+        print(f"rlfarm train: {exit_reason}; summary {path}", file=sys.stderr)
         return 2 if err.config_error else 1
 
+    def plan_shipment(self) -> None:
+        """Ray mode, joining a cluster: decide what of the user's code to ship, say it in one
+        line (a ConfigError when it cannot go); inside a submitted job, take the submit's record."""
+        from rlfarm.cluster.launch.ship import ShipError, already_shipped, plan_shipment
+
+        cfg = self.cfg
+        submitted = already_shipped()
+        if submitted is not None:
+            self.shipped = submitted
+            return
+        if not (cfg.farm.address or os.environ.get("RAY_ADDRESS", "").strip()):
+            return  # an embedded Ray runs from this folder: nothing travels
+        try:
+            self.shipment = plan_shipment(cfg.env.id, cfg.env.imports, cfg.env.kwargs, cfg.farm.py_modules)
+        except ShipError as err:
+            raise ConfigError(f"farm.{err}") from None
+        self.shipped = self.shipment.record()
+        say(f"rlfarm train: {self.shipment.line()}")
+
     def _make_farm(self, seed: int) -> Farm:
+        import shutil
+        import tempfile
+        from pathlib import Path
+
         from rlfarm.cluster import make_farm
 
         cfg = self.cfg
         self.check_env()
-        try:
-            return make_farm(cfg.env, cfg.model, cfg.algo, cfg.farm, seed, cfg.stop.env_steps or None)
+        staging = tempfile.mkdtemp(prefix="rlfarm-ship-") if self.shipment is not None else None
+        try:  # ray.init uploads the runtime_env's local paths, so the staged copy can go after it
+            runtime_env = self.shipment.runtime_env(Path(staging)) if staging else None
+            return make_farm(cfg.env, cfg.model, cfg.algo, cfg.farm, seed, cfg.stop.env_steps or None,
+                             runtime_env=runtime_env)
         except ValueError as err:  # env kwargs and model/space mismatches surface here
             raise ConfigError(name_field(str(err), cfg)) from None
+        finally:
+            if staging:
+                shutil.rmtree(staging, ignore_errors=True)
 
     def check_env(self) -> tuple[Any, Any]:
         """Build one env copy, once, and return its (single observation space, single action
@@ -291,7 +337,7 @@ class Training(SignalStops):
                 elif cfg.log.checkpoint_interval_s and \
                         time.monotonic() - last_checkpoint_time >= cfg.log.checkpoint_interval_s:
                     self._checkpoint(farm, monitor)
-                    self._picture(monitor)
+                    self._picture(farm, monitor)
                     last_checkpoint_time = time.monotonic()
         except KeyboardInterrupt:  # a second Ctrl-C, or one outside the loop's checks
             exit_reason = "interrupted"
@@ -317,7 +363,7 @@ class Training(SignalStops):
             exit_reason, error = guarded(lambda: self._checkpoint(farm, monitor), exit_reason, error,
                                           "final checkpoint failed: ")
         if exit_reason != "crashed":
-            self._picture(monitor)
+            self._picture(farm, monitor)
         exit_reason, error = guarded(lambda: monitor.report(final=True, exit_reason=exit_reason),
                                       exit_reason, error)
         placement = report_placement(farm, monitor.writer, self.segment, final=True)
@@ -330,6 +376,7 @@ class Training(SignalStops):
             process_s=round(time.perf_counter() - self.process_start_s, 3),
             startup_s=round(loop_start - self.process_start_s, 3), run_dir=self.run_dir,
             segments=self.segment + 1,
+            **({"shipped": self.shipped} if self.shipped is not None else {}),
             **({"placement": placement, "lost_fragments": placement.get("lost_fragments")}
                if placement else {}))
         exit_reason, error = guarded(lambda: monitor.write_final(summary), exit_reason, error)
@@ -360,14 +407,30 @@ class Training(SignalStops):
                 stop = stop or answer is True
         return stop
 
-    def _picture(self, monitor: Monitor) -> None:
+    def _picture(self, farm: Farm, monitor: Monitor) -> None:
+        """The physics picture of the policy just checkpointed: the weights the runners act
+        with (the same version; no torch import in a Ray-mode driver), or the checkpoint's."""
         if self.cfg.log.pictures and not self._pictures_failed and self.last_checkpoint:
-            self._pictures_failed = not write_picture(self.cfg, self.last_checkpoint, monitor.writer, monitor.env_steps)
+            try:
+                weights = farm.acting_weights() or self._checkpoint_weights(self.last_checkpoint)
+            except Exception as err:  # noqa: BLE001 - a picture is never worth a crash
+                say(f"rlfarm train: no pictures for this run ({type(err).__name__}: {err})")
+                self._pictures_failed = True
+                return
+            self._pictures_failed = not write_picture(self.cfg, weights, monitor.writer, monitor.env_steps)
+
+    def _checkpoint_weights(self, path: str) -> dict[str, Any]:
+        from rlfarm.cluster.learner import LearnerWorker
+
+        learner = LearnerWorker(*self.check_env(), self.cfg.model, self.cfg.algo, device="cpu")
+        learner.load_checkpoint(path)
+        return learner.get_weights()
 
     def _checkpoint(self, farm: Farm, monitor: Monitor) -> str:
         path = os.path.join(self.run_dir, CHECKPOINT_DIR, f"ckpt-{farm.env_steps:012d}.pt")
         farm.save_checkpoint(path, {"monitor": monitor.state(), "segment": self.segment,
-                                    "name": self.cfg.name, "seed": self.cfg.seed})
+                                    "name": self.cfg.name, "seed": self.cfg.seed},
+                             with_replay=self.cfg.log.checkpoint_replay)
         self.last_checkpoint = path
         for old in list_checkpoints(self.run_dir)[:-self.cfg.log.keep_checkpoints]:
             if old != path:

@@ -8,7 +8,7 @@ from rlfarm.agents import AlgoConfig, Fragment, PolicyConfig
 
 
 @pytest.mark.parametrize("cls,kwargs,field", [
-    (AlgoConfig, {"name": "dqn"}, "name"),
+    (AlgoConfig, {"name": "a2c"}, "name"),
     (AlgoConfig, {"lr": 0.0}, "lr"),
     (AlgoConfig, {"lr": "fast"}, "lr"),
     (AlgoConfig, {"gamma": 1.5}, "gamma"),

@@ -80,6 +80,7 @@ def head(tmp_path_factory):
                "--temp-dir", temp_dir, "--num-cpus", "4", "--disable-usage-stats"]
     process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{dashboard}"
+    env["RLFARM_TEST_GCS_ADDRESS"] = f"127.0.0.1:{gcs}"  # for `rlfarm train --address` (test_ship.py)
     try:
         wait_for_job_api(url, token_file.read_text(), process, log.name)
         yield url, env

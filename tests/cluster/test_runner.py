@@ -104,3 +104,33 @@ def test_env_exception_is_counted_not_fatal(capsys):
     assert fragment.env_errors == 8 and runner.env_errors == 8
     assert fragment.truncated[3].all() and not fragment.terminated[3].any()
     assert np.isfinite(fragment.obs).all()
+
+
+def test_offpolicy_runner_sends_the_final_obs_of_truncated_copies():
+    """An off-policy runner's fragment carries each truncated copy's final obs (what a same-step
+    env reports in infos["final_obs"]) at its flat row, and acts through the DQN acting policy."""
+    env_cfg = EnvConfig(id="rlfarm/CartPole-v1", envs_per_runner=8, kwargs={"max_episode_steps": 5})
+    algo = agents.AlgoConfig(name="dqn", device="cpu")
+    runner = Runner(env_cfg, agents.PolicyConfig(hidden_sizes=[16]), seed=0, runner_index=0,
+                    fragment_length=12, algo_cfg=algo)
+    learner = agents.make_learner(*runner.spaces, agents.PolicyConfig(hidden_sizes=[16]), algo, seed=0)
+    runner.set_weights(learner.get_weights())
+    seen = []
+    step = runner.env.step
+
+    def spy_step(actions):
+        out = step(actions)
+        seen.append(np.array(out[4]["final_obs"]) if "final_obs" in out[4] else None)
+        return out
+
+    runner.env.step = spy_step
+    fragment = runner.sample()
+    fragment.validate()
+    cut = fragment.truncated & ~fragment.terminated
+    assert cut.sum() > 0 and len(fragment.final_index) == cut.sum()
+    expected = np.flatnonzero(cut.ravel())
+    np.testing.assert_array_equal(np.sort(fragment.final_index), expected)
+    for row, index in zip(fragment.final_obs, fragment.final_index):
+        t, n = divmod(int(index), 8)
+        np.testing.assert_array_equal(row, seen[t][n])
+        assert not np.array_equal(row, fragment.obs[t + 1, n])  # not the next episode's first obs

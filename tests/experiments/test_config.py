@@ -98,7 +98,7 @@ MALFORMED = {
     "batch not a multiple of a fragment": ({"farm": {"batch_size": 100}}, None, [], ["farm.batch_size", "multiple"]),
     "lag above max_lag for appo": ({"algo": {"name": "appo"}, "farm": {"artificial_lag": 5, "max_lag": 4}},
                                    None, [], ["farm.artificial_lag", "max_lag"]),
-    "unknown algorithm": ({"algo": {"name": "dqn"}}, None, [], ["algo.name", "ppo"]),
+    "unknown algorithm": ({"algo": {"name": "a2c"}}, None, [], ["algo.name", "ppo"]),
     "no stop condition": ({"stop": {"env_steps": 0}}, None, [], ["stop", "at least one"]),
     "negative seed": ({"seed": -1}, None, [], ["seed", ">= 0"]),
 }

@@ -60,9 +60,13 @@ def test_seeds_runs_each_seed_and_writes_csv_json_and_plot(write_config, tmp_pat
     for row in rows:
         assert row["exit_code"] == "0" and row["solved"] == "True" and row["stayed"] == "True", row
         assert int(row["solved_at_env_steps"]) <= 2048 and int(row["env_steps"]) >= 3072, row
+        # the cost of the result: a whole process each, its CPU, joules where RAPL is readable
+        assert float(row["wall_s"]) > 0 and float(row["cpu_core_s"]) > 0, row
+        assert row["joules"] == "" or float(row["joules"]) >= 0, row
     # the two seeds are different runs, not one run reported twice
     assert rows[0]["final_return_mean"] != rows[1]["final_return_mean"], rows
     assert "within 2,048 env steps: 2/2" in printed and "stayed solved" in printed and ": 2/2" in printed
+    assert "median CPU" in printed
     assert (out / "seeds.png").stat().st_size > 1000 and (out / "seeds.json").exists()
 
 
