@@ -2,9 +2,9 @@
 
 `rlfarm slurm experiments/configs/cartpole_ppo.yaml --cpu-nodes 2 --cpu-partition cpu
 --gpu-nodes 1 --gpu-partition gpu --submit --wait` on the test cluster's SLURM (.ci/slurm.sh):
-the runners fill both CPU hosts (farm.runner_slots = their 8 cores: 8 runners x 8 copies)
-and the learner runs on gpu1, while the batch stays the config's 2048 env steps per update
-(docs/scaling.md). The config is used unchanged; only the seed and the run folder are set.
+the runners fill both CPU hosts (farm.runner_slots = their 8 cores: 8 runners sharing the
+config's copies) and the learner runs on gpu1, while the batch stays the config's env steps
+per update (docs/scaling.md). The config is used unchanged; only the seed and the run folder are set.
 
 Rule (docs/results/learning.md's form): at least 4 of seeds 0-4 reach the target return 475
 within the 500k env-step budget. Each seed is a job of its own, one after the other.
@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from .conftest import skip_or_fail, slurm_unavailable_reason
 
@@ -55,7 +56,10 @@ def test_the_demo_solves_as_a_heterogeneous_job_with_the_laptop_batch(tmp_path):
     for seed in range(5):
         summary, log = run_seed(seed, tmp_path)
         # the allocation adds runners, not a larger batch
-        assert "batch 2048 env steps per update; fragments of 8 copies x 32 steps from 8 runner(s)" in log, log[-3000:]
+        written = yaml.safe_load((REPO / DEMO).read_text())
+        copies, steps = written["env"]["envs_per_runner"] * written["farm"]["num_runners"], written["farm"]["fragment_length"]
+        assert (f"batch {copies * steps} env steps per update; fragments of {copies // 8} copies x {steps} steps "
+                "from 8 runner(s)") in log, log[-3000:]
         runners = {r.get("hostname") for r in summary["placement"]["runners"]}
         learners = {r.get("hostname") for r in summary["placement"]["learners"]}
         assert runners == {"cpu1", "cpu2"} and learners == {"gpu1"}, summary["placement"]

@@ -20,7 +20,7 @@ def test_filling_slots_keeps_the_demo_batch_and_copies(slots):
     cfg = load_config(DEMO, [f"farm.runner_slots={slots}"])
     copies = written.farm.num_runners * written.env.envs_per_runner
     assert cfg.farm.num_runners * cfg.env.envs_per_runner == copies
-    assert cfg.farm.batch_size == copies * written.farm.fragment_length == 2048
+    assert cfg.farm.batch_size == copies * written.farm.fragment_length
     assert cfg.farm.fragment_length == written.farm.fragment_length
     assert 1 <= cfg.farm.num_runners <= slots
     assert cfg.farm.num_runners == max(d for d in range(1, slots + 1) if copies % d == 0)
@@ -34,7 +34,9 @@ def test_spreading_is_idempotent_and_keeps_an_explicit_batch():
 
 
 def test_more_runners_fill_the_same_batch():
-    """One update consumes the written batch with 1 runner x 64 copies and with 8 x 8."""
+    """One update consumes the written batch with 1 runner and with 8 sharing its copies."""
+    written = load_config(DEMO)
+    copies = written.farm.num_runners * written.env.envs_per_runner
     steps = []
     for slots in (1, 8):
         cfg = load_config(DEMO, [f"farm.runner_slots={slots}", "farm.mode=serial",
@@ -45,7 +47,7 @@ def test_more_runners_fill_the_same_batch():
             steps.append(farm.iterate()["env_steps"])
         finally:
             farm.close()
-    assert steps == [64 * 8, 64 * 8]
+    assert steps == [copies * 8, copies * 8]
 
 
 def test_rlfarm_scale_says_when_its_batch_grows():

@@ -44,8 +44,10 @@ def test_config_show_prints_the_resolved_config_with_meanings(capsys):
     assert main(["config", "show", str(CONFIG_DIR / "cartpole_ppo.yaml"), "--set", "farm.runner_slots=8"]) == 0
     out = capsys.readouterr().out
     resolved = yaml.safe_load(out)  # the comments aside, it is the config as it resolves
-    assert resolved["farm"]["num_runners"] == 8 and resolved["env"]["envs_per_runner"] == 8
-    assert resolved["farm"]["batch_size"] == 2048
+    written = yaml.safe_load((CONFIG_DIR / "cartpole_ppo.yaml").read_text())
+    copies = written["farm"]["num_runners"] * written["env"]["envs_per_runner"]
+    assert resolved["farm"]["num_runners"] == 8 and resolved["env"]["envs_per_runner"] == copies // 8
+    assert resolved["farm"]["batch_size"] == copies * written["farm"]["fragment_length"]
     assert "  clip_coef: 0.2   # PPO ratio clip range" in out
 
 
