@@ -12,7 +12,7 @@ FARM_MODES = ("serial", "ray")
 """`serial`: everything in one process, no Ray; `ray`: runners and learners as Ray actors."""
 
 _AT_LEAST = {"num_runners": 1, "fragment_length": 1, "max_inflight": 1, "num_learners": 1,
-             "batch_size": 0, "max_lag": 0, "artificial_lag": 0, "max_runner_restarts": 0}
+             "batch_size": 0, "runner_slots": 0, "max_lag": 0, "artificial_lag": 0, "max_runner_restarts": 0}
 """The integer fields and their smallest allowed value."""
 
 
@@ -32,7 +32,14 @@ class FarmConfig:
 
     batch_size: int = 0
     """Env steps per learner update; 0 means one fragment from every runner
-    (num_runners x fragment_length x envs_per_runner)."""
+    (num_runners x fragment_length x envs_per_runner). The batch is part of the algorithm:
+    launchers that fill an allocation keep it (see runner_slots)."""
+
+    runner_slots: int = 0
+    """Runner slots to fill (set by launchers: `rlfarm slurm`, hetjobs). 0: num_runners as
+    written. N > 0: the config's copies (num_runners x env.envs_per_runner) and its batch stay
+    as written and are spread over as many runners as fit, up to N, each with an equal share
+    of the copies; more runners then fill the same batch sooner (strong scaling)."""
 
     max_inflight: int = 2
     """Fragments each runner may have requested but not yet delivered; bounds the object store."""
@@ -100,3 +107,21 @@ class FarmConfig:
                              f"got {self.py_modules!r}")
         if self.address is not None and (not isinstance(self.address, str) or not self.address.strip()):
             raise ValueError(f"address: expected a Ray address such as 'auto' or 'host:6379', got {self.address!r}")
+
+
+def spread_over_slots(num_runners: int, envs_per_runner: int, fragment_length: int, batch_size: int,
+                      slots: int) -> tuple[int, int, int]:
+    """(num_runners, envs_per_runner, batch_size) that fill up to `slots` runners with the same
+    learning: the same copies in all and the same env steps per update.
+
+    The copies C = num_runners x envs_per_runner are split equally, so the runner count is the
+    largest divisor of C not above `slots` (64 copies on 6 slots: 4 runners x 16 copies). The
+    fragment length, hence every copy's trajectory segment and its GAE, is unchanged, and the
+    batch (batch_size, or one fragment per runner as written) is pinned in env steps.
+    """
+    copies = num_runners * envs_per_runner
+    batch = batch_size or copies * fragment_length
+    if slots <= 0:
+        return num_runners, envs_per_runner, batch_size
+    runners = max(d for d in range(1, min(slots, copies) + 1) if copies % d == 0)
+    return runners, copies // runners, batch

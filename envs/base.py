@@ -7,7 +7,8 @@ A subclass holds its state in preallocated arrays and implements three methods:
   copy's own stream (see envs/rng.py);
 - ``_physics(actions) -> (obs, rewards, terminated)``: advance every copy one step in place;
   ``obs`` is a fresh float32 [N, *obs_shape] array, ``rewards`` float32 [N], ``terminated``
-  bool [N]. A subclass whose state can go bad lists those copies in ``self._bad_copies``;
+  bool [N]. A subclass whose state can go bad lists those copies in ``self._bad_copies``
+  (and may say why in ``self._bad_reason``, shown as ``infos["env_error_message"]``);
 - ``_observe(copies) -> float32 [len(copies), *obs_shape]``.
 
 The base class does the rest with array operations only: action checks, truncation after
@@ -90,6 +91,7 @@ class BatchedEnv(VectorEnv):
         self._returns = np.zeros(n, dtype=np.float32)
         self._pending = None  # NEXT_STEP: copies that ended at the previous step
         self._bad_copies = None
+        self._bad_reason: str | None = None
         self._needs_reset = True
         obs_shape = (n,) + single_observation_space.shape
         self._no_episode = {"r": _readonly(np.zeros(n, np.float32)), "l": _readonly(np.zeros(n, np.int32))}
@@ -142,6 +144,8 @@ class BatchedEnv(VectorEnv):
         if bad is not None:  # state went bad (NaN/Inf): reset now, end the episode as truncated
             self._bad_copies = None
             infos["env_errors"] = int(len(bad))
+            if self._bad_reason:
+                infos["env_error_message"], self._bad_reason = self._bad_reason, None
             self._reset_some(bad)
             obs[bad] = self._observe(bad)
             rewards[bad] = 0.0

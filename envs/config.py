@@ -7,6 +7,8 @@ from typing import Any
 
 @dataclass
 class EnvConfig:
+    """Which env the runners make, how many copies each steps, and the env's own keywords."""
+
     id: str = "rlfarm/CartPole-v1"
     """Env id: a registered id (rlfarm's, gymnasium's, one from `imports` or from a package's
     `rlfarm.envs` entry point), or "package.module:attr" naming a BatchedEnv subclass, a

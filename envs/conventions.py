@@ -73,15 +73,30 @@ def autoreset_modes(maker: Callable[..., Any], num_envs: int) -> None:
         _expect(got is not None and parse_autoreset_mode(got) is parse_autoreset_mode(mode),
                 f"autoreset_mode={mode!r}: the env's metadata['autoreset_mode'] is {got!r}")
         env.reset(seed=0)
-        for actions in _sample(env):
-            obs, *_, infos = env.step(actions)
+        # Checked against the declared observation space, not the obs just returned: an obs of
+        # the wrong width must be named as such (spaces_and_dtypes names the obs itself).
+        expected = (num_envs, *env.single_observation_space.shape)
+        for step, actions in enumerate(_sample(env)):
+            *_, infos = env.step(actions)
             if mode == "same_step":
-                final = infos.get("final_obs")
-                _expect(isinstance(final, np.ndarray) and final.dtype == np.float32 and final.shape == obs.shape
-                        and np.asarray(infos.get("_final_obs")).shape == (num_envs,),
-                        "same_step: expected infos['final_obs'] (dense float32 like obs) and infos['_final_obs'] "
-                        f"(bool [{num_envs}]) at every step, got keys {sorted(infos)}")
+                final, mask = infos.get("final_obs"), infos.get("_final_obs")
+                _expect(final is not None and mask is not None,
+                        f"same_step: step {step}: infos['final_obs'] and infos['_final_obs'] must be there at "
+                        f"every step, got keys {sorted(infos)}")
+                _expect(isinstance(final, np.ndarray) and final.dtype == np.float32 and final.shape == expected,
+                        f"same_step: step {step}: infos['final_obs']: expected float32 {expected} (the observation "
+                        f"space, dense), got {_describe(final)}")
+                _expect(isinstance(mask, np.ndarray) and mask.dtype == bool and mask.shape == (num_envs,),
+                        f"same_step: step {step}: infos['_final_obs']: expected bool ({num_envs},), "
+                        f"got {_describe(mask)}")
         env.close()
+
+
+def _describe(value: Any) -> str:
+    """'float32 (4, 3)' for an array, the type's name otherwise."""
+    if isinstance(value, np.ndarray):
+        return f"{value.dtype} {value.shape}"
+    return type(value).__name__
 
 
 def seeding(maker: Callable[..., Any], num_envs: int) -> None:

@@ -7,6 +7,7 @@ looks `env_id` up as a registered id or as `"package.module:attr"`.
 """
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.metadata
 import inspect
@@ -74,18 +75,45 @@ def registered_ids() -> list[str]:
 
 
 SUBPROCESS_ID = "rlfarm/Subprocess-v0"
+SUBPROCESS_TARGET = "rlfarm.envs.subprocess_env:SubprocessEnv"
 """An external program as a batched env (envs/subprocess_env.py); needs its kwargs, so it is
 registered apart from ENTRIES, whose envs are built with defaults by `rlfarm envs`."""
 
 
+def subprocess_class() -> type[BatchedEnv]:
+    return _load(SUBPROCESS_TARGET)
+
+
+def _view(target: str) -> functools.partial:
+    """The vector_entry_point gymnasium gets: `gym.make_vec` returns a GymnasiumView (envs/interop.py)."""
+    from rlfarm.envs.interop import gymnasium_vector
+
+    return functools.partial(gymnasium_vector, target)
+
+
 def register_all() -> None:
+    """Register rlfarm's ids, the bridge and the installed `rlfarm.envs` entry points ("id =
+    module:attr") with gymnasium, so `gym.make_vec(id, n)` finds them; rlfarm itself resolves
+    them without the registry (`resolve`)."""
     if SUBPROCESS_ID not in gym.registry:
-        gym.register(id=SUBPROCESS_ID, vector_entry_point="rlfarm.envs.subprocess_env:SubprocessEnv")
+        gym.register(id=SUBPROCESS_ID, vector_entry_point=_view(SUBPROCESS_TARGET))
     for env_id in available_ids():
         if env_id not in gym.registry:
             entry = ENTRIES[env_id]
-            gym.register(id=env_id, entry_point=entry.single, vector_entry_point=entry.batched,
+            gym.register(id=env_id, entry_point=entry.single, vector_entry_point=_view(entry.batched),
                          disable_env_checker=False)
+    for env_id, target in _declared_entry_points().items():
+        if env_id not in gym.registry:
+            gym.register(id=env_id, vector_entry_point=_view(target))
+
+
+def _declared_entry_points() -> dict[str, str]:
+    """`rlfarm.envs` entry points of the "id = module:attr" form, read without importing them."""
+    found: dict[str, str] = {}
+    for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if ":" in entry.value:
+            found.setdefault(entry.name, entry.value)
+    return found
 
 
 def batched_class(env_id: str) -> type[BatchedEnv]:
@@ -189,6 +217,8 @@ def resolve(env_id: str, imports: list[str] | tuple[str, ...] = ()) -> EnvSource
     declared = entry_point_ids()
     if env_id in declared:
         return _classify(_load_attr(declared[env_id], env_id), env_id, declared=True)
+    if env_id in ENTRIES or env_id == SUBPROCESS_ID:  # the batched class itself, not gymnasium's view
+        return _classify(_load(ENTRIES[env_id].batched if env_id in ENTRIES else SUBPROCESS_TARGET), env_id)
     if env_id in gym.registry:
         entry = gym.registry[env_id].vector_entry_point
         if entry is not None:

@@ -74,6 +74,36 @@ MAX_FAULT_STREAK = 3
 _CHUNK = 1 << 16
 
 
+def _bounds(name: str, value: Any, dim: int) -> np.ndarray:
+    """A Box bound: one number for every dimension, or a list of `dim` numbers."""
+    array = np.asarray(value, dtype=object)
+    if array.ndim == 0:
+        array = np.full(dim, value, dtype=object)
+    if array.shape != (dim,) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
+                                        for v in array):
+        raise ValueError(f"{name}: expected a finite number or a list of action_dim={dim} finite numbers, "
+                         f"got {value!r}")
+    return array.astype(np.float32)
+
+
+def _spaces_words(obs_dim: int, action_kind: int, action_size: int) -> str:
+    """The handshake's spaces in the kwargs' own names."""
+    action = f"num_actions={action_size} (a discrete action)" if action_kind == 0 else \
+        f"action_dim={action_size} (a box action)"
+    return f"obs_dim={obs_dim}, {action}"
+
+
+def exit_words(code: int) -> str:
+    """A simulator's end in words: its exit status, or the signal that killed it."""
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"the simulator was killed by {name}"
+    return f"the simulator exited with status {code}"
+
+
 def _die_with_parent() -> None:
     try:
         ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
@@ -146,7 +176,7 @@ class SimProcess:
             code = self.proc.wait(timeout=0.2)
         except subprocess.TimeoutExpired:
             return SimulatorFault(f"the program {what} but still runs")
-        return SimulatorFault(f"the program exited (code {code})")
+        return SimulatorFault(exit_words(code))
 
     def kill(self) -> None:
         """SIGKILL the program's process group (its helpers too) and reap it, bounded."""
@@ -238,7 +268,7 @@ class SubprocessEnv(BatchedEnv):
     """N copies of an external simulator (see the module docstring for the protocol)."""
 
     def __init__(self, num_envs: int = 1, *, command: list[str], obs_dim: int, num_actions: int = 0,
-                 action_dim: int = 0, action_low: float = -1.0, action_high: float = 1.0,
+                 action_dim: int = 0, action_low: float | list[float] = -1.0, action_high: float | list[float] = 1.0,
                  copies_per_process: int = 256, step_timeout_s: float = 5.0, max_episode_steps: int = 500,
                  transport: str = "pipes", host: str = "127.0.0.1",
                  autoreset_mode: str = "next_step", runner_index: int = 0, render_mode: str | None = None):
@@ -248,8 +278,15 @@ class SubprocessEnv(BatchedEnv):
         if (num_actions > 0) == (action_dim > 0):
             raise ValueError(f"num_actions, action_dim: give exactly one (a discrete or a box action), "
                              f"got num_actions={num_actions!r}, action_dim={action_dim!r}")
-        action_space = spaces.Discrete(check_int("num_actions", num_actions, 1)) if num_actions else \
-            spaces.Box(float(action_low), float(action_high), (check_int("action_dim", action_dim, 1),), np.float32)
+        if num_actions:
+            action_space = spaces.Discrete(check_int("num_actions", num_actions, 1))
+        else:
+            dim = check_int("action_dim", action_dim, 1)
+            low, high = _bounds("action_low", action_low, dim), _bounds("action_high", action_high, dim)
+            if not (low < high).all():
+                raise ValueError(f"action_low, action_high: each low must be below its high, got {low.tolist()} "
+                                 f"and {high.tolist()}")
+            action_space = spaces.Box(low, high, (dim,), np.float32)
         obs_space = spaces.Box(-np.inf, np.inf, (obs_dim,), np.float32)
         super().__init__(num_envs, obs_space, action_space, max_episode_steps=max_episode_steps,
                          autoreset_mode=autoreset_mode, runner_index=runner_index, render_mode=render_mode)
@@ -287,8 +324,8 @@ class SubprocessEnv(BatchedEnv):
         got = (proc.obs_dim, proc.action_kind, proc.action_size)
         if proc.version != VERSION or got != declared:
             proc.kill()
-            raise ValueError(f"command: the program declares protocol {proc.version}, (obs_dim, action kind, "
-                             f"action size) = {got}; the env's kwargs say {VERSION}, {declared}")
+            raise ValueError(f"command: the program declares protocol {proc.version}, {_spaces_words(*got)}; "
+                             f"the env's kwargs say protocol {VERSION}, {_spaces_words(*declared)}")
         self.reset_draws = proc.reset_draws
         return proc
 
@@ -349,6 +386,7 @@ class SubprocessEnv(BatchedEnv):
             except SimulatorFault as fault:
                 failed.append((k, fault))
         if failed:
+            self._bad_reason = "; ".join(f"simulator process {k}: {fault}" for k, fault in failed)
             for k, fault in failed:
                 self._restart(k, fault)
             self._bad_copies = np.concatenate([np.arange(n)[self.slices[k]] for k, _ in failed])

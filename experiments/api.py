@@ -51,21 +51,25 @@ def load_config(path: str | os.PathLike, overrides: Mapping[str, Any] | Sequence
 
 
 def train(cfg: ExperimentConfig | str | os.PathLike | None, *, callbacks: Sequence[Callback] = (),
-          run_dir: str | os.PathLike | None = None, resume: str | os.PathLike | None = None) -> "Run":
+          run_dir: str | os.PathLike | None = None, resume: str | os.PathLike | None = None,
+          hparams_keys: Sequence[str] = ()) -> "Run":
     """Train `cfg` to its stop condition in this process (Ray mode starts or joins Ray and
     shuts down what it started); returns the Run.
 
     run_dir: where to write (default: a new `<log.dir>/<name>-<time>`); resume: a run dir to
     continue from its last checkpoint (then `cfg` may be None: the run's config.yaml).
     KeyboardInterrupt stops after the current update, writes the checkpoint and summary, and
-    is raised again, so a script stops too. A crash raises TrainingError.
+    is raised again, so a script stops too. A crash raises TrainingError. hparams_keys: config
+    fields ("algo.clip_coef") that the run's HPARAMS row holds even at their default values
+    (a sweep's swept fields); fields that differ from their defaults are always there.
     """
     from rlfarm.experiments.run.preflight import prepare_training
 
     started = time.perf_counter()
     trainer = prepare_training(cfg, resume=os.fspath(resume) if resume is not None else None,
                                run_dir=os.fspath(run_dir) if run_dir is not None and resume is None else None,
-                               process_start_s=started, callbacks=callbacks, option="resume")
+                               process_start_s=started, callbacks=callbacks, option="resume",
+                               hparams_keys=hparams_keys)
     code = trainer.run()
     run_dir = trainer.run_dir  # the dir claimed: a suffix when another run took the name
     run = Run(run_dir)

@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_submit(sub)
     _add_jobs(sub)
     _add_slurm(sub)
+    _add_config(sub)
     return parser
 
 
@@ -305,6 +306,26 @@ def _slurm(args: argparse.Namespace) -> int:
     return main(args)
 
 
+def _add_config(sub: Any) -> None:
+    p = sub.add_parser("config", help="`config show [CONFIG]`: a config as it resolves, each field with its meaning")
+    config_sub = p.add_subparsers(dest="config_command", metavar="ACTION", required=True)
+    show = config_sub.add_parser("show", help="print CONFIG (default: every default) resolved, with each "
+                                              "field's meaning; docs/config.md is the same reference")
+    show.add_argument("config", metavar="CONFIG", nargs="?", default=None)
+    _add_overrides(show)
+    show.set_defaults(handler=_config_show)
+
+
+def _config_show(args: argparse.Namespace) -> int:
+    from rlfarm.experiments.config import apply_overrides, config_from_dict, load_config
+    from rlfarm.experiments.config_docs import render_config
+
+    cfg = load_config(args.config, args.overrides) if args.config else \
+        config_from_dict(apply_overrides({}, args.overrides))
+    print(render_config(cfg), end="")
+    return 0
+
+
 def limit_blas_threads(environ: MutableMapping[str, str] = os.environ) -> None:
     """One thread for numpy's OpenBLAS unless the user chose a count (OPENBLAS_ or OMP_NUM_THREADS).
 
@@ -319,8 +340,26 @@ def limit_blas_threads(environ: MutableMapping[str, str] = os.environ) -> None:
         environ["OPENBLAS_NUM_THREADS"] = "1"
 
 
+def working_folder_on_path(environ: MutableMapping[str, str] = os.environ) -> None:
+    """The folder rlfarm is started from is importable, as docs/envs.md says (`env.id:
+    "reach_env:Reach"` beside reach_env.py), in every process of the run.
+
+    A console script, unlike `python -m`, does not put it on sys.path. Appended after the
+    installed packages here, so a user folder named like a library shadows nothing in this
+    process; and added to PYTHONPATH for the processes the run starts (Ray's workers, bare
+    runner processes, simulators), which inherit this environment.
+    """
+    folder = os.getcwd()
+    if folder not in sys.path:
+        sys.path.append(folder)
+    parts = [p for p in environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if folder not in parts:
+        environ["PYTHONPATH"] = os.pathsep.join([*parts, folder])
+
+
 def main(argv: list[str] | None = None) -> int:
     limit_blas_threads()
+    working_folder_on_path()
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args) or 0)

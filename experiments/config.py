@@ -29,7 +29,7 @@ from typing import Any
 import yaml
 
 from rlfarm.agents.config import AlgoConfig, PolicyConfig
-from rlfarm.cluster.config import FarmConfig
+from rlfarm.cluster.config import FarmConfig, spread_over_slots
 from rlfarm.envs import EnvConfig
 from rlfarm.experiments.errors import ConfigError
 
@@ -202,8 +202,18 @@ def parse_yaml(text: str) -> Any:
 def config_from_dict(raw: dict[str, Any]) -> ExperimentConfig:
     """Build an ExperimentConfig from plain data (as `yaml.safe_load` returns), or raise ConfigError."""
     cfg = _build(ExperimentConfig, raw, "")
+    _spread_runners(cfg)
     _check_cross_fields(cfg)
     return cfg
+
+
+def _spread_runners(cfg: ExperimentConfig) -> None:
+    """farm.runner_slots > 0: the config's copies and batch spread over the slots (a launcher
+    filling an allocation adds throughput, not a larger batch). Idempotent, so a resolved
+    config.yaml resolves to itself."""
+    farm = cfg.farm
+    farm.num_runners, cfg.env.envs_per_runner, farm.batch_size = spread_over_slots(
+        farm.num_runners, cfg.env.envs_per_runner, farm.fragment_length, farm.batch_size, farm.runner_slots)
 
 
 def apply_overrides(raw: dict[str, Any], overrides: typing.Sequence[str]) -> dict[str, Any]:

@@ -57,6 +57,18 @@ def test_installed_package_is_not_shadowed_by_user_folders(user_project):
     assert not any(found["generic"].values()), f"generic top-level modules importable: {found['generic']}"
 
 
+def reuse_running_packages(python: str) -> None:
+    """Let the venv of `python` import torch, ray and gymnasium from the running interpreter's
+    site-packages, named explicitly in a .pth file (a `--system-site-packages` venv would get
+    the base Python's packages instead, which a fresh venv's base does not have). The venv's
+    own site-packages stays first on sys.path, and a bare path line in a .pth does not run the
+    .pth files found there, so the running venv's editable rlfarm is not imported."""
+    running = [p for p in sys.path if p and os.path.basename(p) in ("site-packages", "dist-packages")]
+    own = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                         check=True, capture_output=True, text=True, timeout=60).stdout.strip()
+    Path(own, "zz_running_interpreter.pth").write_text("".join(f"{p}\n" for p in running))
+
+
 @pytest.mark.slow
 def test_regular_install_from_a_wheel_is_not_shadowed(user_project, tmp_path):
     """A non-editable install: the wheel holds `rlfarm/...` and nothing under a generic name."""
@@ -64,13 +76,12 @@ def test_regular_install_from_a_wheel_is_not_shadowed(user_project, tmp_path):
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
                     "-w", str(wheels), str(REPO)], check=True, capture_output=True, timeout=300)
     venv = tmp_path / "venv"
-    # --system-site-packages: torch, ray and gymnasium come from this interpreter; the venv's own
-    # site-packages come first on sys.path, so its rlfarm is the one imported.
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=120)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     python = str(venv / "bin" / "python")
+    reuse_running_packages(python)
     wheel = next(wheels.glob("rlfarm-*.whl"))
-    subprocess.run([python, "-m", "pip", "install", "--no-deps", "-q", str(wheel)], check=True,
-                   capture_output=True, timeout=300)
+    subprocess.run([sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "-q", str(wheel)],
+                   check=True, capture_output=True, timeout=300)
     found = probe(python, user_project)
     assert found["rlfarm"].startswith(str(venv)), found
     assert not any(found["generic"].values()), found

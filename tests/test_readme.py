@@ -21,6 +21,7 @@ def test_the_readme_has_python_examples():
         assert "from rlfarm" in block or "import rlfarm" in block  # the one import namespace
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("index", range(len(PYTHON_BLOCKS)))
 def test_each_python_example_runs(index, tmp_path):
     """In a fresh interpreter, outside the checkout, as a user pastes it (beside the project's

@@ -155,7 +155,7 @@ def slurm_unavailable_reason() -> str | None:
     """None when sbatch can reach a controller with a usable node, else why not."""
     for command in ("sbatch", "sinfo", "scontrol"):
         if shutil.which(command) is None:
-            return f"`{command}` is not installed (bash .ci/slurm.sh start installs a one-node SLURM)"
+            return f"`{command}` is not on PATH (run this on a SLURM login node, or load your site's SLURM module)"
     try:
         result = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=15)
     except subprocess.TimeoutExpired:

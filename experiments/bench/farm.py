@@ -106,6 +106,10 @@ def _weak_scaling(args: argparse.Namespace, cfg: ExperimentConfig, seconds: floa
         raise ConfigError(f"--repeat: expected a number of rounds >= 1; got {args.repeat}")
     if args.vs_rllib:
         raise ConfigError("--vs-rllib: not with --runners; compare with RLlib at one runner count")
+    if not args.json:  # the batch grows with the runners here, on purpose: say so (docs/scaling.md)
+        print(f"rlfarm bench: weak scaling: every runner keeps {cfg.env.envs_per_runner} envs, so the env steps "
+              "per update grow with the runner count (a sampling measurement; training holds its batch "
+              "with farm.runner_slots)", file=sys.stderr, flush=True)
     rounds: list[dict[int, float]] = []
     ray_cpu: dict[int, list[float]] = {count: [] for count in counts}  # Ray's CPU ms per fragment
     for round_index in range(args.repeat):

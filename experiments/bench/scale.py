@@ -191,6 +191,22 @@ def sweep_points(raw: dict[str, Any], sweep: SweepConfig) -> list[tuple[Point, A
     return points
 
 
+def batch_env_steps(cfg: Any) -> int:
+    """Env steps per learner update of a point's config (cluster/farm_base.py's rule)."""
+    return cfg.farm.batch_size or cfg.farm.num_runners * cfg.env.envs_per_runner * cfg.farm.fragment_length
+
+
+def batch_note(points: list[tuple[Point, Any]]) -> str:
+    """Says whether the points learn with one batch (strong scaling) or a batch that grows
+    with them (weak scaling), so nobody reads a weak-scaling sweep as the same learning."""
+    batches = sorted({batch_env_steps(cfg) for _, cfg in points})
+    if len(batches) == 1:
+        return f"rlfarm scale: strong scaling: every point learns from {batches[0]} env steps per update"
+    return (f"rlfarm scale: weak scaling: the batch grows with the point ({batches[0]} to {batches[-1]} env "
+            "steps per update: runners x envs x fragment_length), so the points' algorithms differ; "
+            "set farm.batch_size to hold it fixed (docs/scaling.md)")
+
+
 def node_sweep_resources(node_index: int, swept_nodes: list[int], slots: int) -> dict[str, int]:
     """The custom resources of worker node `node_index` (1-based) for a sweep over `swept_nodes`:
     `slots` runners' worth of `rf_nodes_N` for every N that includes this node."""
@@ -347,11 +363,12 @@ def main(args: argparse.Namespace) -> int:
     out = args.out or os.path.join(cfg0.log.dir, f"scale-{cfg0.name}-{time.strftime('%Y%m%d-%H%M%S')}")
     os.makedirs(os.path.join(out, "tb"), exist_ok=True)
     session = _start_ray_once([cfg for _, cfg in points])
+    print(batch_note(points), file=sys.stderr, flush=True)
     measured: list[Point] = []
     try:
         for index, (point, cfg) in enumerate(points, 1):
             print(f"rlfarm scale: point {index}/{len(points)}: {point.num_runners} runners x "
-                  f"{point.envs_per_runner} envs, {point.num_learners} learner(s)"
+                  f"{point.envs_per_runner} envs, {point.num_learners} learner(s), batch {batch_env_steps(cfg)}"
                   + (f" on {point.nodes} node(s)" if point.nodes else "") + " ...", file=sys.stderr, flush=True)
             measure(point, cfg, sweep, os.path.join(out, "tb", point.label))
             print(f"rlfarm scale:   {point.env_steps_per_s:,.0f} env steps/s, "

@@ -175,7 +175,8 @@ def list_main(args: argparse.Namespace) -> int:
         return 0
     reason = slurm.slurm_unavailable_reason()
     if reason and "no SLURM node is up" not in reason:
-        print(f"rlfarm jobs: no --address or $RAY_ADDRESS for Ray Jobs, and no SLURM: {reason}", file=sys.stderr)
+        print("rlfarm jobs: nothing to list here: give --address http://HEAD:8265 (or set $RAY_ADDRESS) "
+              f"for Ray Jobs; SLURM jobs: {reason}", file=sys.stderr)
         return 1
     try:
         rows = slurm.list_jobs()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 from rlfarm.experiments.config import ExperimentConfig
 
@@ -51,10 +51,40 @@ def closing_sentence(summary: dict[str, Any], cfg: ExperimentConfig) -> str:
             f"{format_count(summary['env_steps_per_s'])} env steps/s")
 
 
-def hparams(cfg: ExperimentConfig) -> dict[str, Any]:
-    """The run's HPARAMS row: what people vary between runs they compare."""
-    return {"env": cfg.env.id, "algo": cfg.algo.name, "lr": cfg.algo.lr, "runners": cfg.farm.num_runners,
-            "envs_per_runner": cfg.env.envs_per_runner, "seed": cfg.seed, "farm_mode": cfg.farm.mode}
+_HPARAM_NAMES = {"env.id": "env", "algo.name": "algo", "algo.lr": "lr", "farm.num_runners": "runners",
+                 "env.envs_per_runner": "envs_per_runner", "seed": "seed", "farm.mode": "farm_mode"}
+"""The fields every HPARAMS row holds, under their short names."""
+
+_NOT_HPARAMS = ("name", "log.", "farm.address")
+"""Where a run writes, what it shows and which cluster it joins: not hyperparameters."""
+
+
+def hparams(cfg: ExperimentConfig, keys: Sequence[str] = ()) -> dict[str, Any]:
+    """The run's HPARAMS row: env, algo, lr, runners, envs_per_runner, seed and farm_mode;
+    every other field (section.field, env.kwargs.* included) whose value differs from its
+    default; and every field named in `keys` (a sweep's swept fields), so that runs that
+    differ anywhere that matters differ in the table."""
+    from rlfarm.experiments.config import to_dict
+
+    flat, defaults = _flat(to_dict(cfg)), _flat(to_dict(ExperimentConfig()))
+    row = {short: flat[key] for key, short in _HPARAM_NAMES.items()}
+    for key, value in flat.items():
+        if key in _HPARAM_NAMES or key.startswith(_NOT_HPARAMS):
+            continue
+        if key in keys or key not in defaults or defaults[key] != value:
+            row[key] = value if isinstance(value, (bool, int, float, str)) else str(value)
+    return row
+
+
+def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"algo.lr": 0.001, "env.kwargs.grid_size": 32, ...}: nested sections as dotted keys."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and value:
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 class _RayStartupWarnings:
@@ -87,6 +117,12 @@ def summarise_ray_startup_warnings() -> None:
 def print_closing_block(summary: dict[str, Any], cfg: ExperimentConfig, run_dir: str) -> None:
     """The closing block: what happened in words, then where the results are and what next."""
     say(f"rlfarm train: {closing_sentence(summary, cfg)}")
+    errors = int(summary.get("env_errors") or 0)
+    if errors:  # a run that went on despite its env's errors still says so at the end
+        went_on = "" if summary["exit_reason"] == "crashed" else \
+            f"; below farm.max_env_error_rate={cfg.farm.max_env_error_rate:g}, so training went on"
+        say(f"rlfarm train: {errors} env errors: copies reset after an exception or a NaN/Inf state "
+            f"(each runner's first one is printed above; farm/env_errors in TensorBoard){went_on}")
     if summary["exit_reason"] == "crashed":
         where = (f"{summary['last_checkpoint']}; continue with `rlfarm train --resume {run_dir}`"
                  if summary["last_checkpoint"] else "none was written")

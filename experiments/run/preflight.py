@@ -38,7 +38,8 @@ def prepare_training(config: ExperimentConfig | str | os.PathLike | None, *, ove
                      address: str | None = None, resume: str | None = None, run_dir: str | None = None,
                      force: bool = False, background_start: bool = False, process_start_s: float,
                      callbacks: Sequence[Callable[[dict], Any]] = (), option: str = "--resume",
-                     py_modules: Sequence[str] = (), announce: bool = True) -> Training:
+                     py_modules: Sequence[str] = (), announce: bool = True,
+                     hparams_keys: Sequence[str] = ()) -> Training:
     """Steps 1-5 above: a Training ready to `run()`. Raises ConfigError, naming the field,
     for bad input. When the user's env fails to build, steps 4-5 are skipped and `run()`
     ends the run as runner_start_failed (run dir, summary.json, exit code 2 or 1).
@@ -48,6 +49,7 @@ def prepare_training(config: ExperimentConfig | str | os.PathLike | None, *, ove
     option: how the caller names `resume` in its messages ("--resume", or "resume" for the API).
     py_modules: paths added to farm.py_modules (`--py-module`).
     announce: False for `--check-nodes`, which starts no run (so names no run dir).
+    hparams_keys: fields the HPARAMS row holds even at their default (a sweep's swept fields).
     """
     checkpoint, lock = None, None
     if resume is not None:  # 1.
@@ -64,11 +66,13 @@ def prepare_training(config: ExperimentConfig | str | os.PathLike | None, *, ove
         if address:
             cfg.farm.address = address
         cfg.farm.py_modules += [path for path in py_modules if path not in cfg.farm.py_modules]
+        if resume is not None:
+            refuse_finished_run(resume, checkpoint, cfg, option)
         if run_dir is not None and resume is None:  # 2. early; claim_run_dir is the atomic check
             refuse_used_run_dir(run_dir)
         unique = run_dir is None and resume is None
         training = Training(cfg, resume or run_dir or new_run_dir(cfg), checkpoint, process_start_s,
-                            callbacks=callbacks, unique_run_dir=unique)
+                            callbacks=callbacks, unique_run_dir=unique, hparams_keys=hparams_keys)
         training.lock = lock
         _check(training, cfg, force, background_start, announce)
     except BaseException:
@@ -101,3 +105,36 @@ def _check(training: Training, cfg: ExperimentConfig, force: bool, background_st
 
             summarise_ray_startup_warnings()
             training.start_farm_in_background()
+
+
+def refuse_finished_run(run_dir: str, checkpoint: str, cfg: ExperimentConfig, option: str) -> None:
+    """A run that ended on its budget or its target is finished: resuming it as it is would
+    train one more batch past its own stop. Say so (ConfigError, nothing written) unless the
+    resumed config moves the stop: a larger stop.env_steps, another target_return, or
+    continue_after_target."""
+    import json
+    import zipfile
+
+    import yaml
+
+    from rlfarm.experiments.run.run_dirs import checkpoint_env_steps
+
+    if not zipfile.is_zipfile(checkpoint):  # torch.save writes a zip: a damaged one is the loader's to report
+        return
+    try:
+        with open(os.path.join(run_dir, "summary.json"), encoding="utf-8") as stream:
+            reason = json.load(stream).get("exit_reason")
+        with open(os.path.join(run_dir, "config.yaml"), encoding="utf-8") as stream:
+            written = (yaml.safe_load(stream) or {}).get("stop") or {}
+    except (OSError, ValueError, yaml.YAMLError):
+        return  # no summary (a killed run) or an unreadable one: resuming is what is asked for
+    steps, budget = checkpoint_env_steps(checkpoint), cfg.stop.env_steps
+    budget_raised = bool(budget) and budget > steps and budget != written.get("env_steps")
+    if reason == "env_steps" and budget and steps >= budget:
+        raise ConfigError(f"{option}: {run_dir} is finished: it ran its budget of stop.env_steps={budget} "
+                          f"({steps} env steps done); raise it to train on, e.g. --set stop.env_steps={2 * budget}")
+    if (reason == "target_return" and not cfg.stop.continue_after_target and not budget_raised
+            and cfg.stop.target_return == written.get("target_return")):
+        raise ConfigError(f"{option}: {run_dir} is finished: it reached stop.target_return="
+                          f"{cfg.stop.target_return:g} at {steps} env steps; set stop.continue_after_target=true, "
+                          "another target_return or a larger stop.env_steps to train on")

@@ -66,8 +66,10 @@ class Training(SignalStops):
 
     def __init__(self, cfg: ExperimentConfig, run_dir: str, resume_checkpoint: str | None,
                  process_start_s: float, callbacks: Sequence[Callable[[dict], Any]] = (),
-                 unique_run_dir: bool = False) -> None:
+                 unique_run_dir: bool = False, hparams_keys: Sequence[str] = ()) -> None:
         self.cfg, self.run_dir, self.resume_checkpoint = cfg, run_dir, resume_checkpoint
+        self.hparams_keys = tuple(hparams_keys)
+        """Fields the HPARAMS row holds even at their default (a sweep's swept fields)."""
         self.unique_run_dir = unique_run_dir
         """True: `run_dir` is a proposed name, suffixed -2, -3, ... when taken (see claim_run_dir)."""
         self.callbacks = list(callbacks)
@@ -98,8 +100,13 @@ class Training(SignalStops):
         if not self._announced:
             cfg = self.cfg
             starting = "; starting Ray" if cfg.farm.mode == "ray" else ""
+            farm = cfg.farm
+            batch = farm.batch_size or farm.num_runners * cfg.env.envs_per_runner * farm.fragment_length
+            spread = f", spread over farm.runner_slots={farm.runner_slots}" if farm.runner_slots else ""
             say(f"rlfarm train: {'resuming' if self.resume_checkpoint else 'run'} {self.run_dir} "
                 f"({cfg.env.id}, {cfg.algo.name}, farm.mode={cfg.farm.mode}{starting})")
+            say(f"rlfarm train: batch {batch} env steps per update; fragments of {cfg.env.envs_per_runner} "
+                f"copies x {farm.fragment_length} steps from {farm.num_runners} runner(s){spread}")
         self._announced = True
 
     def _segment_seed(self) -> int:
@@ -179,7 +186,8 @@ class Training(SignalStops):
                 self.run_dir, config_text=display_config(cfg), report_interval_s=cfg.log.report_interval_s,
                 return_window=cfg.log.return_window, total_env_steps=cfg.stop.env_steps,
                 progress=cfg.log.progress, start_env_steps=farm.env_steps, state=extra.get("monitor"),
-                target_return=cfg.stop.target_return, wall_limit_s=cfg.stop.wall_s, hparams=hparams(cfg))
+                target_return=cfg.stop.target_return, wall_limit_s=cfg.stop.wall_s,
+                hparams=hparams(cfg, self.hparams_keys))
             if getattr(farm, "checked_nodes", None):
                 say(f"rlfarm train: node preflight passed on {', '.join(farm.checked_nodes)}")
             report_placement(farm, monitor.writer, self.segment, final=False)
@@ -359,12 +367,13 @@ class Training(SignalStops):
         exit_reason, error = guarded(lambda: monitor.report(final=True, exit_reason=exit_reason),
                                       exit_reason, error)
         placement = report_placement(farm, monitor.writer, self.segment, final=True)
-        from rlfarm.experiments.report.monitor import process_age_s, write_summary
+        from rlfarm.experiments.report.monitor import write_summary
 
-        age = process_age_s()
+        # "in all" runs from this run's own start: the process's for the CLI, the call's for the
+        # API and sweep trials, whose process (a script, a Ray worker started ahead) is older.
         summary = monitor.summary(
             exit_reason, solved_at is not None, self.last_checkpoint, error=error, train_loop_s=round(loop_s, 3),
-            process_s=None if age is None else round(age, 3),
+            process_s=round(time.perf_counter() - self.process_start_s, 3),
             startup_s=round(loop_start - self.process_start_s, 3), run_dir=self.run_dir,
             segments=self.segment + 1,
             **({"shipped": self.shipped} if self.shipped is not None else {}),

@@ -40,7 +40,8 @@ def render() -> str:
              "its curves. These tags are stable; `<i>` stands for a runner index and `<rank>` for a",
              "learner rank. Metrics a learner adds beyond these are written under their own names.",
              "Each run also writes an HPARAMS record (env, algo, lr, runners, envs_per_runner, seed,",
-             "farm_mode; metrics: the final/ tags), so runs under one logdir compare in one table,",
+             "farm_mode, every other field that differs from its default as `section.field`, and a",
+             "sweep's swept fields; metrics: the final/ tags), so runs under one logdir compare in one table,",
              "and a Custom Scalars layout (`CUSTOM_SCALARS` in experiments/report/tags.py) that puts the",
              "headline charts on one page."]
     others = {tag: meaning for tag, meaning in TAGS.items() if _group(tag) not in GROUPS}

@@ -101,6 +101,7 @@ def test_bad_fragments_are_rejected_with_a_clear_message():
         learner.update([])
 
 
+@pytest.mark.slow
 def test_ppo_learns_a_contextual_bandit():
     """Reward 1 when the action equals the sign of obs[0]: PPO must find it in a few updates."""
     torch.set_num_threads(1)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +10,59 @@ import pytest
 import yaml
 
 HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+HOSTS_SH = REPO / ".ci" / "hosts.sh"
+TEST_HOSTS = {"gpu1": "198.18.0.1", "cpu1": "198.18.0.2", "cpu2": "198.18.0.3"}
+"""The hosts of .ci/hosts.sh (docs/cluster-testing.md) and their addresses."""
+
+
+def hosts_unavailable_reason() -> str | None:
+    """None when the hosts of .ci/hosts.sh are up, else why not."""
+    if os.geteuid() != 0:
+        return "the test cluster needs root (network namespaces)"
+    missing = [h for h in TEST_HOSTS if not (Path("/run/netns") / h).exists()
+               or not Path(f"/run/rlfarm-hosts/{h}.uts").exists()]
+    if missing:
+        return f"hosts {missing} are not up (bash .ci/hosts.sh up)"
+    return None
+
+
+def ci_slurm_conf() -> str:
+    """The SLURM_CONF of the test cluster's SLURM, as `.ci/slurm.sh env` prints it."""
+    out = subprocess.run(["bash", str(REPO / ".ci" / "slurm.sh"), "env"], capture_output=True, text=True,
+                         check=True, timeout=30).stdout
+    return out.strip().split("SLURM_CONF=", 1)[1]
+
+
+def slurm_unavailable_reason() -> str | None:
+    """None when the test cluster's own SLURM answers, else why not.
+
+    Only the SLURM of .ci/slurm.sh counts: SLURM_CONF must name its config. Any other
+    `sbatch` on PATH (a site scheduler on an HPC login node, a SLURM installed on the
+    machine) is never used, so the suite cannot submit test jobs to someone else's cluster.
+    """
+    reason = hosts_unavailable_reason()
+    if reason:
+        return reason
+    expected = ci_slurm_conf()
+    conf = os.environ.get("SLURM_CONF", "")
+    if not conf:
+        return "SLURM_CONF is not set; the tests use only the test cluster's SLURM (eval \"$(bash .ci/slurm.sh env)\")"
+    if os.path.realpath(conf) != os.path.realpath(expected):
+        return f"SLURM_CONF={conf} is not the test cluster's ({expected}); other SLURMs are never used"
+    if not Path(conf).is_file() or "ClusterName=rlfarm-ci" not in Path(conf).read_text():
+        return f"{conf} is not written yet (bash .ci/slurm.sh start)"
+    from rlfarm.cluster.launch import slurm
+
+    return slurm.slurm_unavailable_reason()
+
+
+def skip_or_fail(reason: str | None, require_var: str, what: str) -> None:
+    """Skip with the reason, or fail where CI requires the test cluster (`require_var`=1)."""
+    if reason:
+        if os.environ.get(require_var) == "1":
+            pytest.fail(f"{require_var}=1 but {what} is not usable: {reason}")
+        pytest.skip(f"{what} is not usable here: {reason}")
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ ray = pytest.importorskip("ray")
 from rlfarm.cluster.ray_farm import RayFarm  # noqa: E402
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("algo", ["appo", "ppo"])
 def test_fragments_in_flight_never_exceed_runners_times_max_inflight(ray_local, cartpole, algo):
     runners, max_inflight = 2, 3

@@ -72,6 +72,7 @@ class TinyLearner:
         return [p.detach().numpy().copy() for p in self.model.parameters()], same
 
 
+@pytest.mark.slow
 def test_two_gloo_learners_keep_identical_parameters_equal_to_one_full_batch_learner(ray_local):
     learners = [TinyLearner.remote(rank, 2) for rank in range(2)]
     master_addr, master_port = ray.get(learners[0].address.remote())
@@ -99,6 +100,7 @@ def test_share_splits_fragments_evenly():
                   + ddp.share(items, 3, 4)) == items
 
 
+@pytest.mark.slow
 def test_merge_moments_equals_the_moments_of_all_observations(ray_local):
     learners = [TinyLearner.remote(rank, 2) for rank in range(2)]
     master_addr, master_port = ray.get(learners[0].address.remote())

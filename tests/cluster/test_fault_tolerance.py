@@ -15,6 +15,7 @@ from rlfarm.cluster.reaper import running  # noqa: E402
 from rlfarm.cluster.runner_pool import RunnerRestartsExceeded  # noqa: E402
 
 
+@pytest.mark.slow
 def test_sigkilled_runner_is_replaced_and_the_run_completes(ray_with_faulty_envs, cartpole):
     max_inflight = 2
     farm = RayFarm(*cartpole(algo="appo", max_inflight=max_inflight), seed=3, total_env_steps=None)
@@ -52,6 +53,7 @@ def _iterate(cfgs, seed: int, iterations: int) -> dict:
     return result
 
 
+@pytest.mark.slow
 def test_restarts_are_capped(ray_with_faulty_envs, cartpole):
     farm = RayFarm(*cartpole(max_runner_restarts=0), seed=3, total_env_steps=None)
     try:
@@ -64,6 +66,7 @@ def test_restarts_are_capped(ray_with_faulty_envs, cartpole):
         farm.close()
 
 
+@pytest.mark.slow
 def test_env_that_kills_its_runner_process_is_survived(ray_with_faulty_envs, cartpole, tmp_path):
     marker = tmp_path / "crashed-once"
     cfgs = cartpole(env_id="faulty_env:CrashingCartPole-v0", envs_per_runner=4, num_runners=2,
@@ -73,6 +76,7 @@ def test_env_that_kills_its_runner_process_is_survived(ray_with_faulty_envs, car
     assert result["runner_restarts"] == 1
 
 
+@pytest.mark.slow
 def test_env_raising_on_step_is_counted_not_fatal(ray_with_faulty_envs, cartpole):
     cfgs = cartpole(env_id="faulty_env:RaisingCartPole-v0", envs_per_runner=4, num_runners=2,
                     env_kwargs={"raise_at": 10})
@@ -83,6 +87,7 @@ def test_env_raising_on_step_is_counted_not_fatal(ray_with_faulty_envs, cartpole
     assert result["env_steps"] == 3 * 2 * 32 * 4
 
 
+@pytest.mark.slow
 def test_dead_learner_ends_the_run_naming_the_last_checkpoint(ray_with_faulty_envs, cartpole, tmp_path):
     farm = RayFarm(*cartpole(), seed=3, total_env_steps=None)
     checkpoint = tmp_path / "ckpt-1.pt"
@@ -98,6 +103,7 @@ def test_dead_learner_ends_the_run_naming_the_last_checkpoint(ray_with_faulty_en
         farm.close()
 
 
+@pytest.mark.slow
 def test_checkpoint_round_trip_restores_counters_and_weights(ray_with_faulty_envs, cartpole, tmp_path):
     import numpy as np
 
@@ -126,6 +132,7 @@ def test_checkpoint_round_trip_restores_counters_and_weights(ray_with_faulty_env
         farm.close()
 
 
+@pytest.mark.slow
 def test_a_stopped_runner_is_replaced_after_runner_timeout_s(ray_with_faulty_envs, cartpole):
     farm = RayFarm(*cartpole(algo="ppo", runner_timeout_s=3.0), seed=5, total_env_steps=None)
     stopped = None

@@ -66,9 +66,13 @@ def head(tmp_path_factory):
     token_file.write_text(secrets.token_hex(16))
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS", "RAY_AUTH_TOKEN")}
     env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token_file))
+    # A job's entrypoint runs `python` from the head's PATH: this interpreter's, also when its
+    # venv is used without being activated.
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     gcs, dashboard, client, agent_http, agent_grpc, runtime_env, metrics = free_ports(7)
     log = open(tmp_path_factory.mktemp("head") / "head.log", "w")
-    command = ["ray", "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(gcs),
+    beside = Path(sys.executable).with_name("ray")  # found without PATH too
+    command = [str(beside) if beside.exists() else "ray", "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(gcs),
                "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard),
                "--ray-client-server-port", str(client), "--dashboard-agent-listen-port", str(agent_http),
                "--dashboard-agent-grpc-port", str(agent_grpc), "--runtime-env-agent-port", str(runtime_env),
@@ -175,6 +179,7 @@ def test_no_wait_then_jobs_status_logs_stop(head, tmp_path):
     assert stop.returncode == 0 and "already finished" in stop.stdout
 
 
+@pytest.mark.slow  # a real `ray start --head` for the module: tens of seconds
 def test_wrong_token_is_refused(head):
     url, env = head
     bad = {k: v for k, v in env.items() if k != "RAY_AUTH_TOKEN_PATH"}
@@ -184,6 +189,7 @@ def test_wrong_token_is_refused(head):
     assert "uthentication" in out.stderr and "RAY_AUTH_TOKEN" in out.stderr
 
 
+@pytest.mark.slow
 def test_unknown_job_and_missing_address(head):
     url, env = head
     out = rlfarm(env, "jobs", "status", "rlfarm-no-such-job", "--address", url, timeout=60)

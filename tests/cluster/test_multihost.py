@@ -23,11 +23,10 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import write_tiny_ray_config
+from .conftest import HOSTS_SH, TEST_HOSTS, hosts_unavailable_reason, skip_or_fail, write_tiny_ray_config
 
 REPO = Path(__file__).resolve().parents[2]
-HOSTS_SH = REPO / ".ci" / "hosts.sh"
-HOSTS = {"gpu1": "198.18.0.1", "cpu1": "198.18.0.2", "cpu2": "198.18.0.3"}
+HOSTS = TEST_HOSTS
 GCS_PORT = 6390
 # Ray declares a node dead after `failure_threshold` missed health checks, `period_ms` apart,
 # each allowed `timeout_ms`: about 3-6 s here (Ray's defaults take about 30-60 s).
@@ -36,16 +35,7 @@ HEALTH_CHECK = {"RAY_health_check_period_ms": "1000", "RAY_health_check_timeout_
 LINK_CUT_NOTICED_S = 30.0
 """Bound on cut link -> dead runner noticed, stated in docs/cluster-testing.md."""
 
-pytestmark = pytest.mark.slow
-
-def hosts_unavailable_reason() -> str | None:
-    if os.geteuid() != 0:
-        return "the test cluster needs root (network namespaces)"
-    missing = [h for h in HOSTS if not (Path("/run/netns") / h).exists()
-               or not Path(f"/run/rlfarm-hosts/{h}.uts").exists()]
-    if missing:
-        return f"hosts {missing} are not up (bash .ci/hosts.sh up)"
-    return None
+pytestmark = pytest.mark.cluster
 
 
 def _descendants(pid: int) -> list[int]:
@@ -129,11 +119,7 @@ class RayOnHosts:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    reason = hosts_unavailable_reason()
-    if reason:
-        if os.environ.get("RLFARM_REQUIRE_HOSTS") == "1":
-            pytest.fail(f"RLFARM_REQUIRE_HOSTS=1 but the test cluster is not usable: {reason}")
-        pytest.skip(f"the test cluster is not usable here: {reason}")
+    skip_or_fail(hosts_unavailable_reason(), "RLFARM_REQUIRE_HOSTS", "the test cluster")
     ray_hosts = RayOnHosts(tmp_path_factory.mktemp("ray-hosts"))
     try:
         ray_hosts.start("gpu1")

@@ -28,6 +28,7 @@ def three_nodes():
     cluster.shutdown()
 
 
+@pytest.mark.slow
 def test_runners_on_the_cpu_node_and_the_learner_on_the_gpu_node(three_nodes, cartpole):
     cfgs = cartpole(num_runners=2, envs_per_runner=8,
                     runner_resources={"num_cpus": 1, "resources": {"cpu_node": 1}},
@@ -46,6 +47,7 @@ def test_runners_on_the_cpu_node_and_the_learner_on_the_gpu_node(three_nodes, ca
     assert result["env_steps"] == 2 * 32 * 8
 
 
+@pytest.mark.slow  # a three-node local Ray for the module: about a minute on 2 loaded cores
 def test_label_selector_places_runners_by_node_label(three_nodes, cartpole):
     cfgs = cartpole(num_runners=1, envs_per_runner=8,
                     runner_resources={"num_cpus": 1, "label_selector": {"rlfarm/role": "sampler"}},
@@ -59,6 +61,7 @@ def test_label_selector_places_runners_by_node_label(three_nodes, cartpole):
     assert where["learners"][0]["node_id"] == three_nodes["gpu"]
 
 
+@pytest.mark.slow
 def test_requirements_no_node_has_fail_with_the_field_name(three_nodes):
     with pytest.raises(ValueError, match=r"farm.runner_resources.resources.fpga_node"):
         check_fits(actor_options({"resources": {"fpga_node": 1}}, "farm.runner_resources"),

@@ -92,6 +92,7 @@ def plain_start(request):
     session.close()
 
 
+@pytest.mark.slow
 def test_plain_start_runs_tasks(plain_start):
     import ray
 
@@ -105,6 +106,7 @@ def test_plain_start_runs_tasks(plain_start):
     assert ray.get([double.remote(value) for value in range(3)]) == [0, 2, 4]
 
 
+@pytest.mark.slow  # a Ray of its own per parameter
 def test_plain_start_is_rays_own(plain_start):
     """Ray's usage-stats API server runs (the lean start leaves it out), and the patched
     functions are Ray's own again."""
@@ -113,6 +115,7 @@ def test_plain_start_is_rays_own(plain_start):
     assert _rays_functions() == before
 
 
+@pytest.mark.slow
 def test_plain_start_says_why_in_one_info_line(plain_start):
     case, _, _, messages = plain_start
     if case == "a patch fails":
@@ -122,6 +125,7 @@ def test_plain_start_says_why_in_one_info_line(plain_start):
         assert any("RLFARM_PLAIN_RAY is set" in m for m in messages)
 
 
+@pytest.mark.slow
 def test_a_failed_patched_start_leaves_no_second_ray(plain_start):
     """The GCS that the failed start had launched is gone: one Ray runs, the plain one."""
     assert len(_children_running("gcs_server")) == 1

@@ -66,7 +66,12 @@ def test_embedded_ray_runs_tasks(embedded):
 
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads command lines from /proc (Linux)")
 def test_embedded_ray_leaves_out_the_api_server_and_runs_the_minimal_agent(embedded):
-    commands = _ray_commands()
+    import ray
+
+    # This session's processes only: on a shared machine other Rays (a `ray start`, a SLURM
+    # job's head) run full dashboards of their own.
+    gcs = ray.get_runtime_context().gcs_address
+    commands = [command for command in _ray_commands() if f"--gcs-address={gcs}" in command]
     agents = [command for command in commands if "dashboard/agent.py" in command]
     assert agents, "no dashboard agent running"
     assert all("--minimal" in command for command in agents)

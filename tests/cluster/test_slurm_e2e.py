@@ -4,8 +4,9 @@ jobs, two jobs side by side, a 3-node job, a heterogeneous CPU+GPU job and a job
 its time limit by requeueing itself (--requeue); `rlfarm jobs` listing this user's jobs.
 
 Each job brings up a real Ray head inside the allocation, trains a tiny CartPole run on the
-Ray farm and brings Ray down. Skipped with the reason when SLURM is not running here; with
-RLFARM_REQUIRE_SLURM=1 (CI) a missing SLURM fails instead.
+Ray farm and brings Ray down. Only the test cluster's SLURM is used: SLURM_CONF must be the
+one `.ci/slurm.sh env` prints and the hosts of .ci/hosts.sh must be up, whatever `sbatch` is
+on PATH. Skipped with the reason otherwise; with RLFARM_REQUIRE_SLURM=1 (CI) that fails instead.
 """
 from __future__ import annotations
 
@@ -23,18 +24,14 @@ import pytest
 
 from rlfarm.cluster.launch import slurm
 
-from .conftest import write_tiny_ray_config
+from .conftest import skip_or_fail, slurm_unavailable_reason, write_tiny_ray_config
 
 REPO = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.cluster
 
 @pytest.fixture(scope="module", autouse=True)
 def slurm_up():
-    reason = slurm.slurm_unavailable_reason()
-    if reason:
-        if os.environ.get("RLFARM_REQUIRE_SLURM") == "1":
-            pytest.fail(f"RLFARM_REQUIRE_SLURM=1 but SLURM is not usable: {reason}")
-        pytest.skip(f"SLURM is not usable here: {reason}")
+    skip_or_fail(slurm_unavailable_reason(), "RLFARM_REQUIRE_SLURM", "the test cluster's SLURM")
 
 
 def write_config(tmp_path: Path, name: str, **sections: dict) -> tuple[Path, Path]:

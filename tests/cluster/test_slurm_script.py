@@ -163,7 +163,7 @@ def test_train_overrides_match_the_slots():
     assert out.returncode == 0, out.stderr
     sets = out.stdout.split("\n")
     assert "farm.mode=ray" in sets
-    assert "farm.num_runners=111" in sets        # 27 + 3 x 28 cpu_node slots
+    assert "farm.runner_slots=111" in sets       # 27 + 3 x 28 cpu_node slots
     assert "farm.num_learners=16" in sets
     assert 'farm.runner_resources={"num_cpus": 1, "resources": {"cpu_node": 1}}' in sets
     assert 'farm.learner_resources={"num_cpus": 1, "num_gpus": 1}' in sets
@@ -176,11 +176,15 @@ def test_overrides_parse_in_the_config_loader():
 
     out = run_bash('rf_train_sets 128 16; printf "%s\\n" "${RF_SET[@]}"')
     sets = [s for s in out.stdout.split("\n") if s and s != "--set"]
-    raw = apply_overrides({"stop": {"env_steps": 1000}}, sets)
+    raw = apply_overrides({"stop": {"env_steps": 1000}, "env": {"envs_per_runner": 64},
+                           "farm": {"num_runners": 2, "fragment_length": 32}, "algo": {"target_kl": None}}, sets)
     cfg = config_from_dict(raw)
     assert cfg.farm.runner_resources == {"num_cpus": 1, "resources": {"cpu_node": 1}}
     assert cfg.farm.learner_resources == {"num_cpus": 1, "num_gpus": 1}
-    assert (cfg.farm.num_runners, cfg.farm.num_learners) == (111, 16)
+    assert cfg.farm.num_learners == 16
+    # 128 copies over 111 slots: 64 runners x 2 copies, the batch still 128 x 32 env steps.
+    assert (cfg.farm.runner_slots, cfg.farm.num_runners, cfg.env.envs_per_runner) == (111, 64, 2)
+    assert cfg.farm.batch_size == 128 * 32
 
 
 def _ports(job_id: int) -> dict[str, int]:

@@ -64,6 +64,7 @@ def test_the_entry_point_names_the_doc_env(doc_dir):
     assert issubclass(_load_attr(points["reach/Reach-v1"], "reach/Reach-v1"), BatchedEnv)
 
 
+@pytest.mark.slow
 def test_the_reach_config_trains(doc_dir):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(doc_dir), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run([sys.executable, "-m", "rlfarm.experiments.cli", "train", "reach.yaml",

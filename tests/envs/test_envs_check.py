@@ -46,6 +46,25 @@ class AcceptsAnyAction(CartPoleBatched):
         self._check_actions = lambda actions: np.clip(np.resize(actions, self.num_envs), 0, 1).astype(np.int64)
 
 
+class WideObs(CartPoleBatched):
+    """Observations one column wider than the declared space (4): the width is what is wrong."""
+
+    def _observe(self, copies):
+        return np.pad(super()._observe(copies), ((0, 0), (0, 1)))
+
+    def _physics(self, actions):
+        obs, rewards, terminated = super()._physics(actions)
+        return np.pad(obs, ((0, 0), (0, 1))), rewards, terminated
+
+
+def test_a_wrong_observation_width_is_named_as_such_by_every_check_it_fails():
+    results = {r.name: r for r in conventions.check(f"{__name__}:WideObs", num_envs=4)}
+    assert results["spaces_and_dtypes"].message.endswith("obs: expected float32 (4, 4), got float32 (4, 5)")
+    autoreset = results["autoreset_modes"].message
+    assert "infos['final_obs']: expected float32 (4, 4)" in autoreset and "got float32 (4, 5)" in autoreset
+    assert "got keys" not in autoreset  # the keys are there; their shape is what is wrong
+
+
 @pytest.mark.parametrize("name, failed", [
     ("Float64Obs", "spaces_and_dtypes"),
     ("IgnoresSeed", "seeding"),
@@ -63,6 +82,7 @@ def run_cli(*args):
                           capture_output=True, text=True, env=env, timeout=120)
 
 
+@pytest.mark.slow
 def test_cli_exit_codes_name_the_failed_check_or_the_bad_id():
     passed = run_cli("rlfarm/CartPole-v1", "--seconds", "0.1")
     assert passed.returncode == 0, passed.stderr
@@ -74,6 +94,7 @@ def test_cli_exit_codes_name_the_failed_check_or_the_bad_id():
     assert unknown.returncode == 2 and unknown.stderr.startswith("rlfarm envs: error: ID_OR_PATH: unknown env")
 
 
+@pytest.mark.slow
 def test_config_gives_the_env_its_keywords(tmp_path):
     """rlfarm/Subprocess-v0 needs kwargs: --config takes the config's env section."""
     config = tmp_path / "sim.yaml"

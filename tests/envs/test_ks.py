@@ -1,5 +1,6 @@
 """Kuramoto-Sivashinsky: ETDRK4 against an independent RK4 reference, boundedness, NaN handling."""
 import numpy as np
+import pytest
 
 from rlfarm.envs.ks import KuramotoSivashinskyBatched
 
@@ -26,6 +27,7 @@ def rk4_reference(u0: np.ndarray, length: float, t_end: float, dt: float = 2e-4)
     return np.fft.irfft(v, n=n)
 
 
+@pytest.mark.slow
 def test_unforced_etdrk4_matches_rk4_reference():
     """Tolerance: 1e-5 of max|u| after 5 time units (ETDRK4 at dt = 0.05 is ~1e-7 here)."""
     env = KuramotoSivashinskyBatched(2)
@@ -41,6 +43,7 @@ def test_unforced_etdrk4_matches_rk4_reference():
     np.testing.assert_allclose(env.u, reference, atol=1e-5 * np.abs(reference).max())
 
 
+@pytest.mark.slow
 def test_state_stays_bounded_over_long_forced_runs():
     env = KuramotoSivashinskyBatched(8)
     env.reset(seed=0)

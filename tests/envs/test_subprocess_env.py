@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -12,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import pytest
 
@@ -72,6 +74,11 @@ def test_the_c_simulator_follows_the_conventions(c_sim):
     assert [r for r in results if not r.ok] == []
 
 
+WHY = {"crash": "simulator process 0: the simulator exited with status 3",  # faulty_sim's os._exit(3)
+       "hang": "simulator process 0: no reply within 0.5 s",
+       "garble": "simulator process 0: malformed reply: expected b'RLFM', got b'JUNK'"}
+
+
 @pytest.mark.parametrize("mode", ["crash", "hang", "garble"])
 def test_a_misbehaving_program_is_killed_restarted_and_counted(mode, tmp_path):
     command = [sys.executable, FAULTY_SIM, mode, "30", str(tmp_path / "marker")]
@@ -79,12 +86,14 @@ def test_a_misbehaving_program_is_killed_restarted_and_counted(mode, tmp_path):
                     step_timeout_s=0.5, **CARTPOLE)
     env.reset(seed=0)
     first_pids = env.pids()
-    errors = 0
+    errors, messages = 0, []
     for _ in range(60):  # the faulty incarnation misbehaves at its 30th reply
         obs, rewards, terminated, truncated, infos = env.step(np.zeros(8, np.int64))
         errors += infos.get("env_errors", 0)
+        messages += [infos["env_error_message"]] if "env_error_message" in infos else []
         assert np.isfinite(obs).all()
     assert errors == 4 and env.restarts == 1  # one process's copies, once
+    assert messages == [WHY[mode]]  # what happened, in words (the runner prints it)
     assert not alive(first_pids[0]) and env.pids()[1] == first_pids[1]
     pids = env.pids()
     env.close()
@@ -94,8 +103,31 @@ def test_a_misbehaving_program_is_killed_restarted_and_counted(mode, tmp_path):
 def test_bad_commands_and_spaces_are_config_errors(c_sim):
     with pytest.raises(ValueError, match="^command: cannot run 'no-such-simulator'"):
         envs.make("rlfarm/Subprocess-v0", 2, command=["no-such-simulator"], **CARTPOLE)
-    with pytest.raises(ValueError, match=r"^command: the program declares protocol 1, \(obs_dim"):
+    with pytest.raises(ValueError, match=r"^command: the program declares protocol 1, obs_dim=4, num_actions=2 "
+                                         r"\(a discrete action\); the env's kwargs say protocol 1, obs_dim=3, "):
         envs.make("rlfarm/Subprocess-v0", 2, command=c_sim, obs_dim=3, num_actions=2)
+    with pytest.raises(ValueError, match=r"num_actions=2 \(a discrete action\); .* action_dim=2 \(a box action\)"):
+        envs.make("rlfarm/Subprocess-v0", 2, command=c_sim, obs_dim=4, action_dim=2)
+
+
+BOX_SIM = ["{python}", str(Path(__file__).with_name("box_sim.py"))]
+
+
+def test_box_actions_take_per_dimension_bounds_and_bad_bounds_name_the_key():
+    env = envs.make("rlfarm/Subprocess-v0", 3, command=BOX_SIM, obs_dim=2, action_dim=2,
+                    action_low=[-1.0, 0.0], action_high=[1.0, 5.0])
+    assert env.single_action_space == gym.spaces.Box(np.array([-1, 0], np.float32), np.array([1, 5], np.float32))
+    env.reset(seed=0)
+    actions = np.array([[0.5, 4.0], [-1.0, 0.0], [1.0, 5.0]], np.float32)
+    obs, *_ = env.step(actions)
+    np.testing.assert_array_equal(obs, actions)  # what the program received, shape (N, action_dim)
+    env.close()
+    for kwargs, message in [({"action_low": [-1.0]}, "action_low: expected a finite number or a list of "
+                                                      "action_dim=2 finite numbers, got [-1.0]"),
+                            ({"action_high": "big"}, "action_high: expected a finite number"),
+                            ({"action_low": [0.0, 6.0], "action_high": [1.0, 5.0]}, "action_low, action_high: each low must be below")]:
+        with pytest.raises(ValueError, match=f"^{re.escape(message)}"):
+            envs.make("rlfarm/Subprocess-v0", 2, command=BOX_SIM, obs_dim=2, action_dim=2, **kwargs)
 
 
 CONFIG = Path(__file__).resolve().parents[2] / "experiments" / "configs" / "external_sim.yaml"
@@ -127,6 +159,7 @@ def test_reference_simulators_train_to_the_target_through_the_ray_farm(sim, c_si
     assert summary["exit_reason"] == "target_return" and summary["solved"], summary
 
 
+@pytest.mark.slow
 def test_a_killed_runner_leaves_no_simulator_processes(c_sim):
     import ray
 

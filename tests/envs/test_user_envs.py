@@ -140,6 +140,7 @@ def _check_trained(proc, run_dir: Path, markers: Path, runners: int) -> None:
     made_by = {int(name.split("-")[1]) for name in os.listdir(markers)}
     assert made_by == set(range(runners)), os.listdir(markers)  # every runner made the user's class
 
+@pytest.mark.slow
 @pytest.mark.parametrize("naming", sorted(NAMINGS))
 def test_user_env_trains_in_serial_mode(naming, package, tmp_path):
     env, where = NAMINGS[naming]
@@ -148,8 +149,8 @@ def test_user_env_trains_in_serial_mode(naming, package, tmp_path):
     assert len({name.split("-")[0] for name in os.listdir(tmp_path / "markers")}) == 1  # one process
 
 
-@pytest.mark.parametrize("naming", [pytest.param(name, marks=[pytest.mark.slow] if name != "path" else [])
-                                    for name in sorted(NAMINGS)])
+@pytest.mark.slow
+@pytest.mark.parametrize("naming", sorted(NAMINGS))
 def test_user_env_trains_in_ray_mode_and_runs_in_every_runner(naming, package, tmp_path):
     env, where = NAMINGS[naming]
     proc, run_dir = train(sign_config(tmp_path, env, "ray"), [package[where]], tmp_path / "markers")
@@ -160,6 +161,7 @@ def test_user_env_trains_in_ray_mode_and_runs_in_every_runner(naming, package, t
     assert len({name.split("-")[0] for name in in_runners}) == 2  # ... each in its own process
 
 
+@pytest.mark.slow
 def test_a_runner_that_cannot_make_its_env_is_reported_as_such(package, tmp_path):
     """Runner 1's env raises in the user's __init__ (the driver's probe, as runner 0, passes)."""
     config = sign_config(tmp_path, {"id": "signpkg.envs:SignEnv", "kwargs": {"fail_in_runner": 1}}, "ray")

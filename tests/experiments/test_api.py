@@ -92,6 +92,7 @@ def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
+@pytest.mark.slow
 def test_five_trainings_in_a_row_and_two_in_threads_leak_nothing(small):
     """After the first call has loaded everything lazily, more calls add no threads or files."""
     cfg = rlfarm.load_config(small)

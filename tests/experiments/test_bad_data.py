@@ -100,13 +100,15 @@ def test_a_run_whose_env_always_raises_stops_with_exit_1(write_config, runs_dir,
     assert summary["exit_reason"] == "crashed" and summary["episodes"] == 0 and summary["env_errors"] > 0
 
 
-def test_a_run_on_a_nan_env_keeps_finite_weights(write_config, runs_dir, train, tmp_path):
+def test_a_run_on_a_nan_env_keeps_finite_weights(write_config, runs_dir, train, tmp_path, capsys):
     from rlfarm.agents.checkpoint import read_checkpoint
 
     config = write_config({"env": {"id": "rlfarm_test/NaNCartPole-v0", "kwargs": {"every": 40}}})
     assert train(config) == 0
     summary = read_summary(only_run_dir(runs_dir))
     assert summary["env_errors"] > 0 and summary["episode_return_mean"] is not None
+    closing = capsys.readouterr().err.split("rlfarm train: ran its budget")[-1]  # the closing block
+    assert f"{summary['env_errors']} env errors" in closing and "training went on" in closing
     state = read_checkpoint(summary["last_checkpoint"])["learner"]
     assert all(torch.isfinite(t).all() for t in state["model"].values())
     assert all(torch.isfinite(state["normalizer"][k]).all() for k in ("mean", "var"))

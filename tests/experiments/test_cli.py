@@ -39,6 +39,7 @@ def _blas_threads(**env_vars: str) -> str:
     return proc.stdout.rsplit("BLAS_THREADS", 1)[1].strip()
 
 
+@pytest.mark.slow
 def test_the_cli_runs_numpy_blas_on_one_thread() -> None:
     threads = _blas_threads()
     if threads == "unknown":

@@ -20,6 +20,7 @@ def last_json(out: str) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_eval_prints_mean_and_std_and_is_deterministic(trained_run, capsys):
     assert cli_main(["eval", str(trained_run), "--episodes", "6"]) == 0
     out = capsys.readouterr().out
@@ -33,6 +34,7 @@ def test_eval_prints_mean_and_std_and_is_deterministic(trained_run, capsys):
     assert last_json(capsys.readouterr().out)["episodes"] == 6
 
 
+@pytest.mark.slow
 def test_eval_writes_a_gif_of_copy_0(trained_run, tmp_path, capsys):
     from PIL import Image
 

@@ -74,6 +74,7 @@ def test_resume_with_a_different_model_exits_2_naming_the_mismatch(write_config,
     assert read_summary(run_dir)["env_steps"] == 256  # the run was left as it was
 
 
+@pytest.mark.slow
 def test_resume_and_eval_fall_back_to_the_newest_checkpoint_that_loads(write_config, runs_dir, train, capsys):
     """3 checkpoints (256, 512, 768 steps), the newest cut off half-way: eval and --resume
     name it once with its reason and use the 512-step one."""
@@ -112,3 +113,19 @@ def test_resume_when_no_checkpoint_loads_exits_2_with_the_newest_ones_reason(wri
     assert train(None, extra_args=("--resume", str(run_dir))) == 2
     err = capsys.readouterr().err.strip()
     assert err == f"rlfarm train: error: --resume: checkpoint {checkpoint}: empty (truncated)"
+
+
+def test_resume_of_a_finished_run_says_so_and_trains_nothing(write_config, runs_dir, train, capsys):
+    assert train(write_config()) == 0  # SMALL_CARTPOLE: its budget of 2048 env steps
+    run_dir = only_run_dir(runs_dir)
+    before = read_summary(run_dir)
+    checkpoints = sorted((run_dir / "checkpoints").iterdir())
+    capsys.readouterr()
+    assert train(None, extra_args=("--resume", str(run_dir))) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "is finished: it ran its budget of stop.env_steps=2048" in err
+    assert "--set stop.env_steps=4096" in err
+    assert read_summary(run_dir) == before and sorted((run_dir / "checkpoints").iterdir()) == checkpoints
+
+    assert train(None, "stop.env_steps=4096", extra_args=("--resume", str(run_dir))) == 0  # a raised budget
+    assert read_summary(run_dir)["env_steps"] == 4096

@@ -14,6 +14,7 @@ from rlfarm.experiments.run.run_dirs import claim_run_dir
 from .conftest import read_summary
 
 
+@pytest.mark.slow
 def test_four_runs_started_at_once_get_four_complete_run_dirs(write_config, runs_dir):
     config = write_config({"stop": {"env_steps": 512}})
     command = [sys.executable, "-m", "rlfarm.experiments.cli", "train", str(config)]
@@ -53,6 +54,7 @@ def _claim_together(path: Path, unique: bool) -> list[str]:
     return [proc.communicate(timeout=60)[0].strip() for proc in procs]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("unique", [True, False])
 def test_a_run_dir_is_claimed_by_exactly_one_process(tmp_path, unique):
     (tmp_path / "empty").mkdir()  # an existing empty --run-dir may be claimed once

@@ -64,6 +64,7 @@ def check_outputs(out: Path) -> list[dict]:
     return rows
 
 
+@pytest.mark.slow
 def test_tiny_sweep_serial_writes_all_outputs(tmp_path):
     out = tmp_path / "out"
     assert main(["scale", str(tiny_config(tmp_path, "serial")), "--out", str(out)]) == 0

@@ -47,6 +47,7 @@ def test_without_continue_the_run_stops_at_the_target_it_records(write_config, r
     assert summary["solved_at_env_steps"] == summary["env_steps"], summary
 
 
+@pytest.mark.slow
 def test_seeds_runs_each_seed_and_writes_csv_json_and_plot(write_config, tmp_path, capsys):
     out = tmp_path / "seeds-out"
     code = cli_main(["seeds", str(write_config(EASY)), "--seeds", "0-1", "--workers", "2",

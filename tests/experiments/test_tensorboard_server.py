@@ -87,6 +87,7 @@ def ks_run(write_config, runs_dir, train) -> Path:
     return only_run_dir(runs_dir)
 
 
+@pytest.mark.slow
 def test_tensorboard_serves_hparams_pictures_and_the_layout(ks_run, runs_dir):
     server = Server(runs_dir)
     try:

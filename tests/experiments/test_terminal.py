@@ -11,6 +11,7 @@ import sys
 import termios
 from pathlib import Path
 
+import pytest
 import yaml
 
 from .conftest import SMALL_CARTPOLE, merge
@@ -68,6 +69,7 @@ def screen(output: str, columns: int) -> tuple[list[str], list[str]]:
     return rows, overflows
 
 
+@pytest.mark.slow
 def test_train_in_an_80_column_terminal_fits_and_ends_cleanly(tmp_path):
     config = merge(SMALL_CARTPOLE, {"log": {"dir": "runs", "progress": "auto", "report_interval_s": 0.2},
                                     "stop": {"env_steps": 40_000}})

@@ -6,6 +6,7 @@ import pytest
 from rlfarm.experiments.bench.bare_sampling import BareRunnerError, bare_sampling
 
 
+@pytest.mark.slow
 def test_bare_runners_sample_whole_fragments_side_by_side(cartpole):
     env_cfg, policy_cfg, _algo_cfg, _farm_cfg = cartpole(envs_per_runner=64)
     report = bare_sampling(env_cfg, policy_cfg, fragment_length=8, num_runners=2, seed=0,
@@ -21,6 +22,7 @@ def test_bare_runners_sample_whole_fragments_side_by_side(cartpole):
     assert 0 < report["sampling_cpu_ms_per_fragment"] <= 1.1 * wall_ms_per_fragment
 
 
+@pytest.mark.slow
 def test_a_runner_that_fails_is_named_with_its_error(cartpole):
     env_cfg, policy_cfg, _algo_cfg, _farm_cfg = cartpole(env_id="rlfarm/Nope-v0")
     with pytest.raises(BareRunnerError, match=r"runner 0: \w+: .*rlfarm/Nope-v0"):

@@ -17,6 +17,7 @@ def rlfarm(*args, timeout=120):
                           capture_output=True, text=True, timeout=timeout, cwd=REPO)
 
 
+@pytest.mark.slow
 def test_envs_lists_every_rlfarm_env_with_its_spaces():
     out = rlfarm("envs")
     assert out.returncode == 0, out.stderr
@@ -42,6 +43,7 @@ def test_bench_json_has_a_ratio_against_gymnasium():
     assert "ratio" not in rows[("rlfarm/KuramotoSivashinsky-v0", 16)]
 
 
+@pytest.mark.slow
 def test_bench_table_and_bad_arguments():
     out = rlfarm("bench", "--env", "rlfarm/Pendulum-v1", "--num-envs", "8", "--seconds", "0.1")
     assert out.returncode == 0, out.stderr
@@ -65,6 +67,7 @@ def test_weak_scaling_report_takes_medians_and_ratios():
     assert report["runners"]["1"]["speedup"] == 1.0
 
 
+@pytest.mark.slow
 def test_weak_scaling_bad_arguments_name_the_option():
     no_farm = rlfarm("bench", "--runners", "1,2")
     assert no_farm.returncode == 2 and no_farm.stderr.count("\n") == 1 and "--runners" in no_farm.stderr
@@ -76,6 +79,7 @@ def test_weak_scaling_bad_arguments_name_the_option():
     assert both.returncode == 2 and "--vs-rllib" in both.stderr
 
 
+@pytest.mark.slow
 def test_no_ray_weak_scaling_reports_every_runner_count():
     out = rlfarm("bench", "--farm", "experiments/configs/bench_farm.yaml", "--no-ray", "--runners", "1,2",
                  "--repeat", "1", "--seconds", "0.2", "--set", "env.envs_per_runner=64", "--json")
@@ -83,8 +87,13 @@ def test_no_ray_weak_scaling_reports_every_runner_count():
     report = json.loads(out.stdout)
     assert report["no_ray"] is True and report["rounds"] == 1
     assert report["runners"]["1"]["median"] > 0 and report["runners"]["2"]["median"] > 0
+    text = rlfarm("bench", "--farm", "experiments/configs/bench_farm.yaml", "--no-ray", "--runners", "1,2",
+                  "--repeat", "1", "--seconds", "0.2", "--set", "env.envs_per_runner=64")
+    assert text.returncode == 0 and "weak scaling: every runner keeps 64 envs, so the env steps per update grow" \
+        in text.stderr
 
 
+@pytest.mark.slow
 def test_no_ray_bad_arguments_name_the_option():
     no_farm = rlfarm("bench", "--no-ray")
     assert no_farm.returncode == 2 and no_farm.stderr.count("\n") == 1 and "--no-ray" in no_farm.stderr

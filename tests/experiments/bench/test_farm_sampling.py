@@ -11,6 +11,7 @@ ray = pytest.importorskip("ray")
 from rlfarm.experiments.bench.farm_sampling import farm_sampling  # noqa: E402
 
 
+@pytest.mark.slow
 def test_farm_sampling_counts_what_the_learner_received(ray_local, cartpole):
     env_cfg, policy_cfg, algo_cfg, farm_cfg = cartpole(algo="appo", envs_per_runner=128, max_inflight=2)
     report = farm_sampling(env_cfg, policy_cfg, algo_cfg, farm_cfg, seed=0, seconds=2.0, warmup_s=0.5)

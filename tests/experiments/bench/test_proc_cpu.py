@@ -15,6 +15,7 @@ pytestmark = pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="ne
 BUSY = "import time\nend = time.process_time() + 0.5\nwhile time.process_time() < end: pass\ntime.sleep(30)"
 
 
+@pytest.mark.slow
 def test_a_busy_child_is_in_the_tree_and_its_cpu_counts():
     child = subprocess.Popen([sys.executable, "-c", BUSY])
     try:
