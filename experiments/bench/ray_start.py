@@ -4,7 +4,8 @@
 
 Each variant runs in a fresh interpreter that starts the embedded Ray exactly as `rlfarm
 train` does (`cluster.ray_session.start_ray`) and closes it: "all patches", "plain"
-(RLFARM_PLAIN_RAY=1), and "all but P" for each patch P in `cluster.ray_private.PATCH_NAMES`.
+(RLFARM_PLAIN_RAY=1: no patches and Ray's default system config), "no patches" (rlfarm's
+system config kept), and "all but P" for each patch P in `cluster.ray_private.PATCH_NAMES`.
 Variants alternate within each round, so a machine's load drifts over all of them alike.
 A patch's saving is median("all but P") - median("all patches"). With --demo it also times
 the whole demo (`rlfarm train experiments/configs/cartpole_ppo.yaml`), plain against patched.
@@ -46,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         "all patches": ([sys.executable, "-c", START_AND_CLOSE], base),
         "plain": ([sys.executable, "-c", START_AND_CLOSE], {**base, "RLFARM_PLAIN_RAY": "1"}),
     }
+    variants["no patches (system config kept)"] = ([sys.executable, "-c", START_AND_CLOSE, *PATCH_NAMES], base)
     for name in PATCH_NAMES:
         variants[f"all but {name}"] = ([sys.executable, "-c", START_AND_CLOSE, name], base)
     if args.demo:
