@@ -3,30 +3,17 @@ cached by the source's hash) and replace this process with it, so rlfarm/Subproc
 to the C program directly. `build()` alone returns the binary's path."""
 from __future__ import annotations
 
-import hashlib
 import os
-import shutil
-import subprocess
 import sys
+
+from rlfarm.envs.sims.compile import build_cached
 
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cartpole_sim.c")
 
 
 def build(cache_dir: str | None = None) -> str:
     """Path of the compiled simulator; raises FileNotFoundError where there is no `cc`."""
-    compiler = os.environ.get("CC", "cc")
-    if shutil.which(compiler) is None:
-        raise FileNotFoundError(f"no C compiler: {compiler!r} is not on PATH")
-    with open(SOURCE, "rb") as stream:
-        digest = hashlib.sha256(stream.read()).hexdigest()[:16]
-    cache_dir = cache_dir or os.path.join(os.path.expanduser("~"), ".cache", "rlfarm", "sims")
-    binary = os.path.join(cache_dir, f"cartpole_sim-{digest}")
-    if not os.path.exists(binary):
-        os.makedirs(cache_dir, exist_ok=True)
-        tmp = f"{binary}.{os.getpid()}.tmp"  # concurrent runners: each builds aside, then renames
-        subprocess.run([compiler, "-O2", "-o", tmp, SOURCE, "-lm"], check=True)
-        os.replace(tmp, binary)
-    return binary
+    return build_cached(SOURCE, os.environ.get("CC", "cc"), "no C compiler", cache_dir)
 
 
 if __name__ == "__main__":

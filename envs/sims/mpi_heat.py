@@ -5,30 +5,17 @@ rank 0 on the bridge's pipes. `build()` and `launcher()` give the pieces for a c
 your own (`["mpirun", "-n", "2", "./heat1d_mpi"]`)."""
 from __future__ import annotations
 
-import hashlib
 import os
-import shutil
-import subprocess
 import sys
+
+from rlfarm.envs.sims.compile import build_cached
 
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "heat1d_mpi.c")
 
 
 def build(cache_dir: str | None = None) -> str:
     """Path of the compiled simulator; raises FileNotFoundError where there is no `mpicc`."""
-    compiler = os.environ.get("MPICC", "mpicc")
-    if shutil.which(compiler) is None:
-        raise FileNotFoundError(f"no MPI C compiler: {compiler!r} is not on PATH (Debian: openmpi-bin libopenmpi-dev)")
-    with open(SOURCE, "rb") as stream:
-        digest = hashlib.sha256(stream.read()).hexdigest()[:16]
-    cache_dir = cache_dir or os.path.join(os.path.expanduser("~"), ".cache", "rlfarm", "sims")
-    binary = os.path.join(cache_dir, f"heat1d_mpi-{digest}")
-    if not os.path.exists(binary):
-        os.makedirs(cache_dir, exist_ok=True)
-        tmp = f"{binary}.{os.getpid()}.tmp"  # concurrent runners: each builds aside, then renames
-        subprocess.run([compiler, "-O2", "-o", tmp, SOURCE, "-lm"], check=True)
-        os.replace(tmp, binary)
-    return binary
+    return build_cached(SOURCE, os.environ.get("MPICC", "mpicc"), "no MPI C compiler (Debian: openmpi-bin libopenmpi-dev)", cache_dir)
 
 
 def launcher(ranks: int) -> list[str]:
