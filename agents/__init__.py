@@ -7,11 +7,26 @@ on first use, so `import agents` stays cheap for the CLI.
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
 from rlfarm.agents.config import AlgoConfig, PolicyConfig
 from rlfarm.agents.fragment import Fragment, FragmentMeta
 
-_LAZY = {
+if TYPE_CHECKING:  # what editors resolve the lazy names below to
+    from rlfarm.agents.acting import ActingPolicy
+    from rlfarm.agents.appo import APPOLearner
+    from rlfarm.agents.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+    from rlfarm.agents.device import resolve_device
+    from rlfarm.agents.dqn import DQNLearner
+    from rlfarm.agents.normalizer import RunningMeanStd
+    from rlfarm.agents.numpy_acting import NumpyActingPolicy
+    from rlfarm.agents.policy import ActorCritic
+    from rlfarm.agents.ppo import PPOLearner
+    from rlfarm.agents.replay import ReplayBuffer, replay_bytes
+    from rlfarm.agents.sac import SACLearner
+    from rlfarm.agents.spaces import ActionSpec
+
+_LAZY = {  # name -> module, for __getattr__; the TYPE_CHECKING block above names the same
     "ActingPolicy": "rlfarm.agents.acting",
     "NumpyActingPolicy": "rlfarm.agents.numpy_acting",
     "ActorCritic": "rlfarm.agents.policy",
@@ -29,7 +44,10 @@ _LAZY = {
     "resolve_device": "rlfarm.agents.device",
 }
 
-__all__ = ["AlgoConfig", "PolicyConfig", "Fragment", "FragmentMeta", "make_acting_policy", "make_learner", *_LAZY]
+__all__ = ["AlgoConfig", "PolicyConfig", "Fragment", "FragmentMeta", "make_acting_policy", "make_learner",
+           "ActingPolicy", "NumpyActingPolicy", "ActorCritic", "ActionSpec", "RunningMeanStd", "PPOLearner",
+           "SACLearner", "DQNLearner", "ReplayBuffer", "replay_bytes", "APPOLearner", "save_checkpoint",
+           "load_checkpoint", "CheckpointError", "resolve_device"]
 
 
 def make_acting_policy(obs_space, action_space, policy_cfg: PolicyConfig | None = None, *, seed: int | None = None,
