@@ -17,7 +17,15 @@ import numpy as np
 
 from rlfarm.cluster.memory import rss_mb
 from rlfarm.experiments.report.progress import Progress, Status
-from rlfarm.experiments.report.tags import CUSTOM_SCALARS, RENAMED, TAGS, TEXT_TAGS, documented, tensorboard_tag  # noqa: F401
+from rlfarm.experiments.report.tags import (  # noqa: F401
+    CUMULATIVE,
+    CUSTOM_SCALARS,
+    RENAMED,
+    TAGS,
+    TEXT_TAGS,
+    documented,
+    tensorboard_tag,
+)
 from rlfarm.experiments.report.tb_summaries import (
     CpuEnergy,
     custom_scalars_value,
@@ -225,7 +233,8 @@ class Monitor:
     def _scalars(self, steps_done: int, steps_per_s: float, cpu: float) -> dict[str, float]:
         """This report's points: the pending means and the monitor's own figures."""
         # A few values per tag: Python's sum beats numpy's call overhead on such short lists.
-        scalars = {tag: math.fsum(values) / len(values) for tag, values in self._pending.items()
+        scalars = {tag: values[-1] if tag in CUMULATIVE else math.fsum(values) / len(values)
+                   for tag, values in self._pending.items()
                    if not tag.startswith("runner_") or self._several_runners()}
         scalars.pop("charts/env_steps_per_s", None)  # the monitor's own wall-clock figure wins
         joules = self.cpu_energy.joules_since_last()

@@ -94,6 +94,12 @@ RENAMED: dict[str, str | None] = {
 """Old tag (and farm result key) -> new tag; None: no longer a curve (system/rss_mb/driver
 duplicated system/rss_mb; perf/fragment_mb is a constant, now `fragment_mb` in summary.json)."""
 
+CUMULATIVE: frozenset[str] = frozenset({
+    "farm/runner_restarts", "farm/runner_timeouts", "farm/dropped_fragments", "farm/lost_fragments",
+    "farm/env_errors", "farm/skipped_updates", "farm/inflight_fragments_max", "learner/gradient_steps"})
+"""Counters and running maxima: a report's point is the latest value, not the mean of the
+updates since the last report (a mean of a counter lags it, by a report's worth)."""
+
 TEXT_TAGS: dict[str, str] = {
     "config": "the resolved config, block style, with only the algo keys that apply",
     "summary": "summary.json of the run, written at its end",
