@@ -17,11 +17,8 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
-import math
-import numbers
 import os
 import re
-import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +28,7 @@ import yaml
 from rlfarm.agents.config import AlgoConfig, PolicyConfig
 from rlfarm.cluster.config import FarmConfig, spread_over_slots
 from rlfarm.envs import EnvConfig
+from rlfarm.experiments.config_types import Ranges, StrictLoader, build, parse_yaml, plain, type_name
 from rlfarm.experiments.errors import ConfigError
 
 
@@ -108,7 +106,7 @@ NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,100}")
 carries nothing that a path, a shell or an #SBATCH line would read."""
 
 # Range checks for this module's own sections (env, model, algo and farm validate themselves).
-_RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
+_RANGES: Ranges = {
     "seed": (lambda v: v >= 0, "must be >= 0"),
     "name": (lambda v: bool(NAME_PATTERN.fullmatch(v)) and v not in (".", ".."),
              "must be 1-100 letters, digits, '-', '_' or '.' (not '.' or '..')"),
@@ -121,11 +119,6 @@ _RANGES: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "log.return_window": (lambda v: v >= 1, "must be >= 1"),
     "log.progress": (lambda v: v in PROGRESS_MODES, f"must be one of {', '.join(PROGRESS_MODES)}"),
 }
-
-
-MAX_INT = 2**62
-"""Integers in a config are refused past this magnitude: counters, seeds and budgets must fit
-the int64 arithmetic of numpy, torch and Ray."""
 
 
 def override_text(key: str, value: Any) -> str:
@@ -162,7 +155,7 @@ def load_config(path: str | os.PathLike, overrides: typing.Sequence[str] = ()) -
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of sections, got {_type_name(raw)}")
+        raise ConfigError(f"{path}: the top level must be a mapping of sections, got {type_name(raw)}")
     raw.setdefault("name", name_from_path(path))
     return config_from_dict(apply_overrides(raw, overrides))
 
@@ -175,33 +168,9 @@ def name_from_path(path: str) -> str:
     return name if name.strip(".") else "experiment"
 
 
-class StrictLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
-    """yaml's safe loader (the C one where libyaml is present: large files parse in a fraction
-    of the pure-Python loader's time) that refuses a key given twice in one mapping."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
-        seen: set = set()
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                continue  # `<<: *anchor` merges; its keys may be overridden
-            key = self.construct_object(key_node, deep=True)
-            if isinstance(key, (str, int, float, bool)) or key is None:
-                if key in seen:
-                    raise yaml.constructor.ConstructorError(
-                        "while constructing a mapping", node.start_mark,
-                        f"duplicate key {key!r}", key_node.start_mark)
-                seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
-def parse_yaml(text: str) -> Any:
-    """One YAML value (as an --set value) with StrictLoader."""
-    return yaml.load(text, Loader=StrictLoader)
-
-
 def config_from_dict(raw: dict[str, Any]) -> ExperimentConfig:
     """Build an ExperimentConfig from plain data (as `yaml.safe_load` returns), or raise ConfigError."""
-    cfg = _build(ExperimentConfig, raw, "")
+    cfg = build(ExperimentConfig, raw, "", _RANGES)
     _spread_runners(cfg)
     _check_cross_fields(cfg)
     return cfg
@@ -234,7 +203,7 @@ def apply_overrides(raw: dict[str, Any], overrides: typing.Sequence[str]) -> dic
             if child is None:
                 child = node[part] = {}
             if not isinstance(child, dict):
-                raise ConfigError(f"{'.'.join(parts[:depth + 1])}: is a {_type_name(child)}, "
+                raise ConfigError(f"{'.'.join(parts[:depth + 1])}: is a {type_name(child)}, "
                                   f"so --set {key} cannot set a field inside it")
             node = child
         node[parts[-1]] = value
@@ -243,7 +212,7 @@ def apply_overrides(raw: dict[str, Any], overrides: typing.Sequence[str]) -> dic
 
 def to_dict(cfg: ExperimentConfig) -> dict[str, Any]:
     """Plain data for config.yaml; `load_config` of the dump gives back an equal config."""
-    return _plain(dataclasses.asdict(cfg))
+    return plain(dataclasses.asdict(cfg))
 
 
 def dump_config(cfg: ExperimentConfig) -> str:
@@ -259,121 +228,6 @@ def display_config(cfg: ExperimentConfig) -> str:
     text = yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
     note = f"# algo keys not used by {cfg.algo.name}, left out: {', '.join(left_out)}\n" if left_out else ""
     return note + text
-
-
-# ---- building and type checking ------------------------------------------------------------
-
-def _build(cls: type, data: Any, path: str) -> Any:
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path or 'config'}: expected a mapping of fields, got {_type_name(data)}")
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    hints = typing.get_type_hints(cls)
-    kwargs: dict[str, Any] = {}
-    for key, value in data.items():
-        where = f"{path}.{key}" if path else str(key)
-        if key not in fields:
-            near = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.5)
-            hint = f"; did you mean '{near[0]}'?" if near else f"; valid keys: {', '.join(fields)}"
-            raise ConfigError(f"{where}: unknown key{hint}")
-        kwargs[key] = _coerce(hints[key], value, where)
-        if where in _RANGES:
-            accept, message = _RANGES[where]
-            if kwargs[key] is not None and not accept(kwargs[key]):
-                raise ConfigError(f"{where}: {message}, got {value!r}")
-    try:
-        return cls(**kwargs)
-    except (ValueError, TypeError) as err:  # the layer's own validation: "field: what is wrong"
-        message = str(err)
-        head = message.split(":", 1)[0].strip()
-        if path and head.startswith(f"{path}.") and head[len(path) + 1:] in fields:
-            raise ConfigError(message) from None  # already prefixed by the layer
-        if head in fields:
-            raise ConfigError(f"{path}.{message}" if path else message) from None
-        raise ConfigError(f"{path or 'config'}: {message}") from None
-
-
-def _coerce(tp: Any, value: Any, where: str) -> Any:
-    """Check `value` against the annotation `tp`; convert lists to tuples and ints to floats."""
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if tp is Any or tp is object:
-        return value
-    if origin in (typing.Union, types.UnionType):
-        if value is None:
-            if type(None) in args:
-                return None
-            raise ConfigError(f"{where}: must not be null")
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(arg, value, where)
-            except ConfigError as err:
-                errors.append(str(err))
-        raise ConfigError(errors[0] if len(errors) == 1 else
-                          f"{where}: expected {_hint_name(tp)}, got {_type_name(value)} {value!r}")
-    if origin is typing.Literal:
-        if value in args:
-            return value
-        raise ConfigError(f"{where}: must be one of {', '.join(map(str, args))}, got {value!r}")
-    if dataclasses.is_dataclass(tp):
-        return _build(tp, value, where)
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"{where}: expected true or false, got {_type_name(value)} {value!r}")
-    if tp is int:
-        number = _number(value)
-        if isinstance(number, int) or (isinstance(number, float) and number.is_integer()):
-            if abs(number) > MAX_INT:
-                raise ConfigError(f"{where}: {value!r} is out of range (at most 2**62 in magnitude)")
-            return int(number)
-        raise ConfigError(f"{where}: expected an integer, got {_type_name(value)} {value!r}")
-    if tp is float:
-        number = _number(value)
-        if number is not None:
-            if not math.isfinite(float(number)):
-                raise ConfigError(f"{where}: expected a finite number, got {value!r}")
-            return float(number)
-        raise ConfigError(f"{where}: expected a number, got {_type_name(value)} {value!r}")
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        raise ConfigError(f"{where}: expected a string, got {_type_name(value)} {value!r}")
-    if origin in (list, tuple) or tp in (list, tuple):
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {_type_name(value)} {value!r}")
-        item_type = args[0] if args else Any
-        items = [_coerce(item_type, item, f"{where}[{i}]") for i, item in enumerate(value)]
-        return tuple(items) if (origin or tp) is tuple else items
-    if origin is dict or tp is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {_type_name(value)} {value!r}")
-        value_type = args[1] if len(args) == 2 else Any
-        return {str(k): _coerce(value_type, v, f"{where}.{k}") for k, v in value.items()}
-    return value  # an annotation this checker does not know: the layer validates it
-
-
-def _number(value: Any) -> int | float | None:
-    """int/float (not bool) as is; strings such as '5e5' (YAML 1.1 reads them as strings) parsed."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return value
-    if isinstance(value, numbers.Integral):  # numpy's integers (the API)
-        return int(value)
-    if isinstance(value, numbers.Real) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            number = float(value.replace("_", ""))
-        except ValueError:
-            return None
-        return number if number == number and abs(number) != float("inf") else None
-    return None
 
 
 def _check_cross_fields(cfg: ExperimentConfig) -> None:
@@ -418,23 +272,6 @@ def _check_env_id(env_id: str, imports: list[str]) -> None:
     hint = f"; did you mean '{near[0]}'?" if near else f"; rlfarm envs: {', '.join(sorted(known))}"
     raise ConfigError(f"env.id: unknown env id {env_id!r}{hint} (`rlfarm envs` lists them; "
                       "a user's env: 'package.module:Class', or list its module in env.imports)")
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
-def _type_name(value: Any) -> str:
-    return {dict: "mapping", list: "list", str: "string", bool: "boolean", type(None): "null",
-            int: "integer", float: "number"}.get(type(value), type(value).__name__)
-
-
-def _hint_name(tp: Any) -> str:
-    return " or ".join(getattr(a, "__name__", str(a)) for a in typing.get_args(tp) if a is not type(None))
 
 
 def name_field(message: str, cfg: ExperimentConfig) -> str:

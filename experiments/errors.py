@@ -63,3 +63,11 @@ def guarded(action: Callable[[], Any], exit_reason: str, error: str | None,
             traceback.print_exc()
         return "crashed", error or prefix + error_text(err)
     return exit_reason, error
+
+
+def is_stop_condition(err: BaseException) -> bool:
+    """An error that stops a run on purpose (too many env errors, non-finite updates), also
+    as a Ray actor raises it (Ray's error is then an instance of the cause's class too).
+    Matched by class name: importing agents.learner would import torch into a Ray driver."""
+    names = {cls.__name__ for cls in type(err).__mro__}
+    return bool(names & {"NonFiniteUpdates", "EnvErrorRateExceeded"}) or disk_full_path(err) is not None

@@ -126,3 +126,24 @@ def write_picture(cfg: ExperimentConfig, weights: dict[str, Any], writer: Any, s
     if image is not None:
         writer.add_image("physics/episode", image, step)
     return True
+
+
+def checkpoint_picture(cfg: ExperimentConfig, farm: Any, checkpoint: str, spaces: tuple[Any, Any],
+                       writer: Any, step: int) -> bool:
+    """The physics picture of the policy just checkpointed: the weights the runners act with
+    (the same version; no torch import in a Ray-mode driver), or, where the farm keeps none,
+    the checkpoint's, loaded on the CPU. False when no picture could be made (said once)."""
+    from rlfarm.experiments.report.console import say
+
+    try:
+        weights = farm.acting_weights()
+        if weights is None:
+            from rlfarm.cluster.learner import LearnerWorker
+
+            learner = LearnerWorker(*spaces, cfg.model, cfg.algo, device="cpu")
+            learner.load_checkpoint(checkpoint)
+            weights = learner.get_weights()
+    except Exception as err:  # noqa: BLE001 - a picture is never worth a crash
+        say(f"rlfarm train: no pictures for this run ({type(err).__name__}: {err})")
+        return False
+    return write_picture(cfg, weights, writer, step)

@@ -92,7 +92,7 @@ def _check(training: Training, cfg: ExperimentConfig, force: bool, background_st
         training.start_error = err
         return
     if cfg.farm.mode == "ray":  # 3b. what of the user's code travels to a cluster
-        training.plan_shipment()
+        _plan_shipment(training)
     if not force:  # 4.
         from rlfarm.experiments.run.capacity import check_capacity
 
@@ -138,3 +138,24 @@ def refuse_finished_run(run_dir: str, checkpoint: str, cfg: ExperimentConfig, op
         raise ConfigError(f"{option}: {run_dir} is finished: it reached stop.target_return="
                           f"{cfg.stop.target_return:g} at {steps} env steps; set stop.continue_after_target=true, "
                           "another target_return or a larger stop.env_steps to train on")
+
+
+def _plan_shipment(training: Training) -> None:
+    """Ray mode, joining a cluster: decide what of the user's code to ship, say it in one
+    line (a ConfigError when it cannot go); inside a submitted job, take the submit's record."""
+    from rlfarm.cluster.launch.ship import ShipError, already_shipped, plan_shipment
+    from rlfarm.experiments.report.console import say
+
+    cfg = training.cfg
+    submitted = already_shipped()
+    if submitted is not None:
+        training.shipped = submitted
+        return
+    if not (cfg.farm.address or os.environ.get("RAY_ADDRESS", "").strip()):
+        return  # an embedded Ray runs from this folder: nothing travels
+    try:
+        training.shipment = plan_shipment(cfg.env.id, cfg.env.imports, cfg.env.kwargs, cfg.farm.py_modules)
+    except ShipError as err:
+        raise ConfigError(f"farm.{err}") from None
+    training.shipped = training.shipment.record()
+    say(f"rlfarm train: {training.shipment.line()}")

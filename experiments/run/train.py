@@ -18,9 +18,9 @@ import traceback
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from rlfarm.experiments.config import ExperimentConfig, display_config, dump_config, name_field
-from rlfarm.experiments.errors import ConfigError, check_torch_threads, disk_full_path, error_text, guarded
+from rlfarm.experiments.errors import ConfigError, check_torch_threads, error_text, guarded, is_stop_condition
 from rlfarm.experiments.report.console import hparams, print_closing_block, report_placement, say
-from rlfarm.experiments.report.pictures import write_picture
+from rlfarm.experiments.report.pictures import checkpoint_picture
 from rlfarm.experiments.run.run_dirs import (
     CHECKPOINT_DIR,
     RunDirLock,
@@ -236,25 +236,6 @@ class Training(SignalStops):
         print(f"rlfarm train: {exit_reason}; summary {path}", file=sys.stderr)
         return 2 if err.config_error else 1
 
-    def plan_shipment(self) -> None:
-        """Ray mode, joining a cluster: decide what of the user's code to ship, say it in one
-        line (a ConfigError when it cannot go); inside a submitted job, take the submit's record."""
-        from rlfarm.cluster.launch.ship import ShipError, already_shipped, plan_shipment
-
-        cfg = self.cfg
-        submitted = already_shipped()
-        if submitted is not None:
-            self.shipped = submitted
-            return
-        if not (cfg.farm.address or os.environ.get("RAY_ADDRESS", "").strip()):
-            return  # an embedded Ray runs from this folder: nothing travels
-        try:
-            self.shipment = plan_shipment(cfg.env.id, cfg.env.imports, cfg.env.kwargs, cfg.farm.py_modules)
-        except ShipError as err:
-            raise ConfigError(f"farm.{err}") from None
-        self.shipped = self.shipment.record()
-        say(f"rlfarm train: {self.shipment.line()}")
-
     def _make_farm(self, seed: int) -> Farm:
         import shutil
         import tempfile
@@ -347,7 +328,7 @@ class Training(SignalStops):
                   "interrupted it", file=sys.stderr)
         except Exception as err:  # noqa: BLE001 - a crash still writes the summary
             exit_reason, error = "crashed", error_text(err)
-            if not _is_stop_condition(err):  # those say all there is in their message
+            if not is_stop_condition(err):  # those say all there is in their message
                 traceback.print_exc()
         finally:
             self._restore_signal_handlers(previous)
@@ -408,23 +389,9 @@ class Training(SignalStops):
         return stop
 
     def _picture(self, farm: Farm, monitor: Monitor) -> None:
-        """The physics picture of the policy just checkpointed: the weights the runners act
-        with (the same version; no torch import in a Ray-mode driver), or the checkpoint's."""
         if self.cfg.log.pictures and not self._pictures_failed and self.last_checkpoint:
-            try:
-                weights = farm.acting_weights() or self._checkpoint_weights(self.last_checkpoint)
-            except Exception as err:  # noqa: BLE001 - a picture is never worth a crash
-                say(f"rlfarm train: no pictures for this run ({type(err).__name__}: {err})")
-                self._pictures_failed = True
-                return
-            self._pictures_failed = not write_picture(self.cfg, weights, monitor.writer, monitor.env_steps)
-
-    def _checkpoint_weights(self, path: str) -> dict[str, Any]:
-        from rlfarm.cluster.learner import LearnerWorker
-
-        learner = LearnerWorker(*self.check_env(), self.cfg.model, self.cfg.algo, device="cpu")
-        learner.load_checkpoint(path)
-        return learner.get_weights()
+            self._pictures_failed = not checkpoint_picture(self.cfg, farm, self.last_checkpoint, self.check_env(),
+                                                           monitor.writer, monitor.env_steps)
 
     def _checkpoint(self, farm: Farm, monitor: Monitor) -> str:
         path = os.path.join(self.run_dir, CHECKPOINT_DIR, f"ckpt-{farm.env_steps:012d}.pt")
@@ -436,14 +403,6 @@ class Training(SignalStops):
             if old != path:
                 os.remove(old)
         return path
-
-def _is_stop_condition(err: BaseException) -> bool:
-    """An error that stops a run on purpose (too many env errors, non-finite updates), also
-    as a Ray actor raises it (Ray's error is then an instance of the cause's class too).
-    Matched by class name: importing agents.learner would import torch into a Ray driver."""
-    names = {cls.__name__ for cls in type(err).__mro__}
-    return bool(names & {"NonFiniteUpdates", "EnvErrorRateExceeded"}) or disk_full_path(err) is not None
-
 
 def _process_start() -> float:
     """perf_counter() value at which this process started (for start-up time in the summary)."""
