@@ -80,7 +80,10 @@ def test_regular_install_from_a_wheel_is_not_shadowed(user_project, tmp_path):
     python = str(venv / "bin" / "python")
     reuse_running_packages(python)
     wheel = next(wheels.glob("rlfarm-*.whl"))
-    subprocess.run([sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "-q", str(wheel)],
+    # --ignore-installed: the running venv (on the path through the .pth above) holds an editable
+    # rlfarm of the same version, which pip would otherwise take as already installed.
+    subprocess.run([sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "--ignore-installed", "-q",
+                    str(wheel)],
                    check=True, capture_output=True, timeout=300)
     found = probe(python, user_project)
     assert found["rlfarm"].startswith(str(venv)), found
