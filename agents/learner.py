@@ -5,7 +5,7 @@ The algorithm files (ppo.py, appo.py) hold the math; this file holds the bookkee
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -22,6 +22,18 @@ from rlfarm.agents.policy import ActorCritic, seeded_init
 
 class NonFiniteUpdates(ArithmeticError):
     """`algo.max_skipped_updates` updates in a row had a non-finite loss or gradient."""
+
+
+def count_skipped_update(learner: Any, cause: str) -> None:
+    """Count an update that was rolled back for a non-finite `cause`, on any learner with
+    `skipped_updates`, `skips_in_a_row` and `algo_cfg`; NonFiniteUpdates after
+    `algo.max_skipped_updates` in a row."""
+    learner.skipped_updates += 1
+    learner.skips_in_a_row += 1
+    if learner.skips_in_a_row >= learner.algo_cfg.max_skipped_updates:
+        raise NonFiniteUpdates(
+            f"{learner.skips_in_a_row} learner updates in a row had a non-finite {cause} "
+            f"(algo.max_skipped_updates); each was skipped and the last finite weights kept")
 
 
 class LearnerBase:
@@ -89,12 +101,7 @@ class LearnerBase:
         for current, before in zip(list(self.model.parameters()) + self.optimizer.state_tensors(), saved):
             current.copy_(before)
         self.optimizer.steps = steps
-        self.skipped_updates += 1
-        self.skips_in_a_row += 1
-        if self.skips_in_a_row >= self.algo_cfg.max_skipped_updates:
-            raise NonFiniteUpdates(
-                f"{self.skips_in_a_row} learner updates in a row had a non-finite loss or gradient "
-                f"(algo.max_skipped_updates); each was skipped and the last finite weights kept")
+        count_skipped_update(self, "loss or gradient")
         return False
 
     # ----------------------------------------------------------------- per update helpers

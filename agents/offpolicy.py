@@ -21,7 +21,7 @@ from torch import nn
 from rlfarm.agents.config import AlgoConfig, PolicyConfig
 from rlfarm.agents.device import resolve_device
 from rlfarm.agents.fragment import Fragment
-from rlfarm.agents.learner import NonFiniteUpdates
+from rlfarm.agents.learner import count_skipped_update
 from rlfarm.agents.policy import ACTIVATIONS
 from rlfarm.agents.replay import ReplayBuffer
 from rlfarm.agents.spaces import ActionSpec
@@ -187,12 +187,7 @@ class OffPolicyLearner:
         for name, opt in self.optimizers().items():
             opt.steps = steps[name]
         self.gradient_steps -= count
-        self.skipped_updates += 1
-        self.skips_in_a_row += 1
-        if self.skips_in_a_row >= self.algo_cfg.max_skipped_updates:
-            raise NonFiniteUpdates(
-                f"{self.skips_in_a_row} learner updates in a row had a non-finite loss "
-                f"(algo.max_skipped_updates); each was skipped and the last finite weights kept")
+        count_skipped_update(self, "loss")
         return False
 
     # ---- weights for the runners ----------------------------------------------------------
