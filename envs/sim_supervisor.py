@@ -1,0 +1,165 @@
+"""The supervisor between a runner and one simulator program: no descendant outlives it.
+
+Run as a plain script, `python -I -S sim_supervisor.py HOST_PID COMMAND...`, so it imports only
+the standard library (no rlfarm, no numpy: it starts in a few milliseconds). The bridge
+(envs/subprocess_env.py) starts it in a session of its own; it then
+
+- marks itself a child subreaper (PR_SET_CHILD_SUBREAPER), so whatever the simulator forks and
+  orphans (a daemon that double-forked, a helper that left the group with setsid) is
+  reparented to it rather than to PID 1;
+- asks for SIGHUP when its parent thread exits (PR_SET_PDEATHSIG). The signal fires on the
+  exit of the THREAD that forked it, not only of the process: a SIGHUP while getppid() is
+  still HOST_PID is a host thread ending (the env built in a worker thread), and is ignored;
+- forks and execs the simulator, which inherits stdin, stdout and stderr (the bridge's pipes,
+  or /dev/null with a socket transport) and gets SIGKILL if this supervisor dies (its own
+  death signal; this process has one thread, so no thread caveat). The supervisor then points
+  its own stdin and stdout at /dev/null: the simulator closing its stdout is an end of file
+  for the host at once;
+- waits. When the host dies (SIGHUP with a new parent), when it is told to stop (SIGTERM,
+  SIGINT), or when the simulator exits, it SIGKILLs every descendant, the members of its
+  process group and every process reparented to it, reaps them (bounded), and exits with the
+  simulator's status (killing itself with the simulator's signal, without a core dump), so
+  the host reads the simulator's end as if it had started it itself.
+
+Linux only (prctl and /proc); elsewhere the bridge starts the program directly.
+"""
+import ctypes
+import os
+import signal
+import sys
+import time
+
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER = 1, 4, 36
+REAP_WAIT_S = 5.0
+"""How long killed descendants are waited for (one in uninterruptible sleep is left to init)."""
+POLL_S = 1.0
+"""The wait wakes this often to check that the host lives, in case a signal was missed."""
+STOP = (signal.SIGTERM, signal.SIGINT)
+WATCHED = {signal.SIGCHLD, signal.SIGHUP, *STOP}
+
+
+def _processes() -> list[tuple[int, int, int, bytes]]:
+    """(pid, parent pid, process group, state) of every process, from one scan of /proc/*/stat.
+    One scan serves both questions below; /proc/PID/task/TID/children would need a kernel built
+    with CONFIG_PROC_CHILDREN, which some (VM kernels among them) are not."""
+    table = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat", "rb") as stat:
+                    fields = stat.read().rsplit(b")", 1)[1].split()
+            except OSError:
+                continue  # it ended while we looked
+            table.append((int(name), int(fields[1]), int(fields[2]), fields[0]))
+    return table
+
+
+def targets(me: int) -> set[int]:
+    """The live processes below `me` (its children, theirs, and so on: orphans included, since
+    they are reparented to this subreaper) and the live members of its process group."""
+    table = _processes()
+    children: dict[int, list[int]] = {}
+    for pid, parent, _, _ in table:
+        children.setdefault(parent, []).append(pid)
+    below, todo = set(), [me]
+    while todo:
+        kids = children.get(todo.pop(), [])
+        below.update(kids)
+        todo += kids
+    group = os.getpgid(me)
+    return {pid for pid, _, pgrp, state in table
+            if (pid in below or pgrp == group) and state != b"Z" and pid != me}
+
+
+def reap() -> dict[int, int]:
+    """Collect every child that has ended, without blocking: {pid: wait status}."""
+    ended = {}
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return ended
+        if pid == 0:
+            return ended
+        ended[pid] = status
+
+
+def kill_all(me: int) -> dict[int, int]:
+    """SIGKILL every live descendant and member of this process group but this process, round
+    after round until none is left or REAP_WAIT_S passes (killed parents' children are
+    reparented here and found by the next round); returns the wait statuses reaped."""
+    ended: dict[int, int] = {}
+    deadline = time.monotonic() + REAP_WAIT_S
+    while True:
+        live = targets(me)
+        for pid in live:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        ended.update(reap())
+        if not live or time.monotonic() > deadline:
+            return ended
+        time.sleep(0.005)
+
+
+def end_like(status: int | None) -> None:
+    """Exit with the simulator's wait status: its exit code, or its signal (no core dump)."""
+    if status is not None and os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+        if sig != signal.SIGKILL:
+            signal.signal(sig, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {sig})
+        os.kill(os.getpid(), sig)
+    os._exit(os.WEXITSTATUS(status) if status is not None and os.WIFEXITED(status) else 1)
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) < 2 or not argv[0].isdigit():
+        sys.stderr.write("usage: sim_supervisor.py HOST_PID COMMAND...\n")
+        os._exit(2)
+    host, command, me = int(argv[0]), argv[1:], os.getpid()
+    signal.pthread_sigmask(signal.SIG_BLOCK, WATCHED)  # delivered only through sigtimedwait below
+    for sig in WATCHED:  # an ignored SIGCHLD inherited from the host would auto-reap the simulator
+        signal.signal(sig, signal.SIG_DFL)
+    libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGHUP, 0, 0, 0)
+    if os.getppid() != host:  # the host died before the death signal was set
+        kill_all(me)
+        os._exit(1)
+    child = os.fork()
+    if child == 0:
+        try:
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+            signal.pthread_sigmask(signal.SIG_SETMASK, set())
+            if os.getppid() != me:
+                os._exit(1)
+            os.execvp(command[0], command)
+        except OSError as err:
+            sys.stderr.write(f"sim_supervisor: cannot run {command[0]!r}: {err.strerror}\n")
+            os._exit(127 if isinstance(err, FileNotFoundError) else 126)
+    null = os.open(os.devnull, os.O_RDWR)
+    os.dup2(null, 0)  # the host's pipes are the simulator's alone now: its end of output is an EOF
+    os.dup2(null, 1)
+    os.close(null)
+    status = None
+    while True:
+        info = signal.sigtimedwait(WATCHED, POLL_S)
+        if info is None or info.si_signo == signal.SIGHUP:
+            if os.getppid() != host:  # the host is gone (not just the thread that started us)
+                break
+        elif info.si_signo in STOP:
+            break
+        ended = reap()
+        if child in ended:
+            status = ended[child]
+            break
+    ended = kill_all(me)
+    end_like(ended.get(child, status))
+
+
+libc = ctypes.CDLL(None, use_errno=True)
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
