@@ -1,11 +1,11 @@
 """Starting and ending a bridge simulator's process tree (envs/subprocess_env.py, bridge_transport.py).
 
-On Linux every program runs under envs/sim_supervisor.py, a standard-library script started
-in a session (process group) of its own: it reaps and kills whatever the program forks, the
-helpers that left the group with setsid included, when the program exits, when the host
-stops it, and when the host process dies without a word (SIGKILL, a Ray actor killed). The
-host still SIGKILLs the whole group after asking the supervisor, so a supervisor that cannot
-answer (stopped, or killed) does not keep the group alive. Elsewhere the program is started
+On Linux every program runs under envs/sim_supervisor.py (a relay and a supervisor, standard
+library only) started in a session (process group) of its own: it kills and reaps whatever
+the program forks, the helpers that left the group with setsid included, when the program
+exits, when the host stops it, and when the host process dies without a word (SIGKILL, a Ray
+actor killed). The host still SIGKILLs the whole group after asking, so a supervisor that
+cannot answer (stopped, or killed) does not keep the group alive. Elsewhere the program is started
 directly, in a group of its own.
 """
 from __future__ import annotations
@@ -45,18 +45,16 @@ def start(command: list[str], **popen_kwargs) -> subprocess.Popen:
     return subprocess.Popen(command, start_new_session=True, **popen_kwargs)
 
 
-def program_pid(proc: subprocess.Popen) -> int:
-    """The simulator's own pid: the supervisor's first child (or `proc` itself, unsupervised,
-    or once the program has ended)."""
-    if not SUPERVISED:
-        return proc.pid
-    path = f"/proc/{proc.pid}/task/{proc.pid}/children"
+def _first_child(pid: int) -> int | None:
+    """The oldest living child of `pid`, or None."""
     try:
-        with open(path) as stream:
+        with open(f"/proc/{pid}/task/{pid}/children") as stream:
             return int(stream.read().split()[0])
-    except (OSError, IndexError):
+    except IndexError:
+        return None
+    except OSError:
         pass
-    first = None  # kernels without CONFIG_PROC_CHILDREN: the oldest child, from /proc/*/stat
+    first = None  # kernels without CONFIG_PROC_CHILDREN: scan /proc/*/stat
     for name in os.listdir("/proc"):
         if name.isdigit():
             try:
@@ -64,9 +62,19 @@ def program_pid(proc: subprocess.Popen) -> int:
                     fields = stat.read().rsplit(b")", 1)[1].split()
             except OSError:
                 continue
-            if int(fields[1]) == proc.pid and (first is None or int(fields[19]) < first[1]):
+            if int(fields[1]) == pid and (first is None or int(fields[19]) < first[1]):
                 first = (int(name), int(fields[19]))  # field 22: start time
-    return first[0] if first else proc.pid
+    return first[0] if first else None
+
+
+def program_pid(proc: subprocess.Popen) -> int:
+    """The simulator's own pid: below the relay (`proc`) and the supervisor, or `proc` itself
+    when unsupervised (or once the program has ended)."""
+    if not SUPERVISED:
+        return proc.pid
+    supervisor = _first_child(proc.pid)
+    program = _first_child(supervisor) if supervisor is not None else None
+    return program if program is not None else proc.pid
 
 
 def stop(proc: subprocess.Popen) -> None:

@@ -1,25 +1,29 @@
-"""The supervisor between a runner and one simulator program: no descendant outlives it.
+"""The processes between a runner and one simulator program: no descendant outlives the runner.
 
 Run as a plain script, `python -I -S sim_supervisor.py HOST_PID COMMAND...`, so it imports only
-the standard library (no rlfarm, no numpy: it starts in a few milliseconds). The bridge
-(envs/subprocess_env.py) starts it in a session of its own; it then
+the standard library (no rlfarm, no numpy: it starts in milliseconds). The bridge
+(envs/bridge_process.py) starts it in a session of its own. It is two processes:
 
-- marks itself a child subreaper (PR_SET_CHILD_SUBREAPER), so whatever the simulator forks and
-  orphans (a daemon that double-forked, a helper that left the group with setsid) is
-  reparented to it rather than to PID 1;
-- asks for SIGHUP when its parent thread exits (PR_SET_PDEATHSIG). The signal fires on the
-  exit of the THREAD that forked it, not only of the process: a SIGHUP while getppid() is
-  still HOST_PID is a host thread ending (the env built in a worker thread), and is ignored;
-- forks and execs the simulator, which inherits stdin, stdout and stderr (the bridge's pipes,
-  or /dev/null with a socket transport) and gets SIGKILL if this supervisor dies (its own
-  death signal; this process has one thread, so no thread caveat). The supervisor then points
-  its own stdin and stdout at /dev/null: the simulator closing its stdout is an end of file
-  for the host at once;
-- waits. When the host dies (SIGHUP with a new parent), when it is told to stop (SIGTERM,
-  SIGINT), or when the simulator exits, it SIGKILLs every descendant, the members of its
-  process group and every process reparented to it, reaps them (bounded), and exits with the
-  simulator's status (killing itself with the simulator's signal, without a core dump), so
-  the host reads the simulator's end as if it had started it itself.
+- the relay, the runner's child. It asks for SIGHUP when its parent thread exits
+  (PR_SET_PDEATHSIG). That signal fires on the exit of the THREAD that forked it, not only of
+  the process: a SIGHUP while getppid() is still HOST_PID is a host thread ending (an env
+  built in a worker thread) and is ignored. It passes a stop (SIGTERM, SIGINT) down, and the
+  supervisor's end back up as its own exit status. When the host is gone it just exits.
+- the supervisor, the relay's child. It is a child subreaper (PR_SET_CHILD_SUBREAPER), so
+  whatever the simulator forks and orphans (a helper that left the group with setsid, a
+  double-forked daemon) is reparented to it rather than to PID 1, and it gets SIGHUP when the
+  relay dies. It forks and execs the simulator, which inherits stdin, stdout and stderr (the
+  bridge's pipes, or /dev/null with a socket transport) and gets SIGKILL if the supervisor
+  dies. When the simulator exits, a stop comes or the relay dies, it SIGKILLs every
+  descendant, the members of the process group and every process reparented to it, reaps
+  them (bounded), and exits with the simulator's status (by the simulator's signal, without
+  a core dump), so the host reads the simulator's end as if it had started it itself.
+
+Why two: the process that cleans up must not be the runner's direct child. Ray SIGKILLs a
+dying worker's direct children (RAY_kill_child_processes_on_worker_exit, on by default), and
+a SIGKILLed process cleans up nothing; the relay takes that blow, the supervisor sees it die.
+Both point their own stdin and stdout at /dev/null once they have forked, so the simulator
+closing its stdout is an end of file for the host at once.
 
 Linux only (prctl and /proc); elsewhere the bridge starts the program directly.
 """
@@ -56,7 +60,8 @@ def _processes() -> list[tuple[int, int, int, bytes]]:
 
 def targets(me: int) -> set[int]:
     """The live processes below `me` (its children, theirs, and so on: orphans included, since
-    they are reparented to this subreaper) and the live members of its process group."""
+    they are reparented to this subreaper) and the live members of its process group, but
+    `me` and its parent (the relay, in the group too)."""
     table = _processes()
     children: dict[int, list[int]] = {}
     for pid, parent, _, _ in table:
@@ -68,7 +73,7 @@ def targets(me: int) -> set[int]:
         todo += kids
     group = os.getpgid(me)
     return {pid for pid, _, pgrp, state in table
-            if (pid in below or pgrp == group) and state != b"Z" and pid != me}
+            if (pid in below or pgrp == group) and state != b"Z" and pid not in (me, os.getppid())}
 
 
 def reap() -> dict[int, int]:
@@ -85,7 +90,7 @@ def reap() -> dict[int, int]:
 
 
 def kill_all(me: int) -> dict[int, int]:
-    """SIGKILL every live descendant and member of this process group but this process, round
+    """SIGKILL every live descendant and member of this process group (see `targets`), round
     after round until none is left or REAP_WAIT_S passes (killed parents' children are
     reparented here and found by the next round); returns the wait statuses reaped."""
     ended: dict[int, int] = {}
@@ -115,18 +120,36 @@ def end_like(status: int | None) -> None:
     os._exit(os.WEXITSTATUS(status) if status is not None and os.WIFEXITED(status) else 1)
 
 
-def main(argv: list[str]) -> None:
-    if len(argv) < 2 or not argv[0].isdigit():
-        sys.stderr.write("usage: sim_supervisor.py HOST_PID COMMAND...\n")
-        os._exit(2)
-    host, command, me = int(argv[0]), argv[1:], os.getpid()
-    signal.pthread_sigmask(signal.SIG_BLOCK, WATCHED)  # delivered only through sigtimedwait below
-    for sig in WATCHED:  # an ignored SIGCHLD inherited from the host would auto-reap the simulator
-        signal.signal(sig, signal.SIG_DFL)
+def let_go_of_pipes() -> None:
+    """Point stdin and stdout at /dev/null: the host's pipes are the simulator's alone."""
+    null = os.open(os.devnull, os.O_RDWR)
+    os.dup2(null, 0)
+    os.dup2(null, 1)
+    os.close(null)
+
+
+def relay(host: int, supervisor: int) -> None:
+    """The runner's child: passes a stop on to the supervisor and the supervisor's end back.
+    It only exits when the host dies; the supervisor below sees it go and cleans up."""
+    while True:
+        info = signal.sigtimedwait(WATCHED, POLL_S)
+        if info is None or info.si_signo == signal.SIGHUP:
+            if os.getppid() != host:  # the host is gone (not just the thread that started us)
+                os._exit(1)
+        elif info.si_signo in STOP:
+            os.kill(supervisor, signal.SIGTERM)
+        ended = reap()
+        if supervisor in ended:
+            end_like(ended[supervisor])
+
+
+def supervise(relay_pid: int, command: list[str]) -> None:
+    """The subreaper: runs the simulator and, when it ends, the relay dies or a stop comes,
+    kills and reaps everything below, then ends like the simulator."""
+    me = os.getpid()
     libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGHUP, 0, 0, 0)
-    if os.getppid() != host:  # the host died before the death signal was set
-        kill_all(me)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGHUP, 0, 0, 0)  # the relay has one thread
+    if os.getppid() != relay_pid:
         os._exit(1)
     child = os.fork()
     if child == 0:
@@ -139,15 +162,12 @@ def main(argv: list[str]) -> None:
         except OSError as err:
             sys.stderr.write(f"sim_supervisor: cannot run {command[0]!r}: {err.strerror}\n")
             os._exit(127 if isinstance(err, FileNotFoundError) else 126)
-    null = os.open(os.devnull, os.O_RDWR)
-    os.dup2(null, 0)  # the host's pipes are the simulator's alone now: its end of output is an EOF
-    os.dup2(null, 1)
-    os.close(null)
+    let_go_of_pipes()
     status = None
     while True:
         info = signal.sigtimedwait(WATCHED, POLL_S)
         if info is None or info.si_signo == signal.SIGHUP:
-            if os.getppid() != host:  # the host is gone (not just the thread that started us)
+            if os.getppid() != relay_pid:
                 break
         elif info.si_signo in STOP:
             break
@@ -157,6 +177,25 @@ def main(argv: list[str]) -> None:
             break
     ended = kill_all(me)
     end_like(ended.get(child, status))
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) < 2 or not argv[0].isdigit():
+        sys.stderr.write("usage: sim_supervisor.py HOST_PID COMMAND...\n")
+        os._exit(2)
+    host, command = int(argv[0]), argv[1:]
+    signal.pthread_sigmask(signal.SIG_BLOCK, WATCHED)  # delivered only through sigtimedwait
+    for sig in WATCHED:  # an ignored SIGCHLD inherited from the host would auto-reap our children
+        signal.signal(sig, signal.SIG_DFL)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGHUP, 0, 0, 0)
+    if os.getppid() != host:  # the host died before the death signal was set
+        os._exit(1)
+    me = os.getpid()
+    supervisor = os.fork()
+    if supervisor == 0:
+        supervise(me, command)
+    let_go_of_pipes()
+    relay(host, supervisor)
 
 
 libc = ctypes.CDLL(None, use_errno=True)
