@@ -27,9 +27,11 @@ closing its stdout is an end of file for the host at once.
 
 Linux only (prctl and /proc); elsewhere the bridge starts the program directly.
 """
-import ctypes
+# The C modules under ctypes and signal, not their Python wrappers: those import enum, struct
+# and more, and every simulator start pays for what is imported here.
+import _ctypes
+import _signal as signal
 import os
-import signal
 import sys
 import time
 
@@ -191,6 +193,8 @@ def main(argv: list[str]) -> None:
     if os.getppid() != host:  # the host died before the death signal was set
         os._exit(1)
     me = os.getpid()
+    if os.getpgrp() != me:  # started without a session of its own: the group kill must not reach the caller
+        os.setsid()
     supervisor = os.fork()
     if supervisor == 0:
         supervise(me, command)
@@ -198,7 +202,16 @@ def main(argv: list[str]) -> None:
     relay(host, supervisor)
 
 
-libc = ctypes.CDLL(None, use_errno=True)
+class _Libc:
+    _handle = _ctypes.dlopen(None, 0)  # the C library this interpreter is linked with
+
+
+class _CFunction(_ctypes.CFuncPtr):
+    _flags_ = _ctypes.FUNCFLAG_CDECL  # int arguments and result, as ctypes.CDLL's defaults
+
+
+class libc:  # noqa: N801 (ctypes.CDLL's spelling, which it stands in for)
+    prctl = _CFunction(("prctl", _Libc()))
 
 if __name__ == "__main__":
     main(sys.argv[1:])
