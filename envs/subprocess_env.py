@@ -68,6 +68,9 @@ MAX_RESET_DRAWS = 1024
 """Handshake bound on reset_draws: the host draws num_envs x reset_draws uniforms per reset."""
 HANDSHAKE_TIMEOUT_S = 30.0
 """A program's first words may take this long (it may compile, import, load data)."""
+EXIT_WAIT_S = 0.5
+"""A program whose output ended gets this long to exit, to report its status (its supervisor
+kills and reaps its helpers first, two scans of /proc and a few wake-ups on a busy node)."""
 MAX_FAULT_STREAK = 3
 """A program restarted this many times without one good step reply in between is given up."""
 _CHUNK = 1 << 16
@@ -161,7 +164,7 @@ class SimProcess:
     def exited(self, what: str) -> SimulatorFault:
         """The fault for a closed pipe; the program gets a moment to exit, to report its status."""
         try:
-            code = self.proc.wait(timeout=0.2)
+            code = self.proc.wait(timeout=EXIT_WAIT_S)
         except subprocess.TimeoutExpired:
             return SimulatorFault(f"the program {what} but still runs")
         return SimulatorFault(exit_words(code))
