@@ -71,14 +71,31 @@ def setsid_command(pidfile: Path, launcher: bool = False) -> list[str]:
     return command
 
 
-def test_close_reaches_a_daemon_that_left_the_group(tmp_path):
+def server_command(pidfile: Path) -> list[str]:
+    """A socket server behind a launcher shell that first starts a helper in the group and a
+    daemon in a session of its own (setsid), noting the three pids."""
+    script = (f"echo $$ >> {pidfile}; sleep 3600 & echo $! >> {pidfile}; setsid sleep 3600 & echo $! >> {pidfile}; "
+              "exec {python} -m rlfarm.envs.sims.cartpole_sim --listen {address}")
+    return ["sh", "-c", script]
+
+
+def make_env(pidfile: Path, transport: str):
+    command = setsid_command(pidfile) if transport == "pipes" else server_command(pidfile)
+    return envs.make("rlfarm/Subprocess-v0", 4, command=command, copies_per_process=2, transport=transport,
+                     **CARTPOLE)
+
+
+@pytest.mark.parametrize("transport", ["pipes", "unix", "tcp"])
+def test_close_reaches_a_daemon_that_left_the_group(tmp_path, transport):
     pidfile = tmp_path / "pids"
-    env = envs.make("rlfarm/Subprocess-v0", 4, command=setsid_command(pidfile), copies_per_process=2, **CARTPOLE)
+    env = make_env(pidfile, transport)
     env.reset(seed=0)
     env.step(np.zeros(4, np.int64))
     pids = noted(pidfile, 2 * PER_PROGRAM)
     assert all(alive(pid) for pid in pids)
+    begun = time.monotonic()
     env.close()
+    assert time.monotonic() - begun < GRACE_S
     assert_all_end(pids)
 
 
@@ -104,8 +121,8 @@ RUNNER = textwrap.dedent("""
     import sys, time
     import numpy as np
     from rlfarm import envs
-    env = envs.make("rlfarm/Subprocess-v0", 4, command=sys.argv[1:], copies_per_process=2,
-                    obs_dim=4, num_actions=2)
+    env = envs.make("rlfarm/Subprocess-v0", 4, command=sys.argv[2:], copies_per_process=2,
+                    obs_dim=4, num_actions=2, transport=sys.argv[1])
     env.reset(seed=0)
     env.step(np.zeros(4, np.int64))
     print("ready", flush=True)
@@ -113,11 +130,12 @@ RUNNER = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("launcher", [False, True], ids=["program", "launcher_shell"])
-def test_a_sigkilled_runner_leaves_no_descendant(tmp_path, launcher):
+@pytest.mark.parametrize("transport, launcher", [("pipes", False), ("pipes", True), ("unix", True), ("tcp", True)],
+                         ids=["pipes", "pipes_launcher_shell", "unix_launcher_shell", "tcp_launcher_shell"])
+def test_a_sigkilled_runner_leaves_no_descendant(tmp_path, transport, launcher):
     pidfile = tmp_path / "pids"
-    runner = subprocess.Popen([sys.executable, "-c", RUNNER, *setsid_command(pidfile, launcher)],
-                              stdout=subprocess.PIPE, text=True)
+    command = setsid_command(pidfile, launcher) if transport == "pipes" else server_command(pidfile)
+    runner = subprocess.Popen([sys.executable, "-c", RUNNER, transport, *command], stdout=subprocess.PIPE, text=True)
     try:
         assert runner.stdout.readline().strip() == "ready"
         pids = noted(pidfile, 2 * PER_PROGRAM)
