@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
 import time
+
+from rlfarm.envs import bridge_process
 
 TRANSPORTS = ("pipes", "unix", "tcp")
 
@@ -32,7 +33,7 @@ TRANSPORTS = ("pipes", "unix", "tcp")
 class ServerChannel:
     """A started server program and rlfarm's connection to it."""
 
-    def __init__(self, command: list[str], transport: str, host: str, connect_timeout_s: float, preexec_fn=None):
+    def __init__(self, command: list[str], transport: str, host: str, connect_timeout_s: float):
         self.tmpdir = None
         if transport == "unix":
             self.tmpdir = tempfile.mkdtemp(prefix="rlfarm-sim-")
@@ -42,9 +43,12 @@ class ServerChannel:
             address = (host, _free_port(host))
             shown = f"{host}:{address[1]}"
         family = socket.AF_UNIX if transport == "unix" else socket.AF_INET
-        self.proc = subprocess.Popen([part.replace("{address}", shown) for part in command],
-                                     stdin=subprocess.DEVNULL, preexec_fn=preexec_fn,
-                                     start_new_session=True)  # its own group, as with pipes
+        try:
+            self.proc = bridge_process.start([part.replace("{address}", shown) for part in command],
+                                             stdin=subprocess.DEVNULL)  # supervised, as with pipes
+        except OSError:
+            self.close()  # the socket's folder
+            raise
         deadline = time.monotonic() + connect_timeout_s
         while True:
             self.sock = socket.socket(family, socket.SOCK_STREAM)
@@ -56,7 +60,7 @@ class ServerChannel:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
                     reason = (f"it exited with code {self.proc.returncode}" if self.proc.poll() is not None
                               else f"within {connect_timeout_s:g} s")
-                    self._end_program()
+                    bridge_process.stop(self.proc)
                     self.close()
                     raise ConnectionError(f"the program did not listen on {shown} ({reason})") from None
                 time.sleep(0.02)
@@ -66,16 +70,6 @@ class ServerChannel:
         # The bridge polls its output and input fds apart; a duplicate gives the one socket two.
         self.in_fd, self.out_fd = self.sock.fileno(), os.dup(self.sock.fileno())
         self.address = shown
-
-    def _end_program(self) -> None:
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
 
     def close(self) -> None:
         """Close rlfarm's end (the program is the bridge's to kill) and the socket's folder."""

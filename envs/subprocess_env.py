@@ -22,21 +22,21 @@ statistics and action checks are BatchedEnv's, on the host.
 Each reply must arrive within `step_timeout_s` (the first words within HANDSHAKE_TIMEOUT_S).
 Reads and writes never block: the host writes a request while it reads the reply, under one
 deadline. A program that exits, closes its stdout, hangs past the timeout, answers without
-the b"RLFM" tag or with non-finite numbers is killed (SIGKILL to its process group, then
-reaped within KILL_WAIT_S), restarted, and its copies are reset and counted in
+the b"RLFM" tag or with non-finite numbers is killed (its whole process tree, then reaped,
+bounded: envs/bridge_process.py), restarted, and its copies are reset and counted in
 `infos["env_errors"]`; the farm goes on. A program that faults MAX_FAULT_STREAK times without
 a good step between is given up (a SimulatorFault from `step`, an env error to the runner).
 A handshake that fails or declares sizes past MAX_DIM / MAX_RESET_DRAWS is refused and its
 program killed.
 
-Each program runs in its own process group (its own session), so kill, restart and
-`close()` reach the helpers it forks and the program behind a launcher shell. Programs get
-SIGKILL when the process that started them dies (Linux); that death signal reaches the
-program only, not its helpers (see docs/robustness.md).
+Each program runs in its own process group (its own session), under a supervisor on Linux
+(envs/sim_supervisor.py, started by envs/bridge_process.py), so kill, restart and `close()`
+reach the helpers it forks, the program behind a launcher shell and helpers that left the
+group with setsid; and when the process that started them dies (SIGKILL included), the
+supervisor kills all of them (see docs/robustness.md).
 """
 from __future__ import annotations
 
-import ctypes
 import os
 import select
 import signal
@@ -49,6 +49,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
+from rlfarm.envs import bridge_process
 from rlfarm.envs.base import BatchedEnv
 from rlfarm.envs.bridge_transport import TRANSPORTS, ServerChannel
 from rlfarm.envs.checks import check_int, check_number
@@ -67,8 +68,9 @@ MAX_RESET_DRAWS = 1024
 """Handshake bound on reset_draws: the host draws num_envs x reset_draws uniforms per reset."""
 HANDSHAKE_TIMEOUT_S = 30.0
 """A program's first words may take this long (it may compile, import, load data)."""
-KILL_WAIT_S = 5.0
-"""How long a SIGKILLed program (its process group) is waited for before it is left to init."""
+EXIT_WAIT_S = 0.5
+"""A program whose output ended gets this long to exit, to report its status (its supervisor
+kills and reaps its helpers first, two scans of /proc and a few wake-ups on a busy node)."""
 MAX_FAULT_STREAK = 3
 """A program restarted this many times without one good step reply in between is given up."""
 _CHUNK = 1 << 16
@@ -104,13 +106,6 @@ def exit_words(code: int) -> str:
     return f"the simulator exited with status {code}"
 
 
-def _die_with_parent() -> None:
-    try:
-        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass  # not Linux: end of stdin still tells the program to exit
-
-
 class SimProcess:
     """One running program holding `copies` copies, in its own process group.
 
@@ -123,22 +118,18 @@ class SimProcess:
     def __init__(self, command: list[str], copies: int, timeout_s: float, transport: str = "pipes",
                  host: str = "127.0.0.1"):
         self.copies, self.timeout_s = copies, timeout_s
-        preexec = _die_with_parent if sys.platform == "linux" else None
         self.server: ServerChannel | None = None  # unix/tcp: the program listens, we connect
         if transport == "pipes":
-            self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, preexec_fn=preexec,
-                                         start_new_session=True)  # its own group: kill reaches its helpers
+            self.proc = bridge_process.start(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
             self.out_fd, self.in_fd = self.proc.stdin.fileno(), self.proc.stdout.fileno()
             os.set_blocking(self.out_fd, False)
             os.set_blocking(self.in_fd, False)
         else:
             try:
-                self.server = ServerChannel(command, transport, host, max(timeout_s, HANDSHAKE_TIMEOUT_S),
-                                            preexec_fn=preexec)
+                self.server = ServerChannel(command, transport, host, max(timeout_s, HANDSHAKE_TIMEOUT_S))
             except ConnectionError as err:
                 raise SimulatorFault(str(err)) from None
             self.proc, self.out_fd, self.in_fd = self.server.proc, self.server.out_fd, self.server.in_fd
-        self.pgid = self.proc.pid
         try:
             hello = exchange([(self, b"", 4 + 20)], max(timeout_s, HANDSHAKE_TIMEOUT_S))[0]
             if isinstance(hello, SimulatorFault):
@@ -173,26 +164,14 @@ class SimProcess:
     def exited(self, what: str) -> SimulatorFault:
         """The fault for a closed pipe; the program gets a moment to exit, to report its status."""
         try:
-            code = self.proc.wait(timeout=0.2)
+            code = self.proc.wait(timeout=EXIT_WAIT_S)
         except subprocess.TimeoutExpired:
             return SimulatorFault(f"the program {what} but still runs")
         return SimulatorFault(exit_words(code))
 
     def kill(self) -> None:
-        """SIGKILL the program's process group (its helpers too) and reap it, bounded."""
-        try:
-            os.killpg(self.pgid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        if self.proc.poll() is None:
-            try:
-                self.proc.kill()
-            except ProcessLookupError:
-                pass
-        try:
-            self.proc.wait(timeout=KILL_WAIT_S)  # reaped: no zombie
-        except subprocess.TimeoutExpired:
-            pass  # in uninterruptible sleep: init reaps it when this process ends
+        """End the program, its helpers (its process group and what left it) and reap them, bounded."""
+        bridge_process.stop(self.proc)
         if self.server is not None:
             self.server.close()
         for stream in (self.proc.stdin, self.proc.stdout):
@@ -408,11 +387,13 @@ class SubprocessEnv(BatchedEnv):
 
     def pids(self) -> list[int]:
         """The programs' process ids (for tests and monitoring)."""
-        return [proc.proc.pid for proc in self.procs if proc is not None]
+        return [bridge_process.program_pid(proc.proc) for proc in self.procs if proc is not None]
 
     def close_extras(self, **kwargs: Any) -> None:
         procs = [proc for proc in getattr(self, "procs", []) if proc is not None]
         self.procs = []
+        if not procs:  # none started (a constructor that failed early has no timeout_s yet)
+            return
         exchange([(proc, b"Q" + struct.pack("<I", 0), 0) for proc in procs], min(self.timeout_s, 1.0))
         for proc in procs:
             proc.kill()

@@ -103,9 +103,8 @@ def test_chaos_with_a_misbehaving_bridge_simulator(ray_local, cartpole, tmp_path
     """Issue 26: a Ray farm over rlfarm/Subprocess-v0 whose programs each fork a helper and
     close their stdout at random (running on). The farm goes on, each fault costs no more
     than a restart (not the 30 s step timeout), the faults are counted as env errors, and no
-    program or helper is left at the end. (A SIGKILLed runner's programs die by their death
-    signal, tested in tests/envs/test_subprocess_env.py; their helpers are not reached: see
-    docs/robustness.md.)"""
+    program or helper is left at the end. (A killed runner's programs and helpers end through
+    the bridge's supervisor: tests/envs/test_bridge_orphans.py, tests/cluster/test_bridge_reaper.py.)"""
     import sys
     from pathlib import Path
 

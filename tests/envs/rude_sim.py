@@ -5,6 +5,8 @@
 - stream: correct, but streams its reset reply copy by copy while it reads the request
   (unbuffered), as a C program with small buffers would;
 - fork: starts a helper process that sleeps (and holds no pipe), then behaves;
+- setsid: like fork, and also a daemon that leaves the process group and session (setsid)
+  and is orphaned at once (double fork), then behaves;
 - hang_handshake: never says hello;
 - restart_hangs: the first process closes its stdout after the first reset (so it is
   restarted); every later one never says hello (needs PIDFILE, which tells them apart);
@@ -49,6 +51,15 @@ def write(data: bytes) -> None:
         view = view[os.write(1, view):]
 
 
+def helper() -> None:
+    """A child that holds no pipe and sleeps."""
+    os.close(0)
+    os.close(1)
+    note_pid()
+    time.sleep(3600)
+    os._exit(0)
+
+
 def step(s: list, action: int) -> bool:
     x, x_dot, theta, theta_dot = s
     force = 10.0 if action == 1 else -10.0
@@ -65,12 +76,16 @@ def main() -> None:
     note_pid()
     if mode == "hang_handshake" or (mode == "restart_hangs" and restarted):
         time.sleep(3600)
-    if mode in ("fork", "chaos") and os.fork() == 0:
-        os.close(0)
-        os.close(1)
-        note_pid()
-        time.sleep(3600)
-        os._exit(0)
+    if mode in ("fork", "chaos", "setsid") and os.fork() == 0:
+        helper()
+    if mode == "setsid":
+        middle = os.fork()
+        if middle == 0:
+            os.setsid()
+            if os.fork() == 0:
+                helper()
+            os._exit(0)  # the daemon's parent ends: it is an orphan in a session of its own
+        os.waitpid(middle, 0)
     write(MAGIC + struct.pack("<5I", 1, 4, 0, 2, 2**32 - 1 if mode == "huge_draws" else 4))
     states: list = []
     resets = 0
