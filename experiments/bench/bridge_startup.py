@@ -1,4 +1,6 @@
-"""What the supervisor costs per simulator: `python -m rlfarm.envs.bridge_startup [--starts N]`.
+"""What the simulator supervisor costs per start and stop.
+
+    python -m rlfarm.experiments.bench.bridge_startup [--starts N]
 
 Starts the compiled reference CartPole simulator (envs/sims/cartpole_sim.c, built with the
 system's `cc`) N times with the supervisor (envs/sim_supervisor.py) and N times without it,
