@@ -179,3 +179,37 @@ def test_resolving_never_runs_an_unmarked_callable(tmp_path, user_module):
     with pytest.raises(envs.EnvSpecError):
         envs.make(f"{name}:make", 1)
     assert not Path(marker).exists()
+
+
+def test_a_config_file_over_the_bound_is_refused_before_yaml_reads_it(write_config, train, capsys, monkeypatch):
+    from rlfarm.experiments import config as config_module
+
+    big = write_config(text="")
+    with open(big, "w") as stream:  # 2,000,000 widths: YAML took about 100 s and 0.75 GB over them
+        stream.write("model:\n  hidden_sizes: [" + ", ".join(["64"] * 2_000_000) + "]\n")
+    size = f"{big.stat().st_size:,} bytes"
+    monkeypatch.setattr(config_module.yaml, "load", lambda *a, **k: pytest.fail("YAML read the file"))
+    assert train(big) == 2
+    lines = _lines(capsys)
+    assert len(lines) == 1 and f"{big}: {size}, more than the 1,048,576 bytes" in lines[0], lines
+    with pytest.raises(rlfarm.ConfigError, match=f"^{big}: {size}"):
+        rlfarm.load_config(big)
+
+
+def test_an_override_over_the_bound_names_its_key(write_config, train, capsys):
+    item = "model.hidden_sizes=[" + ",".join(["64"] * 30_000) + "]"
+    expected = f"--set model.hidden_sizes: {len(item):,} characters, more than the 65,536"
+    assert train(write_config(), item) == 2
+    lines = _lines(capsys)
+    assert len(lines) == 1 and expected in lines[0], lines
+    with pytest.raises(rlfarm.ConfigError, match=f"^{expected}"):
+        rlfarm.load_config(write_config(), [item])
+    with pytest.raises(rlfarm.ConfigError, match=r"^--set model\.hidden_sizes: [\d,]+ characters"):  # a mapping
+        rlfarm.load_config(write_config(), {"model.hidden_sizes": [64] * 30_000})
+
+
+def test_a_list_over_the_bound_is_refused_before_its_items_are_checked(write_config, train, capsys):
+    config = write_config(text="model:\n  hidden_sizes: [" + ",".join(["8"] * 20_000) + "]\n")
+    assert train(config) == 2
+    lines = _lines(capsys)
+    assert len(lines) == 1 and "model.hidden_sizes: 20,000 items, more than the 10,000" in lines[0], lines
