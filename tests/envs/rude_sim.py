@@ -9,6 +9,8 @@
 - restart_hangs: the first process closes its stdout after the first reset (so it is
   restarted); every later one never says hello (needs PIDFILE, which tells them apart);
 - huge_draws: says hello with reset_draws = 2**32 - 1;
+- ignore_eof: correct, but when its input ends (the host went away) it sleeps on instead of
+  exiting, as a C program whose read loop does not check for end of file;
 - chaos: starts a helper like fork, and after each step closes its stdout and runs on with
   probability P (the third argument).
 
@@ -38,6 +40,8 @@ def read(size: int) -> bytes:
     while len(data) < size:
         chunk = os.read(0, size - len(data))
         if not chunk:
+            if mode == "ignore_eof":
+                time.sleep(3600)
             sys.exit(0)
         data += chunk
     return data

@@ -213,3 +213,19 @@ def test_a_list_over_the_bound_is_refused_before_its_items_are_checked(write_con
     assert train(config) == 2
     lines = _lines(capsys)
     assert len(lines) == 1 and "model.hidden_sizes: 20,000 items, more than the 10,000" in lines[0], lines
+
+
+def test_the_driver_builds_the_env_once_before_the_runners(write_config, train, user_module, tmp_path, monkeypatch):
+    """Issue 26: an env whose __init__ took 60 s was built three times before training (the
+    capacity probe, the driver's check, the runner); the driver now builds one copy, once."""
+    builds = tmp_path / "builds"
+    monkeypatch.setenv("COUNT_FILE", str(builds))
+    name = user_module(
+        "import os\nfrom rlfarm.envs.cartpole import CartPoleBatched\n\n"
+        "class Counted(CartPoleBatched):\n    def __init__(self, num_envs=1, **kwargs):\n"
+        "        with open(os.environ['COUNT_FILE'], 'a') as stream:\n"
+        "            stream.write(f'{num_envs}\\n')\n        super().__init__(num_envs, **kwargs)\n")
+    assert train(write_config({"env": {"id": f"{name}:Counted", "envs_per_runner": 8},
+                               "stop": {"env_steps": 256}, "log": {"pictures": False}})) == 0
+    sizes = [int(line) for line in builds.read_text().split()]
+    assert sizes[:3] == [1, 8, 8], sizes  # the driver's one copy, then the two serial runners' 8
