@@ -93,6 +93,8 @@ def describe(result: dict, is_test: bool) -> str:
     elif is_test and ("ERROR collecting" in text or "ImportError" in text and "collected 0" in text):
         reason = re.search(r"E\s+(\w*Error: .{0,90})", text)
         words = f"cannot import: {reason.group(1) if reason else 'collection error'}"
+    elif is_test and not re.search(r"\d+ (passed|failed|skipped|errors?)\b", text):
+        words = f"the test process ended with exit {result['rc']} and no report ({result['s']:.0f} s)"
     elif is_test:
         reason = re.search(r"^E\s+(.{0,110})", text, re.M)
         words = f"fail ({result['s']:.0f} s): {reason.group(1).strip() if reason else 'see log'}"
@@ -102,7 +104,7 @@ def describe(result: dict, is_test: bool) -> str:
         if said and "Traceback" not in text:
             words += f": {said[-1][:140]}"
         if not is_test and "Traceback" in text:
-            last = [line for line in text.splitlines() if re.match(r"^\w+(Error|Exception)\b", line)]
+            last = [line for line in text.splitlines() if re.match(r"^[\w.]+(Error|Exception|Fault)\b", line)]
             words += f", traceback{': ' + last[-1][:90] if last else ''}"
     if result["left"]:
         words += f"; {result['left']} processes left behind"

@@ -9,8 +9,8 @@
 - restart_hangs: the first process closes its stdout after the first reset (so it is
   restarted); every later one never says hello (needs PIDFILE, which tells them apart);
 - huge_draws: says hello with reset_draws = 2**32 - 1;
-- ignore_eof: correct, but when its input ends (the host went away) it sleeps on instead of
-  exiting, as a C program whose read loop does not check for end of file;
+- stubborn: correct, but neither the host's quit request nor the end of its input ends it (it
+  sleeps on), as a C program whose read loop checks for neither: only a kill does;
 - chaos: starts a helper like fork, and after each step closes its stdout and runs on with
   probability P (the third argument).
 
@@ -40,7 +40,7 @@ def read(size: int) -> bytes:
     while len(data) < size:
         chunk = os.read(0, size - len(data))
         if not chunk:
-            if mode == "ignore_eof":
+            if mode == "stubborn":
                 time.sleep(3600)
             sys.exit(0)
         data += chunk
@@ -105,6 +105,8 @@ def main() -> None:
                 os.close(1)
                 time.sleep(3600)
         else:
+            if mode == "stubborn":
+                time.sleep(3600)
             return
 
 

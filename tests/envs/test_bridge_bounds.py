@@ -112,10 +112,10 @@ def test_a_forked_helper_is_killed_with_its_program(tmp_path):
     assert_none_left(pidfile, at_least=4)
 
 
-@pytest.mark.parametrize("mode", ["stream", "ignore_eof"])
+@pytest.mark.parametrize("mode", ["stream", "stubborn"])
 def test_a_launcher_shell_that_does_not_exec_leaves_no_simulator(tmp_path, mode):
-    """With ignore_eof, the simulator behind the shell outlives the end of its input: only a
-    kill that reaches the shell's whole process group ends it."""
+    """A stubborn simulator behind the shell outlives the quit request and the end of its
+    input: only a kill that reaches the shell's whole process group ends it."""
     pidfile = tmp_path / "pids"
     script = f"{sys.executable} {RUDE_SIM} {mode} {pidfile}; echo the simulator ended >&2"
     env = envs.make("rlfarm/Subprocess-v0", 4, command=["sh", "-c", script], copies_per_process=2, **CARTPOLE)
