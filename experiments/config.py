@@ -134,9 +134,17 @@ def override_text(key: str, value: Any) -> str:
     return f"{key}={json.dumps(value, default=plain)}"
 
 
+MAX_CONFIG_BYTES = 1 << 20
+"""A config file larger than this (1 MiB) is refused before YAML reads it: configs are a few
+KiB, and YAML takes minutes and gigabytes over a file of millions of list entries."""
+MAX_OVERRIDE_CHARS = 1 << 16
+"""The same bound for one `--set KEY=VALUE` (64 Ki characters; a list of widths is a few dozen)."""
+
+
 def load_config(path: str | os.PathLike, overrides: typing.Sequence[str] = ()) -> ExperimentConfig:
     """Read the YAML file at `path`, apply `--set key=value` overrides, build and check."""
     path = os.fspath(path)
+    check_config_size(path, overrides)
     try:
         with open(path, encoding="utf-8") as stream:
             raw = yaml.load(stream, Loader=StrictLoader)
@@ -185,9 +193,32 @@ def _spread_runners(cfg: ExperimentConfig) -> None:
         farm.num_runners, cfg.env.envs_per_runner, farm.fragment_length, farm.batch_size, farm.runner_slots)
 
 
+def check_config_size(path: str, overrides: typing.Sequence[str] = ()) -> None:
+    """Refuse a config file over MAX_CONFIG_BYTES and any override over MAX_OVERRIDE_CHARS,
+    before YAML reads either (every reader of a config file calls this first)."""
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        size = 0  # a missing file or a folder: the caller's open() names it
+    if size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: {size:,} bytes, more than the {MAX_CONFIG_BYTES:,} bytes (1 MiB) a config may "
+                          "have; configs are a few KiB")
+    for item in overrides:
+        check_override_length(item)
+
+
+def check_override_length(item: str) -> None:
+    """Refuse one `--set` longer than MAX_OVERRIDE_CHARS, naming its key, before YAML reads it."""
+    if len(item) > MAX_OVERRIDE_CHARS:
+        key = item.partition("=")[0].strip()[:100]
+        raise ConfigError(f"--set {key}: {len(item):,} characters, more than the {MAX_OVERRIDE_CHARS:,} "
+                          "an override may have")
+
+
 def apply_overrides(raw: dict[str, Any], overrides: typing.Sequence[str]) -> dict[str, Any]:
     """Apply `a.b=value` strings to the raw mapping; values are parsed as YAML (1e-3, true, [64, 64])."""
     for item in overrides:
+        check_override_length(item)
         key, sep, text = item.partition("=")
         key = key.strip()
         if not sep or not key or any(not part for part in key.split(".")):

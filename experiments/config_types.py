@@ -25,6 +25,10 @@ from rlfarm.experiments.errors import ConfigError
 MAX_INT = 2**62
 """Integers in a config are refused past this magnitude: counters, seeds and budgets must fit
 the int64 arithmetic of numpy, torch and Ray."""
+MAX_LIST_ITEMS = 10_000
+"""Lists in a config (layer widths, module names) are refused past this length before their
+items are checked: 10,000 layers is past any model that fits in memory, and the check of
+millions of items would take as long as the YAML that made them."""
 Ranges = dict[str, tuple[typing.Callable[[Any], bool], str]]
 """Field path -> (accept(value), what the value must be)."""
 
@@ -138,6 +142,8 @@ def coerce(tp: Any, value: Any, where: str, ranges: Ranges) -> Any:
     if origin in (list, tuple) or tp in (list, tuple):
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: expected a list, got {type_name(value)} {value!r}")
+        if len(value) > MAX_LIST_ITEMS:
+            raise ConfigError(f"{where}: {len(value):,} items, more than the {MAX_LIST_ITEMS:,} a config list may have")
         item_type = args[0] if args else Any
         items = [coerce(item_type, item, f"{where}[{i}]", ranges) for i, item in enumerate(value)]
         return tuple(items) if (origin or tp) is tuple else items

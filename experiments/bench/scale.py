@@ -109,8 +109,9 @@ class Point:
 
 def load_raw_with_section(path: str, overrides: list[str], section: str = "sweep") -> tuple[dict[str, Any], Any]:
     """The raw experiment mapping (overrides applied, `section` taken out) and that section."""
-    from rlfarm.experiments.config import StrictLoader, apply_overrides, load_config, name_from_path
+    from rlfarm.experiments.config import StrictLoader, apply_overrides, check_config_size, load_config, name_from_path
 
+    check_config_size(path, overrides)
     try:
         with open(path, encoding="utf-8") as stream:
             raw = yaml.load(stream, Loader=StrictLoader) or {}

@@ -169,7 +169,9 @@ class Training(SignalStops):
         except Exception as err:  # the embedded Ray's node died while the farm started
             if type(err).__name__ != "RayNodeDiedError":  # by name: no Ray import in serial mode
                 raise
-            print(f"rlfarm train: {err}", file=sys.stderr)
+            self._write_run_dir()  # the run dir keeps a summary of this exit too
+            path = self._write_bare_summary("crashed", str(err))
+            print(f"rlfarm train: {err}; summary {path}", file=sys.stderr)
             return 1
         try:
             if self.resume_checkpoint:

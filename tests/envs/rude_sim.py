@@ -11,6 +11,8 @@
 - restart_hangs: the first process closes its stdout after the first reset (so it is
   restarted); every later one never says hello (needs PIDFILE, which tells them apart);
 - huge_draws: says hello with reset_draws = 2**32 - 1;
+- stubborn: correct, but neither the host's quit request nor the end of its input ends it (it
+  sleeps on), as a C program whose read loop checks for neither: only a kill does;
 - chaos: starts a helper like fork, and after each step closes its stdout and runs on with
   probability P (the third argument).
 
@@ -40,6 +42,8 @@ def read(size: int) -> bytes:
     while len(data) < size:
         chunk = os.read(0, size - len(data))
         if not chunk:
+            if mode == "stubborn":
+                time.sleep(3600)
             sys.exit(0)
         data += chunk
     return data
@@ -116,6 +120,8 @@ def main() -> None:
                 os.close(1)
                 time.sleep(3600)
         else:
+            if mode == "stubborn":
+                time.sleep(3600)
             return
 
 

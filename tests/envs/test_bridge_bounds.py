@@ -26,6 +26,10 @@ GRACE_S = 5.0
 """Slack over the bound (process starts, a loaded 2-core machine)."""
 LARGE = 4096
 """Copies in one program: a reset request of 4096 x (4 + 32) bytes, over a pipe's 64 KiB."""
+STREAMED = 16384
+"""Copies whose streamed reset reply (16384 x 16 bytes) is four pipes' worth: a host that
+writes its whole request before it reads would wait on the program, which waits on it. At
+4096 copies the reply (64 KiB and 4 bytes) is about one pipe, which a blocking host survived."""
 
 
 def alive(pid: int) -> bool:
@@ -85,12 +89,12 @@ def test_a_program_that_stops_reading_cannot_block_a_large_reset(tmp_path):
 
 def test_a_program_that_streams_its_reply_to_a_large_reset_does_not_deadlock(tmp_path):
     pidfile = tmp_path / "pids"
-    env = envs.make("rlfarm/Subprocess-v0", LARGE, command=rude("stream", pidfile), copies_per_process=LARGE,
+    env = envs.make("rlfarm/Subprocess-v0", STREAMED, command=rude("stream", pidfile), copies_per_process=STREAMED,
                     step_timeout_s=10.0, **CARTPOLE)
     try:
         obs, _ = env.reset(seed=0)
-        assert obs.shape == (LARGE, 4) and np.abs(obs).max() <= 0.05 + 1e-6
-        _, _, _, _, infos = env.step(np.zeros(LARGE, np.int64))
+        assert obs.shape == (STREAMED, 4) and np.abs(obs).max() <= 0.05 + 1e-6
+        _, _, _, _, infos = env.step(np.zeros(STREAMED, np.int64))
         assert "env_errors" not in infos and env.restarts == 0
     finally:
         env.close()
@@ -108,9 +112,12 @@ def test_a_forked_helper_is_killed_with_its_program(tmp_path):
     assert_none_left(pidfile, at_least=4)
 
 
-def test_a_launcher_shell_that_does_not_exec_leaves_no_simulator(tmp_path):
+@pytest.mark.parametrize("mode", ["stream", "stubborn"])
+def test_a_launcher_shell_that_does_not_exec_leaves_no_simulator(tmp_path, mode):
+    """A stubborn simulator behind the shell outlives the quit request and the end of its
+    input: only a kill that reaches the shell's whole process group ends it."""
     pidfile = tmp_path / "pids"
-    script = f"{sys.executable} {RUDE_SIM} stream {pidfile}; echo the simulator ended >&2"
+    script = f"{sys.executable} {RUDE_SIM} {mode} {pidfile}; echo the simulator ended >&2"
     env = envs.make("rlfarm/Subprocess-v0", 4, command=["sh", "-c", script], copies_per_process=2, **CARTPOLE)
     env.reset(seed=0)
     env.step(np.zeros(4, np.int64))

@@ -72,3 +72,27 @@ class HangingCartPole(CartPoleEnv):
 
 if "rlfarm_test/HangingCartPole-v0" not in gym.registry:
     gym.register(id="rlfarm_test/HangingCartPole-v0", entry_point=HangingCartPole, max_episode_steps=500)
+
+
+class SlowStartCartPole(CartPoleEnv):
+    """CartPole whose construction inside a Ray worker (a process whose parent is a raylet)
+    first writes the raylet's PID to `mark_path`, then takes `start_s` seconds: a test kills
+    that raylet while the farm waits for its runners. Built anywhere else, it is CartPole."""
+
+    def __init__(self, mark_path: str = "", start_s: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        parent = os.getppid()
+        try:
+            with open(f"/proc/{parent}/comm") as stream:
+                in_ray_worker = stream.read().strip() == "raylet"
+        except OSError:
+            in_ray_worker = False
+        if in_ray_worker and mark_path:
+            with open(mark_path + ".tmp", "w") as stream:
+                stream.write(str(parent))
+            os.replace(mark_path + ".tmp", mark_path)
+            time.sleep(start_s)
+
+
+if "rlfarm_test/SlowStartCartPole-v0" not in gym.registry:
+    gym.register(id="rlfarm_test/SlowStartCartPole-v0", entry_point=SlowStartCartPole, max_episode_steps=500)

@@ -179,3 +179,64 @@ def test_resolving_never_runs_an_unmarked_callable(tmp_path, user_module):
     with pytest.raises(envs.EnvSpecError):
         envs.make(f"{name}:make", 1)
     assert not Path(marker).exists()
+
+
+def test_a_config_file_over_the_bound_is_refused_before_yaml_reads_it(write_config, train, capsys, monkeypatch):
+    from rlfarm.experiments import config as config_module
+
+    big = write_config(text="")
+    with open(big, "w") as stream:  # 2,000,000 widths: YAML took about 100 s and 0.75 GB over them
+        stream.write("model:\n  hidden_sizes: [" + ", ".join(["64"] * 2_000_000) + "]\n")
+    size = f"{big.stat().st_size:,} bytes"
+    monkeypatch.setattr(config_module.yaml, "load", lambda *a, **k: pytest.fail("YAML read the file"))
+    assert train(big) == 2
+    lines = _lines(capsys)
+    assert len(lines) == 1 and f"{big}: {size}, more than the 1,048,576 bytes" in lines[0], lines
+    with pytest.raises(rlfarm.ConfigError, match=f"^{big}: {size}"):
+        rlfarm.load_config(big)
+
+
+@pytest.mark.parametrize("command", ["sweep", "scale"])
+def test_a_sweep_file_over_the_bound_is_refused_before_yaml_reads_it(tmp_path, capsys, command):
+    from rlfarm.experiments.cli import main as cli_main
+
+    big = tmp_path / "big_sweep.yaml"
+    big.write_text("sweep:\n  parameters:\n    algo.lr: [" + ", ".join(["1.0e-3"] * 200_000) + "]\n")
+    assert cli_main([command, str(big)]) == 2
+    lines = _lines(capsys)
+    assert len(lines) == 1 and f"{big}: {big.stat().st_size:,} bytes, more than the 1,048,576" in lines[0], lines
+
+
+def test_an_override_over_the_bound_names_its_key(write_config, train, capsys):
+    item = "model.hidden_sizes=[" + ",".join(["64"] * 30_000) + "]"
+    expected = f"--set model.hidden_sizes: {len(item):,} characters, more than the 65,536"
+    assert train(write_config(), item) == 2
+    lines = _lines(capsys)
+    assert len(lines) == 1 and expected in lines[0], lines
+    with pytest.raises(rlfarm.ConfigError, match=f"^{expected}"):
+        rlfarm.load_config(write_config(), [item])
+    with pytest.raises(rlfarm.ConfigError, match=r"^--set model\.hidden_sizes: [\d,]+ characters"):  # a mapping
+        rlfarm.load_config(write_config(), {"model.hidden_sizes": [64] * 30_000})
+
+
+def test_a_list_over_the_bound_is_refused_before_its_items_are_checked(write_config, train, capsys):
+    config = write_config(text="model:\n  hidden_sizes: [" + ",".join(["8"] * 20_000) + "]\n")
+    assert train(config) == 2
+    lines = _lines(capsys)
+    assert len(lines) == 1 and "model.hidden_sizes: 20,000 items, more than the 10,000" in lines[0], lines
+
+
+def test_the_driver_builds_the_env_once_before_the_runners(write_config, train, user_module, tmp_path, monkeypatch):
+    """Issue 26: an env whose __init__ took 60 s was built three times before training (the
+    capacity probe, the driver's check, the runner); the driver now builds one copy, once."""
+    builds = tmp_path / "builds"
+    monkeypatch.setenv("COUNT_FILE", str(builds))
+    name = user_module(
+        "import os\nfrom rlfarm.envs.cartpole import CartPoleBatched\n\n"
+        "class Counted(CartPoleBatched):\n    def __init__(self, num_envs=1, **kwargs):\n"
+        "        with open(os.environ['COUNT_FILE'], 'a') as stream:\n"
+        "            stream.write(f'{num_envs}\\n')\n        super().__init__(num_envs, **kwargs)\n")
+    assert train(write_config({"env": {"id": f"{name}:Counted", "envs_per_runner": 8},
+                               "stop": {"env_steps": 256}, "log": {"pictures": False}})) == 0
+    sizes = [int(line) for line in builds.read_text().split()]
+    assert sizes[:3] == [1, 8, 8], sizes  # the driver's one copy, then the two serial runners' 8
