@@ -128,8 +128,8 @@ def test_a_numpy_runner_never_imports_torch():
     script = (
         "import sys\n"
         "from types import SimpleNamespace\n"
-        "import agents\n"
-        "from cluster.runner import Runner\n"
+        "from rlfarm import agents\n"
+        "from rlfarm.cluster.runner import Runner\n"
         "env = SimpleNamespace(id='rlfarm/CartPole-v1', envs_per_runner=8, kwargs={})\n"
         "runner = Runner(env, agents.PolicyConfig(), seed=0, runner_index=0, fragment_length=4)\n"
         "assert runner.sample().rewards.shape == (4, 8)\n"
