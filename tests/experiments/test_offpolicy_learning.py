@@ -62,14 +62,13 @@ def test_sac_pendulum_serial_reaches_minus_200_on_4_of_5_seeds_at_20k(tmp_path, 
     at_least_4_of_5(tmp_path, capsys, "pendulum_sac.yaml", -200.0, "farm.mode=serial")
 
 
-@pytest.mark.skip(reason=NOT_ESTABLISHED)
+@pytest.mark.skip(reason="over the slow tier's time budget, not run in CI: five Ray farms one at a time, "
+                         "after the serial rule's 4 minutes; run by hand, docs/results/learning.md (SAC)")
 def test_sac_pendulum_ray_2_runners_reaches_minus_200_on_4_of_5_seeds_at_20k(tmp_path, capsys):
     """The same rule with the Ray farm and 2 runners: runners sample while the learner updates,
     which paces them through the fragments in flight (farm.max_inflight)."""
-    rows = trained(tmp_path, "pendulum_sac.yaml", [0, 1, 2, 3, 4], "farm.mode=ray", "farm.num_runners=2",
-                   "farm.fragment_length=4", workers=1)
-    means = eval_returns(rows, capsys)
-    assert sum(m >= -200 for m in means) >= 4, means
+    at_least_4_of_5(tmp_path, capsys, "pendulum_sac.yaml", -200.0, "farm.mode=ray", "farm.num_runners=2",
+                    "farm.fragment_length=4", workers=1)
 
 
 @pytest.mark.skip(reason="not built yet: DQN on cartpole_dqn.yaml does not reach 475 within 100k "
