@@ -58,7 +58,8 @@ def at_least_4_of_5(tmp_path, capsys, config: str, target: float, *overrides: st
 def test_sac_pendulum_serial_reaches_minus_200_on_4_of_5_seeds_at_20k(tmp_path, capsys):
     """Rule: seeds 0-4 of pendulum_sac.yaml (serial, exact update-to-data ratio 1) after 20k env
     steps: at least 4 evaluate at a mean return >= -200 (rl-zoo's SAC: -157 at 20k). Two runs at a
-    time, about 100 CPU core-seconds each: about 4 minutes on 2 idle cores."""
+    time, 75-95 CPU core-seconds each: about 4 minutes on 2 idle cores, 5.4 on a shared one
+    (docs/results/learning.md)."""
     at_least_4_of_5(tmp_path, capsys, "pendulum_sac.yaml", -200.0, "farm.mode=serial")
 
 
