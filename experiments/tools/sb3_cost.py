@@ -162,6 +162,21 @@ def table(runs: dict[str, dict[str, list[dict]]]) -> str:
     return "\n".join(lines)
 
 
+def ratios(runs: dict[str, dict[str, list[dict]]]) -> str:
+    """rlfarm's wall time and CPU core-seconds over SB3's, per seed (each pair ran back to back),
+    and their medians: the pairs share the machine's load, so the ratio is steadier than either time."""
+    lines = []
+    for case, frameworks in runs.items():
+        pairs = list(zip(frameworks["rlfarm"], frameworks["sb3"]))
+        if not pairs:
+            continue
+        wall = [ours["wall_s"] / theirs["wall_s"] for ours, theirs in pairs]
+        cpu = [ours["cpu_core_s"] / theirs["cpu_core_s"] for ours, theirs in pairs]
+        lines.append(f"{case}: rlfarm / SB3 wall time per seed {', '.join(f'{r:.3f}' for r in wall)}, "
+                     f"median {statistics.median(wall):.3f}; CPU core-s median {statistics.median(cpu):.3f}")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", default=",".join(CASES), help="(default: %(default)s)")
@@ -186,12 +201,16 @@ def main(argv: list[str] | None = None) -> int:
                 order = ["rlfarm", "sb3"] if seed % 2 == 0 else ["sb3", "rlfarm"]
                 for name in order:
                     runner = run_rlfarm if name == "rlfarm" else run_sb3
+                    load_before = os.getloadavg()[0]
                     row = {"seed": seed, **runner(case, seed, args.torch_threads, work)}
+                    # the machine may be shared: its load beside each time says how far to trust it
+                    row["load_1min"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
                     runs[case][name].append(row)
                     print(f"{case} seed {seed} {name}: {row['wall_s']:.1f} s, {row['cpu_core_s']:.1f} core-s, "
                           f"{row['env_steps']:,} env steps, eval {row.get('eval_return', '-')}, "
-                          f"{'reached' if row['reached'] else 'NOT reached'}", file=sys.stderr)
-    text = table(runs)
+                          f"{'reached' if row['reached'] else 'NOT reached'}, load {row['load_1min']}",
+                          file=sys.stderr)
+    text = table(runs) + "\n" + ratios(runs)
     print(text)
     print(f"CPU: {cpu_model()} ({os.cpu_count()} cores); torch threads {args.torch_threads}")
     if args.out:

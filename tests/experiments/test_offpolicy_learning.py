@@ -45,23 +45,31 @@ def eval_returns(rows: list[dict], capsys, episodes: int = 20) -> list[float]:
     return means
 
 
-@pytest.mark.skip(reason=NOT_ESTABLISHED)
+def at_least_4_of_5(tmp_path, capsys, config: str, target: float, *overrides: str, workers: int = 2) -> list[float]:
+    """Seeds 0-3 first, seed 4 only when they leave the rule undecided (3 of 4 at the target):
+    the same verdict as running all five, for four fifths of the time when it holds."""
+    means = eval_returns(trained(tmp_path / "0-3", config, [0, 1, 2, 3], *overrides, workers=workers), capsys)
+    if sum(m >= target for m in means) == 3:
+        means += eval_returns(trained(tmp_path / "4", config, [4], *overrides, workers=1), capsys)
+    assert sum(m >= target for m in means) >= 4, means
+    return means
+
+
 def test_sac_pendulum_serial_reaches_minus_200_on_4_of_5_seeds_at_20k(tmp_path, capsys):
     """Rule: seeds 0-4 of pendulum_sac.yaml (serial, exact update-to-data ratio 1) after 20k env
-    steps: at least 4 evaluate at a mean return >= -200 (rl-zoo's SAC: -157 at 20k)."""
-    rows = trained(tmp_path, "pendulum_sac.yaml", [0, 1, 2, 3, 4], "farm.mode=serial")
-    means = eval_returns(rows, capsys)
-    assert sum(m >= -200 for m in means) >= 4, means
+    steps: at least 4 evaluate at a mean return >= -200 (rl-zoo's SAC: -157 at 20k). Two runs at a
+    time, 75-95 CPU core-seconds each: about 4 minutes on 2 idle cores, 5.4 on a shared one
+    (docs/results/learning.md)."""
+    at_least_4_of_5(tmp_path, capsys, "pendulum_sac.yaml", -200.0, "farm.mode=serial")
 
 
-@pytest.mark.skip(reason=NOT_ESTABLISHED)
+@pytest.mark.skip(reason="over the slow tier's time budget, not run in CI: five Ray farms one at a time, "
+                         "after the serial rule's 4 minutes; run by hand, docs/results/learning.md (SAC)")
 def test_sac_pendulum_ray_2_runners_reaches_minus_200_on_4_of_5_seeds_at_20k(tmp_path, capsys):
     """The same rule with the Ray farm and 2 runners: runners sample while the learner updates,
     which paces them through the fragments in flight (farm.max_inflight)."""
-    rows = trained(tmp_path, "pendulum_sac.yaml", [0, 1, 2, 3, 4], "farm.mode=ray", "farm.num_runners=2",
-                   "farm.fragment_length=4", workers=1)
-    means = eval_returns(rows, capsys)
-    assert sum(m >= -200 for m in means) >= 4, means
+    at_least_4_of_5(tmp_path, capsys, "pendulum_sac.yaml", -200.0, "farm.mode=ray", "farm.num_runners=2",
+                    "farm.fragment_length=4", workers=1)
 
 
 @pytest.mark.skip(reason="not built yet: DQN on cartpole_dqn.yaml does not reach 475 within 100k "

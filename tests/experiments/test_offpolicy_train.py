@@ -4,6 +4,7 @@ Bookkeeping only, at a few hundred env steps; learning is tests/experiments/test
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -21,8 +22,12 @@ def test_serial_sac_runs_the_exact_ratio_and_resumes_with_its_counters(runs_dir,
     run_dir = only_run_dir(runs_dir)
     first = read_summary(run_dir)
     assert first["env_steps"] == 240 and first["exit_reason"] == "env_steps"
-    ratio = read_scalars(str(run_dir), ["learner/gradient_steps"])["learner/gradient_steps"]
+    before = read_scalars(str(run_dir), ["learner/gradient_steps", "learner/alpha"])
+    ratio = before["learner/gradient_steps"]
     assert ratio[-1][1] == 0.5 * (240 - 64)  # every env step past learning_starts earns half a step
+    alpha_before = before["learner/alpha"][-1][1]
+    # 88 Adam steps on log alpha (lr 1e-3, entropy far above its target) move it by about -0.09
+    assert math.log(alpha_before) < -0.05
     display = (run_dir / "config.yaml").read_text()
     assert "updates_per_step" in display
     capsys.readouterr()
@@ -37,6 +42,16 @@ def test_serial_sac_runs_the_exact_ratio_and_resumes_with_its_counters(runs_dir,
     assert steps == sorted(steps) and steps[-1] == 400
     # the counter continues from the checkpoint (88), and the empty buffer refills 64 first
     assert curve[-1][1] == 88 + 0.5 * (400 - 240 - 64)
+    assert all(value == 88 for step, value in curve if 240 <= step <= 240 + 64)
+    # TensorBoard steps continue: the first run's points survive (a step counter restarted at 0
+    # would make TensorBoard purge them) and the resumed points follow them
+    assert [point for point in curve if point[0] < 240] == [point for point in ratio if point[0] < 240]
+    assert any(step > 240 for step in steps)
+    # alpha continues from the checkpoint, not from algo.init_alpha (1.0): its first resumed
+    # point is a few Adam steps (each about lr = 1e-3 in log alpha) from the last one saved
+    alpha_after = [value for step, value in read_scalars(str(run_dir), ["learner/alpha"])["learner/alpha"]
+                   if step > 240]
+    assert alpha_after and abs(math.log(alpha_after[0]) - math.log(alpha_before)) < 0.02, (alpha_before, alpha_after)
 
 
 def test_checkpoint_replay_resumes_without_refilling(runs_dir, train, capsys):

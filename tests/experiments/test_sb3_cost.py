@@ -21,3 +21,12 @@ def test_bad_arguments_exit_2(capsys):
     assert sb3_cost.main(["--cases", "a2c-acrobot"]) == 2
     assert "--cases" in capsys.readouterr().err
     assert sb3_cost.main(["--torch-threads", "0"]) == 2
+
+
+def test_ratios_pair_each_seed_and_take_the_median():
+    ours = [{"wall_s": 10.0, "cpu_core_s": 5.0}, {"wall_s": 30.0, "cpu_core_s": 9.0}, {"wall_s": 12.0, "cpu_core_s": 6.0}]
+    theirs = [{"wall_s": 40.0, "cpu_core_s": 20.0}, {"wall_s": 60.0, "cpu_core_s": 30.0},
+              {"wall_s": 24.0, "cpu_core_s": 12.0}]
+    line = sb3_cost.ratios({"sac-pendulum": {"rlfarm": ours, "sb3": theirs}})
+    assert line == ("sac-pendulum: rlfarm / SB3 wall time per seed 0.250, 0.500, 0.500, median 0.500; "
+                    "CPU core-s median 0.300")
