@@ -112,6 +112,18 @@ def test_double_dqn_target_values_the_online_argmax_with_the_target_net():
     assert stats[0].item() == pytest.approx(1.5)
 
 
+
+def test_vanilla_dqn_target_is_the_target_nets_max():
+    """algo.double_q false: y = r + d * max_b Q'(s', b), SB3's DQN target."""
+    learner = dqn(lr=1e-12, double_q=False)
+    batch = ReplaySample(obs=torch.zeros(2, 3), actions=torch.tensor([0, 2]), rewards=torch.tensor([1.0, 2.0]),
+                         next_obs=torch.zeros(2, 3), discounts=torch.tensor([0.5, 0.0]))
+    learner.q.forward = lambda obs: torch.zeros(len(obs), 3, requires_grad=True) + 0.0
+    learner.q_target.forward = lambda obs: torch.tensor([[10.0, 2.0, 0.0], [0.0, 0.0, 0.0]])
+    stats = learner.gradient_step(batch)
+    # row 0: y = 1 + 0.5 * 10 = 6, Huber(6) = 5.5; row 1: terminated, y = 2, Huber(2) = 1.5
+    assert stats[0].item() == pytest.approx(3.5)
+
 def test_dueling_head_is_value_plus_centred_advantage():
     learner = dqn(dueling=True)
     obs = torch.randn(5, 3)
