@@ -129,7 +129,7 @@ class AlgoConfig:
                                          "tau", "publish_every")},
         **{name: ("sac",) for name in ("init_alpha", "autotune_alpha", "target_entropy")},
         **{name: ("dqn",) for name in ("n_step", "target_update_every", "epsilon_start", "epsilon_end",
-                                       "epsilon_fraction", "runner_epsilons", "dueling")},
+                                       "epsilon_fraction", "runner_epsilons", "dueling", "double_q")},
     }
     """Fields that only some algorithms read (field -> algo names; the rest are read by all);
     a display of the config leaves them out of the others' (`unread_fields`)."""
@@ -268,6 +268,10 @@ class AlgoConfig:
     dueling: bool = False
     """DQN: a dueling head, Q = V + A - mean(A) (Wang et al. 2016), instead of a plain one."""
 
+    double_q: bool = True
+    """DQN: double Q-learning targets, Q'(s', argmax Q(s', .)) (van Hasselt et al. 2016); false:
+    the original max Q'(s', .), which Stable-Baselines3's DQN uses and rl-zoo's settings were tuned with."""
+
     def unread_fields(self) -> list[str]:
         """The fields this config's algorithm does not read (left out of its displayed config)."""
         return [name for name, algos in self.READ_BY.items() if self.name not in algos]
@@ -281,7 +285,7 @@ class AlgoConfig:
         for name in ("anneal_lr", "anneal_clip", "clip_vloss", "cuda_graphs", "normalize_adv", "normalize_obs", "vtrace"):
             value = getattr(self, name)
             _check(isinstance(value, bool), name, f"must be true or false, got {value!r}")
-        for name in ("autotune_alpha", "runner_epsilons", "dueling"):
+        for name in ("autotune_alpha", "runner_epsilons", "dueling", "double_q"):
             value = getattr(self, name)
             _check(isinstance(value, bool), name, f"must be true or false, got {value!r}")
         _check(_is_int(self.learning_starts) and self.learning_starts >= 0, "learning_starts",

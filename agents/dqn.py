@@ -6,7 +6,8 @@ Discrete actions only. One gradient step on a replay minibatch (obs s, action a,
 return r, obs s' n steps on, discount d = gamma^m, 0 after a termination; agents/replay.py):
 
   1. the online net picks the next action, the target net values it:
-     y = r + d * Q'(s', argmax_b Q(s', b));
+     y = r + d * Q'(s', argmax_b Q(s', b)); with algo.double_q false, the original DQN
+     target y = r + d * max_b Q'(s', b) (Mnih et al. 2015, as SB3's DQN);
   2. loss: Huber(Q(s, a) - y) (SB3's smooth L1, which rl-zoo's hyperparameters were tuned
      with), gradient norm clipped at algo.max_grad_norm;
   3. every `algo.target_update_every` gradient steps: Q' <- tau * Q + (1 - tau) * Q'.
@@ -72,8 +73,12 @@ class DQNLearner(OffPolicyLearner):
     def gradient_step(self, batch) -> torch.Tensor:
         cfg = self.algo_cfg
         with torch.no_grad():
-            next_actions = self.q(batch.next_obs).argmax(-1, keepdim=True)
-            next_q = self.q_target(batch.next_obs).gather(-1, next_actions).squeeze(-1)
+            next_target_q = self.q_target(batch.next_obs)
+            if cfg.double_q:
+                next_actions = self.q(batch.next_obs).argmax(-1, keepdim=True)
+                next_q = next_target_q.gather(-1, next_actions).squeeze(-1)
+            else:
+                next_q = next_target_q.max(-1).values
             target = batch.rewards + batch.discounts * next_q
         q = self.q(batch.obs).gather(-1, batch.actions.long().unsqueeze(-1)).squeeze(-1)
         loss = F.smooth_l1_loss(q, target)

@@ -112,6 +112,18 @@ def test_double_dqn_target_values_the_online_argmax_with_the_target_net():
     assert stats[0].item() == pytest.approx(1.5)
 
 
+
+def test_vanilla_dqn_target_is_the_target_nets_max():
+    """algo.double_q false: y = r + d * max_b Q'(s', b), SB3's DQN target."""
+    learner = dqn(lr=1e-12, double_q=False)
+    batch = ReplaySample(obs=torch.zeros(2, 3), actions=torch.tensor([0, 2]), rewards=torch.tensor([1.0, 2.0]),
+                         next_obs=torch.zeros(2, 3), discounts=torch.tensor([0.5, 0.0]))
+    learner.q.forward = lambda obs: torch.zeros(len(obs), 3, requires_grad=True) + 0.0
+    learner.q_target.forward = lambda obs: torch.tensor([[10.0, 2.0, 0.0], [0.0, 0.0, 0.0]])
+    stats = learner.gradient_step(batch)
+    # row 0: y = 1 + 0.5 * 10 = 6, Huber(6) = 5.5; row 1: terminated, y = 2, Huber(2) = 1.5
+    assert stats[0].item() == pytest.approx(3.5)
+
 def test_dueling_head_is_value_plus_centred_advantage():
     learner = dqn(dueling=True)
     obs = torch.randn(5, 3)
@@ -270,4 +282,47 @@ def test_dqn_learns_the_analytic_values_of_a_terminating_chain(n_step):
         learner.update([chain_fragment()])
     q = learner.q(torch.eye(chain)).detach().numpy()
     want = (1 - gamma ** (chain - np.arange(chain))) / (1 - gamma)
+    np.testing.assert_allclose(q, np.repeat(want[:, None], 2, 1), atol=0.05)
+
+
+def test_dqn_bootstraps_through_a_time_limit_to_the_analytic_values_of_a_cycle():
+    """A cycle of K positions (one-hot obs, reward p / K at position p, never terminated, both
+    actions alike) cut by a time limit every L steps: the limit only truncates, so
+    Q(p, a) = sum_{j<K} gamma^j r((p + j) mod K) / (1 - gamma^K), the infinite-horizon value,
+    whatever the reset position. Treating the limit as a termination, or bootstrapping from
+    the reset obs instead of the final obs, lands elsewhere (CartPole's 500-step limit)."""
+    positions, limit, copies, gamma, steps = 4, 7, 16, 0.9, 28
+    eye = np.eye(positions, dtype=np.float32)
+    reward_of = np.arange(positions, dtype=np.float32) / positions
+    rng = np.random.default_rng(0)
+    start = {"position": rng.integers(0, positions, copies), "age": rng.integers(0, limit, copies)}
+
+    def cycle_fragment():
+        """same_step autoreset: a truncated copy restarts at position 0, its final obs in final_obs."""
+        position, age = start["position"], start["age"]
+        obs, rewards, truncated, finals, final_index = [eye[position]], [], [], [], []
+        for t in range(steps):
+            rewards.append(reward_of[position])
+            position, age = (position + 1) % positions, age + 1
+            cut = age == limit
+            finals.append(eye[position[cut]])
+            final_index.append(t * copies + np.flatnonzero(cut))
+            position, age = np.where(cut, 0, position), np.where(cut, 0, age)
+            obs.append(eye[position])
+            truncated.append(cut)
+        start.update(position=position, age=age)
+        zeros = np.zeros((steps, copies), np.float32)
+        return agents.Fragment(obs=np.stack(obs), actions=rng.integers(0, 2, (steps, copies)), logp=zeros,
+                               values=zeros, rewards=np.stack(rewards), terminated=np.zeros((steps, copies), bool),
+                               truncated=np.stack(truncated), final_values=zeros, final_obs=np.concatenate(finals),
+                               final_index=np.concatenate(final_index).astype(np.int64))
+    cfg = agents.AlgoConfig(name="dqn", device="cpu", lr=1e-2, learning_starts=64, batch_size=64, updates_per_step=0.25,
+                            gamma=gamma, tau=1.0, target_update_every=20)
+    learner = agents.make_learner(spaces.Box(0, 1, (positions,), np.float32), spaces.Discrete(2),
+                                  agents.PolicyConfig(hidden_sizes=[32]), cfg, seed=0)
+    for _ in range(20):
+        learner.update([cycle_fragment()])
+    q = learner.q(torch.eye(positions)).detach().numpy()
+    ahead = (np.arange(positions)[:, None] + np.arange(positions)[None, :]) % positions  # [p, j] -> (p + j) mod K
+    want = (gamma ** np.arange(positions) * reward_of[ahead]).sum(1) / (1 - gamma**positions)
     np.testing.assert_allclose(q, np.repeat(want[:, None], 2, 1), atol=0.05)
