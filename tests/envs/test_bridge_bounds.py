@@ -19,6 +19,8 @@ from rlfarm import envs
 from rlfarm.envs import subprocess_env
 from rlfarm.envs.subprocess_env import SimulatorFault
 
+from .conftest import alive
+
 RUDE_SIM = str(Path(__file__).with_name("rude_sim.py"))
 CARTPOLE = {"obs_dim": 4, "num_actions": 2}
 TIMEOUT_S = 1.0
@@ -32,13 +34,6 @@ writes its whole request before it reads would wait on the program, which waits 
 4096 copies the reply (64 KiB and 4 bytes) is about one pipe, which a blocking host survived."""
 
 
-def alive(pid: int) -> bool:
-    """The process exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def started(pidfile: Path) -> list[int]:

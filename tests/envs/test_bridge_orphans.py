@@ -23,6 +23,8 @@ import pytest
 
 from rlfarm import envs
 
+from .conftest import alive
+
 RUDE_SIM = str(Path(__file__).with_name("rude_sim.py"))
 CARTPOLE = {"obs_dim": 4, "num_actions": 2}
 GRACE_S = 10.0
@@ -33,13 +35,6 @@ PER_PROGRAM = 3
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the supervisor is Linux-only (prctl, /proc)")
 
 
-def alive(pid: int) -> bool:
-    """The process exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def noted(pidfile: Path, count: int) -> list[int]:

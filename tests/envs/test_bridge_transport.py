@@ -16,17 +16,13 @@ import pytest
 from rlfarm import envs
 from rlfarm.envs.cartpole import CartPoleBatched
 
+from .conftest import alive
+
 SERVER_SIM = ["{python}", "-m", "rlfarm.envs.sims.cartpole_sim", "--listen", "{address}"]
 CARTPOLE = {"obs_dim": 4, "num_actions": 2}
 CONFIG = Path(__file__).resolve().parents[2] / "experiments" / "configs" / "external_sim.yaml"
 
 
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 @pytest.mark.parametrize("transport", ["unix", "tcp"])

@@ -21,6 +21,8 @@ from rlfarm import envs
 from rlfarm.envs import conventions
 from rlfarm.envs.cartpole import CartPoleBatched
 
+from .conftest import alive
+
 PYTHON_SIM = ["{python}", "-m", "rlfarm.envs.sims.cartpole_sim"]
 FAULTY_SIM = str(Path(__file__).with_name("faulty_sim.py"))
 CARTPOLE = {"obs_dim": 4, "num_actions": 2}
@@ -43,13 +45,6 @@ def sim_command(request, c_sim) -> list[str]:
     return c_sim if request.param == "c" else PYTHON_SIM
 
 
-def alive(pid: int) -> bool:
-    """The process exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def test_reference_simulators_match_the_builtin_cartpole(sim_command):
