@@ -127,7 +127,7 @@ def run_trials(trial: Callable[[dict[str, Any]], None], *, space: dict[str, Any]
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     trainable = tune.with_resources(trial, tune.PlacementGroupFactory(bundles))
     state = sweep_dir.resolve() / TUNE_DIR
-    if resume:
+    if resume and tune.Tuner.can_restore(str(state)):  # else stopped before Tune saved a state: start it
         tuner = tune.Tuner.restore(str(state), trainable, resume_unfinished=True, restart_errored=True)
     else:
         scheduler = ASHAScheduler(time_attr="env_steps", **asha) if asha is not None else None

@@ -208,6 +208,15 @@ def trial(params: dict[str, Any], *, raw: dict[str, Any], trials_dir: str) -> No
         cluster_tune.trial_finished()
 
 
+class SweepInterrupted(KeyboardInterrupt):
+    """Ctrl-C outside Tune's own handling (Ray's start or shutdown, the reports): the sweep dir
+    is known by then, so the line that resumes the sweep can name it."""
+
+    def __init__(self, sweep_dir: Path):
+        super().__init__(str(sweep_dir))
+        self.dir = sweep_dir
+
+
 @dataclass
 class SweepResult:
     """What `rlfarm.sweep` returns: the sweep dir and its trials, best first."""
@@ -264,20 +273,24 @@ def sweep(config: str | os.PathLike, overrides: list[str] | dict[str, Any] | Non
     summarise_ray_startup_warnings()  # Ray's auth warning in one line
     if not sys.stderr.isatty():  # the trials' log prefixes without colour codes in a pipe or a file
         os.environ.setdefault("RAY_COLOR_PREFIX", "0")
-    session = start_ray(address or base.farm.address)
     try:
-        import functools
+        session = start_ray(address or base.farm.address)
+        try:
+            import functools
 
-        rows, interrupted = cluster_tune.run_trials(
-            functools.partial(trial, raw=raw, trials_dir=str(trials_dir)),
-            space=cluster_tune.search_space(settings.parameters, settings.search),
-            bundles=cluster_tune.trial_bundles(base.farm), sweep_dir=sweep_dir, metric=settings.metric,
-            mode=settings.mode, num_samples=settings.num_samples, asha=asha,
-            max_concurrent=settings.max_concurrent, resume=resume is not None)
-    finally:
-        session.close()
-    result = SweepResult(sweep_dir, rank(table(rows, trials_dir, settings, interrupted), settings), interrupted)
-    write_reports(result, settings)
+            rows, interrupted = cluster_tune.run_trials(
+                functools.partial(trial, raw=raw, trials_dir=str(trials_dir)),
+                space=cluster_tune.search_space(settings.parameters, settings.search),
+                bundles=cluster_tune.trial_bundles(base.farm), sweep_dir=sweep_dir, metric=settings.metric,
+                mode=settings.mode, num_samples=settings.num_samples, asha=asha,
+                max_concurrent=settings.max_concurrent, resume=resume is not None)
+        finally:
+            session.close()
+        result = SweepResult(sweep_dir, rank(table(rows, trials_dir, settings, interrupted), settings),
+                             interrupted)
+        write_reports(result, settings)
+    except KeyboardInterrupt:
+        raise SweepInterrupted(sweep_dir) from None
     return result
 
 
@@ -290,8 +303,11 @@ def main(args: argparse.Namespace) -> int:
         raise ConfigError("CONFIG: give a sweep config, or --resume SWEEP_DIR to continue a sweep")
     try:
         result = sweep(args.config, args.overrides, out=args.out, resume=args.resume, address=args.address)
-    except KeyboardInterrupt:
-        print("rlfarm sweep: interrupted; continue with `rlfarm sweep --resume SWEEP_DIR`", file=sys.stderr)
+    except SweepInterrupted as stopped:
+        print(f"rlfarm sweep: interrupted; continue with `rlfarm sweep --resume {stopped.dir}`", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:  # before the sweep dir was made: nothing to resume
+        print("rlfarm sweep: interrupted before it started", file=sys.stderr)
         return 130
     if result.interrupted:
         print(f"rlfarm sweep: interrupted; {len(result.rows)} trials so far in {result.dir}; continue with "

@@ -4,6 +4,7 @@ The sweeps run the shipped example (experiments/examples/sweep_cartpole.yaml) at
 budget on the embedded Ray (one Ray session per test, started and shut down by the sweep)."""
 from __future__ import annotations
 
+import argparse
 import csv
 import os
 import signal
@@ -80,9 +81,11 @@ def test_asha_sweep_of_the_example_writes_reports_and_stops_a_weak_trial_early(t
 
 @pytest.mark.slow
 def test_a_sweep_interrupted_with_ctrl_c_resumes_and_its_trials_continue_their_runs(tmp_path):
+    # 200k env steps: several seconds of training, so the Ctrl-C that follows the first
+    # checkpoint lands inside the trials, not after them (40k ended before it on a quiet machine)
     config = write_sweep(tmp_path, {"parameters": {"algo.lr": [2.5e-3, 1e-3]}},
-                         stop={"env_steps": 40_000}, log={"dir": str(tmp_path / "runs"),
-                                                          "checkpoint_interval_s": 0.5})
+                         stop={"env_steps": 200_000}, log={"dir": str(tmp_path / "runs"),
+                                                           "checkpoint_interval_s": 0.5})
     out = tmp_path / "sweep"
     env = {**os.environ, "RLFARM_TORCH_THREADS": "1"}
     command = [sys.executable, "-m", "rlfarm.experiments.cli", "sweep"]
@@ -101,8 +104,26 @@ def test_a_sweep_interrupted_with_ctrl_c_resumes_and_its_trials_continue_their_r
                              timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     rows = list(csv.DictReader(open(out / "sweep.csv")))
-    assert len(rows) == 2 and all(int(row["env_steps"]) >= 40_000 for row in rows), rows
+    assert len(rows) == 2 and all(int(row["env_steps"]) >= 200_000 for row in rows), rows
     assert all(row["exit_reason"] == "env_steps" for row in rows), rows
+
+
+def test_ctrl_c_outside_tunes_handling_still_names_the_sweep_dir_to_resume(tmp_path, monkeypatch, capsys):
+    """The CI failure of the test above: a Ctrl-C while Ray started or shut down printed
+    `--resume SWEEP_DIR` literally. Here it comes as Ray starts, before Tune saved any state;
+    the resume line names the dir (a resumed sweep with no Tune state starts its trials)."""
+    from rlfarm.cluster import ray_session
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ray_session, "start_ray", ctrl_c)
+    out = tmp_path / "sweep"
+    args = argparse.Namespace(config=str(write_sweep(tmp_path, {"parameters": {"algo.lr": [1e-3]}})),
+                              overrides=[], out=str(out), resume=None, address=None)
+    assert sweep_module.main(args) == 130
+    assert f"continue with `rlfarm sweep --resume {out}`" in capsys.readouterr().err
+    assert (out / "sweep.yaml").is_file()
 
 
 def test_submit_sweep_runs_rlfarm_sweep_on_the_cluster_with_out_as_the_sweep_dir():
