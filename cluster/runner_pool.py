@@ -208,6 +208,13 @@ class RunnerPool:
         now, timeout = time.monotonic(), self.runner_timeout_s()
         silent = [index for index, since in enumerate(self.busy_since) if since is not None and
                   now - since > timeout * (1 if self.delivered[index] else START_ALLOWANCE)]
+        if silent:  # a fragment that arrived while the driver was busy elsewhere (a long update,
+            # a checkpoint) is not silence: it is only not collected yet
+            owed = [ref for ref, request in self.pending.items() if request.runner_index in silent
+                    and request.generation == self.generation[request.runner_index]]
+            arrived, _ = ray.wait(owed, num_returns=len(owed), timeout=0) if owed else ([], [])
+            answered = {self.pending[ref].runner_index for ref in arrived}
+            silent = [index for index in silent if index not in answered]
         for index in silent:
             waited = now - self.busy_since[index]
             self.timeouts += 1

@@ -42,6 +42,23 @@ def test_sigkilled_runner_is_replaced_and_the_run_completes(ray_with_faulty_envs
     assert result["env_steps"] == (3 + updates) * 2 * 32 * 64  # every update got a full batch
 
 
+@pytest.mark.slow
+def test_a_driver_busy_past_runner_timeout_s_does_not_replace_runners_that_delivered(ray_with_faulty_envs,
+                                                                                    cartpole):
+    """A long learner update or checkpoint holds the driver; the runners deliver meanwhile.
+    Their fragments are there, uncollected: that is not silence (before: both replaced)."""
+    farm = RayFarm(*cartpole(algo="appo", runner_timeout_s=2.0), seed=6, total_env_steps=None)
+    try:
+        farm.iterate()
+        pids = farm.pool.pids()
+        time.sleep(3 * 2.0 + 1.0)  # past the timeout, even with the start allowance
+        result = farm.iterate()
+        assert farm.pool.pids() == pids
+    finally:
+        farm.close()
+    assert result["runner_timeouts"] == 0 and result["runner_restarts"] == 0
+
+
 def _iterate(cfgs, seed: int, iterations: int) -> dict:
     """Run a Ray farm for `iterations` updates and return the last iterate() result."""
     farm = RayFarm(*cfgs, seed=seed, total_env_steps=None)
@@ -134,7 +151,9 @@ def test_checkpoint_round_trip_restores_counters_and_weights(ray_with_faulty_env
 
 @pytest.mark.slow
 def test_a_stopped_runner_is_replaced_after_runner_timeout_s(ray_with_faulty_envs, cartpole):
-    farm = RayFarm(*cartpole(algo="ppo", runner_timeout_s=3.0), seed=5, total_env_steps=None)
+    # 10 s: the replacement gets 3x that to start and deliver (a new Ray worker, its imports,
+    # 64 envs) before it could be judged silent too, on a loaded 2-core machine
+    farm = RayFarm(*cartpole(algo="ppo", runner_timeout_s=10.0), seed=5, total_env_steps=None)
     stopped = None
     try:
         farm.iterate()
