@@ -213,5 +213,6 @@ class _CFunction(_ctypes.CFuncPtr):
 class libc:  # noqa: N801 (ctypes.CDLL's spelling, which it stands in for)
     prctl = _CFunction(("prctl", _Libc()))
 
+
 if __name__ == "__main__":
     main(sys.argv[1:])

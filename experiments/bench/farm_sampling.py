@@ -63,7 +63,8 @@ def _measure(farm: RayFarm, seconds: float, warmup_s: float) -> dict[str, float]
     while (now := time.perf_counter()) < end:
         if tally is None and now >= measure_from:
             tally, measure_from, cpu_window = _Tally(), now, SessionCpu.start()
-        events = stream.poll(timeout_s=end - now)
+        # in the warm-up, wake at its end: the window starts then, not at the next event after it
+        events = stream.poll(timeout_s=(measure_from if tally is None else end) - now)
         max_inflight = max(max_inflight, stream.inflight())
         if tally is not None:
             tally.add(events.arrived, events.delivered)

@@ -253,6 +253,7 @@ def test_learner_host_loss_names_the_checkpoint_and_resume_continues(cluster, tm
         deadline = time.monotonic() + 120
         while not list(log_dir.glob("*/checkpoints/ckpt-*.pt")) and time.monotonic() < deadline:
             time.sleep(0.2)
+        assert list(log_dir.glob("*/checkpoints/ckpt-*.pt")) and train.poll() is None, log.read_text()[-2000:]
         cluster.kill("cpu2")
         code = train.wait(timeout=300)
     finally:

@@ -31,10 +31,10 @@ mode = sys.argv[1]
 pidfile = sys.argv[2] if len(sys.argv) > 2 else ""
 
 
-def note_pid() -> None:
+def note_pid(pid: int = 0) -> None:
     if pidfile:
         with open(pidfile, "a") as stream:
-            stream.write(f"{os.getpid()}\n")
+            stream.write(f"{pid or os.getpid()}\n")
 
 
 def read(size: int) -> bytes:
@@ -59,8 +59,7 @@ def helper() -> None:
     """A child that holds no pipe and sleeps."""
     os.close(0)
     os.close(1)
-    note_pid()
-    time.sleep(3600)
+    time.sleep(3600)  # its parent notes its pid, before the hello: the test may count it at once
     os._exit(0)
 
 
@@ -80,14 +79,19 @@ def main() -> None:
     note_pid()
     if mode == "hang_handshake" or (mode == "restart_hangs" and restarted):
         time.sleep(3600)
-    if mode in ("fork", "chaos", "setsid") and os.fork() == 0:
-        helper()
+    if mode in ("fork", "chaos", "setsid"):
+        child = os.fork()
+        if child == 0:
+            helper()
+        note_pid(child)
     if mode == "setsid":
         middle = os.fork()
         if middle == 0:
             os.setsid()
-            if os.fork() == 0:
+            daemon = os.fork()
+            if daemon == 0:
                 helper()
+            note_pid(daemon)
             os._exit(0)  # the daemon's parent ends: it is an orphan in a session of its own
         os.waitpid(middle, 0)
     write(MAGIC + struct.pack("<5I", 1, 4, 0, 2, 2**32 - 1 if mode == "huge_draws" else 4))

@@ -121,12 +121,14 @@ def test_a_launcher_shell_that_does_not_exec_leaves_no_simulator(tmp_path, mode)
 
 
 def test_a_restart_whose_handshake_times_out_kills_the_new_program(tmp_path, monkeypatch):
-    monkeypatch.setattr(subprocess_env, "HANDSHAKE_TIMEOUT_S", TIMEOUT_S)
     pidfile = tmp_path / "pids"
     env = envs.make("rlfarm/Subprocess-v0", 2, command=rude("restart_hangs", pidfile),
                     step_timeout_s=TIMEOUT_S, **CARTPOLE)
     try:
         env.reset(seed=0)
+        # only the restart's handshake gets the short bound: the first start (two interpreters,
+        # the supervisor and the program) may take longer than that on a loaded machine
+        monkeypatch.setattr(subprocess_env, "HANDSHAKE_TIMEOUT_S", TIMEOUT_S)
         begun = time.monotonic()
         with pytest.raises(SimulatorFault, match="no reply within"):
             env.step(np.zeros(2, np.int64))
@@ -141,7 +143,8 @@ def test_a_restart_whose_handshake_times_out_kills_the_new_program(tmp_path, mon
 @pytest.mark.parametrize("mode, match", [("huge_draws", "reset_draws 4294967295"),
                                          ("hang_handshake", "no reply within")])
 def test_a_bad_handshake_is_refused_and_its_program_killed(tmp_path, monkeypatch, mode, match):
-    monkeypatch.setattr(subprocess_env, "HANDSHAKE_TIMEOUT_S", TIMEOUT_S)
+    if mode == "hang_handshake":  # the bound under test; a bad value is refused whatever the bound
+        monkeypatch.setattr(subprocess_env, "HANDSHAKE_TIMEOUT_S", TIMEOUT_S)
     pidfile = tmp_path / "pids"
     begun = time.monotonic()
     with pytest.raises(SimulatorFault, match=match):

@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 from rlfarm import envs
+from rlfarm.envs import subprocess_env
 
 from .conftest import alive
 
@@ -96,7 +97,8 @@ def test_close_reaches_a_daemon_that_left_the_group(tmp_path, transport):
     assert_all_end(pids)
 
 
-def test_a_program_that_exits_takes_its_daemon_with_it(tmp_path):
+def test_a_program_that_exits_takes_its_daemon_with_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(subprocess_env, "EXIT_WAIT_S", 5.0)  # its supervisor's report, on a loaded machine
     pidfile = tmp_path / "pids"
     env = envs.make("rlfarm/Subprocess-v0", 2, command=setsid_command(pidfile), **CARTPOLE)
     try:

@@ -4,7 +4,7 @@ summary. Before, the deadline's SIGALRM raised inside `ray.wait` ("SystemError: 
 result with an exception set") and the run ended "crashed" with no checkpoint.
 
 The driver runs in its own process (the signals go to it), with short graces set before its
-CLI runs; the env is slow from its 200th step (each step 1 s per copy, a fragment 32 s), so the
+CLI runs; the env is slow from its 48th step (each step 1 s per copy, a fragment 32 s), so the
 stop comes while the driver waits for a fragment that cannot arrive within the grace."""
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ DRIVER = (
 def _slow_ray_config(write_config, mark: Path, wall_s: float) -> Path:
     return write_config({
         "env": {"id": "rlfarm_test/HangingCartPole-v0", "imports": ["bad_envs"], "envs_per_runner": 2,
-                "kwargs": {"hang_at": 200, "slow_s": 1.0, "mark_path": str(mark)}},
+                "kwargs": {"hang_at": 48, "slow_s": 1.0, "mark_path": str(mark)}},
         "farm": {"mode": "ray", "num_runners": 1, "fragment_length": 16},
         "stop": {"env_steps": 0, "wall_s": wall_s}, "log": {"checkpoint_interval_s": 0}})
 

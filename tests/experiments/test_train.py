@@ -102,6 +102,8 @@ def test_ctrl_c_stops_cleanly_with_checkpoint_and_summary(write_config, runs_dir
                     any(p.name.startswith("events") for p in only_run_dir(runs_dir).iterdir()):
                 break
             time.sleep(0.2)
+        else:
+            pytest.fail("the run wrote no TensorBoard events in 90 s")
         time.sleep(1.0)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
