@@ -17,6 +17,7 @@ import pytest
 ray = pytest.importorskip("ray")
 
 from rlfarm.cluster.ray_farm import RayFarm  # noqa: E402
+from rlfarm.cluster.reaper import running as alive  # noqa: E402
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(sys.platform != "linux", reason="the supervisor is Linux-only (prctl, /proc)")]
@@ -27,15 +28,6 @@ GRACE_S = 10.0
 on a loaded 2-core machine)."""
 PER_PROGRAM = 3
 """Processes each `setsid` program notes: itself, its helper, its daemon."""
-
-
-def alive(pid: int) -> bool:
-    """The process exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def test_a_runner_actor_killed_with_ray_kill_leaves_no_simulator_descendant(ray_local, cartpole, tmp_path):

@@ -21,6 +21,8 @@ import pytest
 
 from rlfarm import envs
 
+from .conftest import alive
+
 HEAT = {"obs_dim": 64, "action_dim": 4, "action_low": 0.0, "action_high": 1.0, "max_episode_steps": 50,
         "step_timeout_s": 30.0}
 CONFIG = Path(__file__).resolve().parents[2] / "experiments" / "configs" / "external_sim_mpi.yaml"
@@ -81,14 +83,6 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
 def test_a_killed_launcher_takes_its_ranks_and_is_restarted_and_counted(mpi_sim):
     from rlfarm.envs.sims.mpi_heat import launcher
 
@@ -106,9 +100,9 @@ def test_a_killed_launcher_takes_its_ranks_and_is_restarted_and_counted(mpi_sim)
         assert np.isfinite(obs).all()
     assert errors == 4 and env.restarts == 1
     deadline = time.monotonic() + 10
-    while any(_alive(pid) for pid in ranks) and time.monotonic() < deadline:
+    while any(alive(pid) for pid in ranks) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not any(_alive(pid) for pid in ranks), "ranks outlived their killed launcher"
+    assert not any(alive(pid) for pid in ranks), "ranks outlived their killed launcher"
     env.close()
 
 
