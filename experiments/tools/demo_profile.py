@@ -8,7 +8,10 @@ a machine shared with other jobs inflates the figures less than a wall clock wou
 the buckets below from the profile's cumulative times. `--cli-module experiments.cli` (with the
 tree itself on PYTHONPATH) profiles commits before the package layout, such as f47fec4.
 In Ray mode only the driver is profiled: the learner and the runners are other processes, and
-the driver's waits for them cost it no CPU.
+the driver's waits for them cost it no CPU. `--clock wall` times the same buckets with a wall
+clock instead, which in Ray mode shows where the driver waits: for Ray, the actors and the
+first weights (`rlfarm train` builds the farm on a thread, f47fec4 too: the "waiting for
+the farm's thread" bucket), for each update, and for Ray's shutdown.
 
 The buckets match functions by file and name in both layouts; one that a commit lacks reads 0.
 """
@@ -22,10 +25,12 @@ import sys
 import time
 
 BUCKETS: list[tuple[str, list[tuple[str, str]]]] = [
-    ("whole process (CPU)", [("cli.py", "main")]),
+    ("whole process (the CLI's main)", [("cli.py", "main")]),
     ("start-up: import torch", [("torch/__init__.py", "<module>")]),
     ("start-up: Ray's start (driver)", [("cluster/ray_session.py", "start_ray")]),
     ("start-up: farm built, first weights", [("cluster/__init__.py", "make_farm")]),
+    ("start-up: waiting for the farm's thread", [("concurrent/futures/_base.py", "_run:result"),
+                                                 ("concurrent/futures/_base.py", "run:result")]),
     ("loop: all updates", [("cluster/serial.py", "iterate"), ("cluster/ray_farm.py", "iterate")]),
     ("  env steps", [("envs/base.py", "step")]),
     ("  inference (runner's numpy policy)", [("agents/numpy_acting.py", "act"), ("agents/numpy_acting.py", "value")]),
@@ -37,7 +42,9 @@ BUCKETS: list[tuple[str, list[tuple[str, str]]]] = [
     ("end of run: picture", [("run/train.py", "_picture")]),
     ("end of run: HPARAMS, final scalars", [("report/monitor.py", "write_final")]),
     ("end of run: summary.json", [("report/monitor.py", "write_summary"), ("experiments/monitor.py", "write_summary")]),
+    ("end of run: farm closed (Ray's shutdown)", [("cluster/ray_farm.py", "close"), ("cluster/serial.py", "close")]),
 ]
+CLOCKS = {"cpu": time.process_time, "wall": time.perf_counter}
 LOOP = [("run/train.py", "_loop"), ("experiments/train.py", "_loop")]
 
 
@@ -60,10 +67,11 @@ def cumulative(stats: pstats.Stats, patterns: list[tuple[str, str]]) -> float:
 def report(stats: pstats.Stats) -> list[str]:
     loop = cumulative(stats, LOOP)
     whole = cumulative(stats, BUCKETS[0][1])
-    updates = cumulative(stats, BUCKETS[4][1]) + cumulative(stats, BUCKETS[9][1])
-    lines = [f"{name:<40} {cumulative(stats, patterns):7.2f} s" for name, patterns in BUCKETS]
-    lines.insert(4, f"{'start-up: all before the loop':<40} {whole - loop:7.2f} s")
-    lines.append(f"{'end of run: all after the last update':<40} {loop - updates:7.2f} s")
+    buckets = dict(BUCKETS)
+    updates = cumulative(stats, buckets["loop: all updates"]) + cumulative(stats, buckets["  monitoring (record + report)"])
+    lines = [f"{name:<42} {cumulative(stats, patterns):7.2f} s" for name, patterns in BUCKETS]
+    lines.insert(1, f"{'start-up: all before the loop':<42} {whole - loop:7.2f} s")
+    lines.append(f"{'end of run: all after the last update':<42} {loop - updates:7.2f} s")
     return lines
 
 
@@ -71,10 +79,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cli-module", default="rlfarm.experiments.cli")
     parser.add_argument("--out", default=None, help="also keep the profile here (pstats format)")
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="cpu",
+                        help="cpu: CPU seconds of this process (default); wall: seconds as they pass")
     parser.add_argument("argv", nargs=argparse.REMAINDER, help="-- then the CLI's arguments")
     args = parser.parse_args()
     argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
-    profile = cProfile.Profile(time.process_time)
+    profile = cProfile.Profile(CLOCKS[args.clock])
     code = profile.runcall(lambda: importlib.import_module(args.cli_module).main(argv))
     if args.out:
         profile.dump_stats(args.out)
