@@ -41,14 +41,15 @@ def solve_steps(rows: list[dict], budget: int) -> list[int]:
 
 def test_ppo_solves_cartpole_on_4_of_5_seeds_within_500k_steps(tmp_path):
     """Rule: of seeds 0-4, at least 4 reach a mean return of 475 (100 episodes) within 500k env
-    steps, and the median of their steps to solve is at most 250k. Measured on seeds 0-19
-    (docs/results/learning.md, AMD EPYC): 20 of 20 solved within 500k, in 119k-221k env steps, median
-    135k, none above 225k. One missing seed in five cannot fail this alone."""
+    steps, and the median of their steps to solve is at most 200k. Measured on seeds 0-19
+    (docs/results/learning.md, AMD EPYC): 20 of 20 solved within 500k, in 94k-127k env steps,
+    median 102k. One missing seed in five cannot fail this alone, nor a CPU whose BLAS moves
+    every seed by half again."""
     rows = run_seeds(tmp_path, "cartpole_ppo.yaml", [0, 1, 2, 3, 4], "stop.env_steps=500000",
                      "stop.target_return=475")
     steps = solve_steps(rows, 500_000)
     assert len(steps) >= 4, rows
-    assert statistics.median(steps) <= 250_000, steps
+    assert statistics.median(steps) <= 200_000, steps
 
 
 def test_ppo_pendulum_reaches_minus_250_on_2_of_4_seeds_within_500k_steps(tmp_path):

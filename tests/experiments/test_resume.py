@@ -11,7 +11,7 @@ from rlfarm.experiments.report.monitor import read_scalars
 
 from .conftest import CONFIG_DIR, only_run_dir, read_summary
 
-FIRST_STEPS, SECOND_STEPS = 40 * 2048, 75 * 2048  # 2240 new steps per copy: >= 2 full episodes
+FIRST_STEPS, SECOND_STEPS = 20 * 4096, 38 * 4096  # whole demo batches; 2304 new steps per copy: >= 2 full episodes
 
 
 @pytest.mark.slow
