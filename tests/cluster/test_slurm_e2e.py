@@ -152,7 +152,9 @@ def test_requeue_chain_outlives_the_time_limit(tmp_path):
     """A 2-minute job whose training needs 100 s of training time: SLURM's USR1 comes 60-90 s
     into each start (30 s warning plus SLURM's 30 s resolution), after at most about 85 s of
     training, so the run needs at least two segments; the chain ends at stop.wall_s."""
-    config, log_dir = write_config(tmp_path, "chain", stop={"env_steps": 1_000_000, "wall_s": 100})
+    # An env-step budget no start can reach, so that stop.wall_s ends the chain: this tiny
+    # config trains at about 10k env steps/s here, and 1M once ran out 0.8 s before the 100 s.
+    config, log_dir = write_config(tmp_path, "chain", stop={"env_steps": 100_000_000, "wall_s": 100})
     command = [sys.executable, "-m", "rlfarm.experiments.cli", "slurm", str(config), "--nodes", "1",
                "--cpus-per-node", "2", "--time", "2", "--requeue", "--requeue-warning-s", "30",
                "--output", str(tmp_path / "chain.sbatch"), "--submit", "--wait"]
